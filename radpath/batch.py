@@ -1,0 +1,145 @@
+"""Kaapana's batch layout and the loop that runs one stage over every element.
+
+``$WORKFLOW_DIR/$BATCH_NAME/<element>/`` is one radiology/pathology pair; a stage reads
+``<element>/$OPERATOR_IN_DIR`` and writes ``<element>/$OPERATOR_OUT_DIR``.
+
+A stage is a function of one :class:`BatchElement`. It returns normally when the element
+is done, raises :class:`ElementSkipped` with a reason a person understands when there is
+nothing to do for it, and any other exception marks the element failed. One failing
+element never stops the others. Exit codes follow Kaapana: 0 ok, 126 nothing to do
+(Kaapana marks the task skipped), 1 when any element failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from radpath.manifest import Manifest, ManifestError, StageRecord, Status, now_iso
+from radpath.settings import RunLayout, Settings
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_NOTHING_TO_DO = 126
+
+
+class ElementSkipped(Exception):
+    """Raised by a stage when an element has nothing to do; the message is the reason."""
+
+
+@dataclass(frozen=True)
+class BatchElement:
+    """One element of a batch, with the folders a stage uses."""
+
+    name: str
+    path: Path
+    in_dir: Path | None
+    out_dir: Path | None
+
+    def manifest(self) -> Manifest:
+        return Manifest.load(self.path)
+
+
+def iter_elements(layout: RunLayout) -> Iterator[BatchElement]:
+    """Every element folder of the batch, in name order."""
+    batch_dir = layout.batch_dir
+    if not batch_dir.is_dir():
+        return
+    for path in sorted(p for p in batch_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        yield BatchElement(
+            name=path.name,
+            path=path,
+            in_dir=path / layout.operator_in_dir if layout.operator_in_dir else None,
+            out_dir=path / layout.operator_out_dir if layout.operator_out_dir else None,
+        )
+
+
+StageFunction = Callable[[BatchElement, Settings], None]
+
+
+@dataclass(frozen=True)
+class ElementResult:
+    element: str
+    status: Status
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    stage: str
+    elements: list[ElementResult]
+
+    @property
+    def exit_code(self) -> int:
+        if any(r.status is Status.FAILED for r in self.elements):
+            return EXIT_FAILED
+        if not any(r.status is Status.DONE for r in self.elements):
+            return EXIT_NOTHING_TO_DO
+        return EXIT_OK
+
+    def counts(self) -> dict[str, int]:
+        return {s.value: sum(r.status is s for r in self.elements) for s in Status}
+
+
+def run_stage(stage: str, function: StageFunction, settings: Settings) -> BatchResult:
+    """Run ``function`` over every element of the batch and record each outcome.
+
+    Elements that an earlier stage already ended (skipped or failed) are passed over and
+    keep their reason; they count towards neither done nor failed for this stage.
+    """
+    elements = list(iter_elements(settings.layout))
+    results: list[ElementResult] = []
+    log.info("%s: %d element(s) in %s", stage, len(elements), settings.layout.batch_dir)
+    for index, element in enumerate(elements, start=1):
+        prefix = f"{stage} [{index}/{len(elements)}] {element.name}"
+        try:
+            manifest = element.manifest()
+        except ManifestError as err:
+            log.error("%s: failed: %s", prefix, err)
+            results.append(ElementResult(element.name, Status.FAILED, str(err)))
+            continue
+        ended = manifest.ended_at()
+        if ended is not None and ended[0] != stage:
+            log.info("%s: passed over, ended at %s (%s)", prefix, ended[0], ended[1].status.value)
+            continue
+        result = _run_one(stage, function, element, settings, manifest)
+        detail = f": {result.detail}" if result.detail else ""
+        level = logging.ERROR if result.status is Status.FAILED else logging.INFO
+        log.log(level, "%s: %s%s", prefix, result.status.value, detail)
+        results.append(result)
+    batch = BatchResult(stage, results)
+    log.info("%s: %s", stage, ", ".join(f"{n} {s}" for s, n in batch.counts().items()))
+    return batch
+
+
+def _run_one(
+    stage: str, function: StageFunction, element: BatchElement, settings: Settings, manifest: Manifest
+) -> ElementResult:
+    started, t0 = now_iso(), time.perf_counter()
+    if element.out_dir is not None:
+        # A re-run starts clean (as Kaapana's delete_output_on_start): no stale half-output.
+        shutil.rmtree(element.out_dir, ignore_errors=True)
+        element.out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        function(element, settings)
+        record = StageRecord(Status.DONE)
+    except ElementSkipped as skip:
+        record = StageRecord(Status.SKIPPED, reason=str(skip))
+    except Exception as err:  # one element's failure must not stop the batch
+        log.debug("%s %s: traceback", stage, element.name, exc_info=True)
+        record = StageRecord(Status.FAILED, error=f"{type(err).__name__}: {err}")
+    record.started, record.seconds = started, round(time.perf_counter() - t0, 3)
+    # The stage may have written facts into the manifest file itself: reload before recording.
+    try:
+        manifest = element.manifest()
+    except ManifestError as err:
+        record = StageRecord(Status.FAILED, error=str(err), started=started, seconds=record.seconds)
+    manifest.record(stage, record)
+    manifest.save()
+    return ElementResult(element.name, record.status, record.reason or record.error)

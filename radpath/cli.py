@@ -1,0 +1,65 @@
+"""The ``radpath`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from radpath import __version__, stages
+from radpath.batch import run_stage
+from radpath.logs import configure
+from radpath.settings import Settings, SettingsError
+
+
+def _stage(args: argparse.Namespace) -> int:
+    if args.list:
+        if not stages.REGISTRY:
+            print("no stages registered yet")
+        for spec in stages.in_pipeline_order():
+            print(f"{spec.name:14} {spec.summary}")
+        return 0
+    if not args.name:
+        print("radpath stage: name a stage, or --list", file=sys.stderr)
+        return 2
+    try:
+        spec = stages.get(args.name)
+        settings = Settings.from_env()
+        settings.layout.require_workflow_dir()
+    except (stages.UnknownStage, SettingsError) as err:
+        print(f"radpath stage: {err}", file=sys.stderr)
+        return 2
+    return run_stage(spec.name, spec.load(), settings).exit_code
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from radpath.demo import run_demo
+
+    return run_demo(Path(args.output))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="radpath", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"radpath {__version__}")
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("stage", help="run one stage over the batch layout given by the environment")
+    p.add_argument("name", nargs="?", help="stage name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the registered stages")
+    p.set_defaults(func=_stage)
+
+    p = sub.add_parser("demo", help="generate a demo patient and run the main job on it")
+    p.add_argument("--output", "-o", default="radpath-demo", help="output folder (default: radpath-demo)")
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure(args.log_level)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

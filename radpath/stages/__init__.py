@@ -1,0 +1,62 @@
+"""The pipeline's stages, registered by name.
+
+A stage is a module under ``radpath.stages`` with a function of one batch element
+(see :mod:`radpath.batch`). The registry maps the stage name (as in ``radpath stage
+<name>`` and the container ``radpath-<name>``) to ``(module, function, summary)`` and
+imports the module only when the stage runs, so listing stages or parsing a DAG never
+pulls in torch or wsidicomizer.
+
+:data:`PIPELINE` is the order of ``../DESIGN.md``; stages join :data:`REGISTRY` as they
+are built, never as placeholders.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from radpath.batch import StageFunction
+
+PIPELINE: tuple[str, ...] = (
+    "wsi-dicomize",
+    "pair",
+    "bodypart",
+    "nifti",
+    "segment",
+    "merge",
+    "seg-encode",
+    "store",
+    "link",
+)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    module: str
+    function: str
+    summary: str
+
+    def load(self) -> StageFunction:
+        return getattr(importlib.import_module(self.module), self.function)
+
+
+REGISTRY: dict[str, StageSpec] = {}
+
+
+class UnknownStage(KeyError):
+    def __str__(self) -> str:
+        known = ", ".join(REGISTRY) or "none yet"
+        return f"unknown stage {self.args[0]!r} (registered: {known})"
+
+
+def get(name: str) -> StageSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UnknownStage(name) from None
+
+
+def in_pipeline_order() -> list[StageSpec]:
+    """Registered stages in the pipeline's order."""
+    return [REGISTRY[name] for name in PIPELINE if name in REGISTRY]
