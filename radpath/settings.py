@@ -141,7 +141,8 @@ class Option(Generic[T]):
 
 
 def _option(opt: Option, **kwargs: Any) -> Any:
-    return field(metadata={"option": opt}, **kwargs)
+    # Secrets stay out of repr(): a settings object printed in a log shows no password.
+    return field(metadata={"option": opt}, repr=not opt.secret, **kwargs)
 
 
 def _options_of(cls: type) -> list[tuple[str, Option]]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.valuerep import format_number_as_ds
 from pydicom.uid import (
     CTImageStorage,
     ExplicitVRLittleEndian,
@@ -203,6 +204,11 @@ def write_series(
 _CT_INTERCEPT = -1024.0
 
 
+def _ds(values) -> list[str]:
+    """Decimal strings that fit the DS VR (at most 16 characters each)."""
+    return [format_number_as_ds(float(v)) for v in values]
+
+
 def _to_stored(values: np.ndarray, modality: str) -> np.ndarray:
     """Modality values → unsigned 16-bit stored values (CT: intercept -1024, slope 1)."""
     offset = -_CT_INTERCEPT if modality == "CT" else 0.0
@@ -269,11 +275,12 @@ def _slice_dataset(
     ds.ContentTime = study.study_time
     # Image Plane
     ds.PixelSpacing = [float(v) for v in geometry.pixel_spacing]
-    ds.ImageOrientationPatient = geometry.image_orientation
-    ds.ImagePositionPatient = geometry.position(k)
+    ds.ImageOrientationPatient = _ds(geometry.image_orientation)
+    ds.ImagePositionPatient = _ds(geometry.position(k))
     ds.SliceThickness = float(geometry.slice_spacing)
     ds.SpacingBetweenSlices = float(geometry.slice_spacing)
-    ds.SliceLocation = float(np.dot(geometry.position(k), np.cross(*np.reshape(ds.ImageOrientationPatient, (2, 3)))))
+    normal = np.cross(geometry.image_orientation[:3], geometry.image_orientation[3:])
+    ds.SliceLocation = _ds([float(np.dot(geometry.position(k), normal))])[0]
     # Image Pixel
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"

@@ -1,0 +1,60 @@
+"""Shared fixtures: a real Orthanc (plain and authenticated), the public sample data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from radpath.orthanc import Credentials, LocalOrthanc, OrthancUnavailable, find_orthanc
+from radpath.settings import DicomWebSettings
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("RADPATH_SHARED_DATA", REPO.parent / "shared" / "data"))
+REQUIRE_SHARED_DATA = os.environ.get("RADPATH_REQUIRE_SHARED_DATA") == "1"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (public sample files); skipped where absent, fatal under .ci/run."""
+    if not SHARED_DATA.is_dir():
+        message = f"public sample data not found at {SHARED_DATA} (it sits beside the repo, not in it)"
+        if REQUIRE_SHARED_DATA:
+            pytest.fail(message + "; .ci/run requires it")
+        pytest.skip(message)
+    return SHARED_DATA
+
+
+def _start(credentials: Credentials | None, tmp: Path) -> LocalOrthanc:
+    if find_orthanc() is None:
+        pytest.fail("Orthanc is not installed: run `make setup` (Debian packages orthanc, orthanc-dicomweb)")
+    try:
+        return LocalOrthanc(storage=tmp, credentials=credentials).start()
+    except OrthancUnavailable as err:
+        pytest.fail(str(err))
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory):
+    """A real Orthanc with DICOMweb on a free loopback port, for the whole session."""
+    pacs = _start(None, tmp_path_factory.mktemp("orthanc"))
+    yield pacs
+    pacs.stop()
+
+
+@pytest.fixture(scope="session")
+def orthanc_auth(tmp_path_factory):
+    """The same, with HTTP basic authentication on (user ``radpath``)."""
+    pacs = _start(Credentials("radpath", "s3cret-pw"), tmp_path_factory.mktemp("orthanc-auth"))
+    yield pacs
+    pacs.stop()
+
+
+def dicomweb_settings(url: str, **env: str) -> DicomWebSettings:
+    """DICOMweb settings as the environment would give them (quick retries for tests)."""
+    from radpath.settings import Settings
+
+    base = {"DICOMWEB_URL": url, "DICOMWEB_RETRIES": "2", "DICOMWEB_BACKOFF": "0.05", "DICOMWEB_TIMEOUT": "10"}
+    base.update(env)
+    return Settings.from_env(base).dicomweb

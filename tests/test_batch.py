@@ -1,0 +1,136 @@
+"""The batch runner: every element gets a status; one failure never stops the others."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from radpath.batch import (
+    EXIT_FAILED,
+    EXIT_NOTHING_TO_DO,
+    EXIT_OK,
+    BatchElement,
+    ElementSkipped,
+    run_stage,
+)
+from radpath.manifest import MANIFEST_NAME, Manifest, Status
+from radpath.settings import Settings
+
+
+def make_batch(root: Path, names: list[str]) -> Settings:
+    for name in names:
+        (root / "batch" / name / "in").mkdir(parents=True)
+        (root / "batch" / name / "in" / "input.txt").write_text(name)
+    return Settings.from_env(
+        {"WORKFLOW_DIR": str(root), "BATCH_NAME": "batch", "OPERATOR_IN_DIR": "in", "OPERATOR_OUT_DIR": "out"}
+    )
+
+
+def copy_unless_b(element: BatchElement, settings: Settings) -> None:
+    if element.name == "b":
+        raise ValueError("series b has no pixel data")
+    text = (element.in_dir / "input.txt").read_text()
+    (element.out_dir / "output.txt").write_text(text.upper())
+    manifest = element.manifest()
+    manifest.update("copy", {"chars": len(text)})
+    manifest.save()
+
+
+def test_middle_element_failing_leaves_the_others_done(tmp_path: Path):
+    settings = make_batch(tmp_path, ["a", "b", "c"])
+    result = run_stage("copy", copy_unless_b, settings)
+
+    assert [(r.element, r.status) for r in result.elements] == [
+        ("a", Status.DONE),
+        ("b", Status.FAILED),
+        ("c", Status.DONE),
+    ]
+    assert result.exit_code == EXIT_FAILED == 1
+    for name, status in (("a", "done"), ("b", "failed"), ("c", "done")):
+        on_disk = json.loads((tmp_path / "batch" / name / MANIFEST_NAME).read_text())
+        assert on_disk["status"] == status
+        assert on_disk["stages"]["copy"]["status"] == status
+    b = Manifest.load(tmp_path / "batch" / "b")
+    assert b.stages["copy"].error == "ValueError: series b has no pixel data"
+    assert (tmp_path / "batch" / "c" / "out" / "output.txt").read_text() == "C"
+    assert Manifest.load(tmp_path / "batch" / "c").facts == {"copy": {"chars": 1}}
+
+
+def test_empty_batch_exits_126(tmp_path: Path):
+    (tmp_path / "batch").mkdir()
+    assert run_stage("copy", copy_unless_b, make_batch(tmp_path, [])).exit_code == EXIT_NOTHING_TO_DO == 126
+
+
+def test_missing_batch_folder_exits_126(tmp_path: Path):
+    settings = Settings.from_env({"WORKFLOW_DIR": str(tmp_path / "nowhere")})
+    assert run_stage("copy", copy_unless_b, settings).exit_code == 126
+
+
+def test_skipped_elements_keep_their_reason_and_alone_mean_nothing_to_do(tmp_path: Path):
+    def skip(element: BatchElement, settings: Settings) -> None:
+        raise ElementSkipped("slide names no organ")
+
+    settings = make_batch(tmp_path, ["a"])
+    result = run_stage("bodypart", skip, settings)
+    assert result.exit_code == EXIT_NOTHING_TO_DO
+    assert Manifest.load(tmp_path / "batch" / "a").stages["bodypart"].reason == "slide names no organ"
+
+
+def test_elements_ended_by_an_earlier_stage_are_passed_over(tmp_path: Path):
+    settings = make_batch(tmp_path, ["a", "b", "c"])
+    run_stage("copy", copy_unless_b, settings)
+    seen = []
+
+    def later(element: BatchElement, settings: Settings) -> None:
+        seen.append(element.name)
+
+    result = run_stage("later", later, settings)
+    assert seen == ["a", "c"]
+    assert result.exit_code == EXIT_OK
+    assert Manifest.load(tmp_path / "batch" / "b").status is Status.FAILED
+
+
+def test_rerun_clears_stale_output(tmp_path: Path):
+    settings = make_batch(tmp_path, ["a"])
+    stale = tmp_path / "batch" / "a" / "out" / "half-written.dcm"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"partial")
+    run_stage("copy", copy_unless_b, settings)
+    assert not stale.exists()
+
+
+def test_corrupt_manifest_fails_that_element_only(tmp_path: Path):
+    settings = make_batch(tmp_path, ["a", "b"])
+    (tmp_path / "batch" / "a" / MANIFEST_NAME).write_text("{broken")
+    result = run_stage("copy", lambda e, s: None, settings)
+    assert [r.status for r in result.elements] == [Status.FAILED, Status.DONE]
+    assert "unreadable manifest" in result.elements[0].detail
+
+
+def test_stage_command_without_workflow_dir_says_so():
+    run = subprocess.run(
+        [sys.executable, "-m", "radpath.cli", "stage", "--list"], capture_output=True, text=True, env={}
+    )
+    assert run.returncode == 0
+    run = subprocess.run(
+        [sys.executable, "-m", "radpath.cli", "stage", "no-such-stage"], capture_output=True, text=True, env={}
+    )
+    assert run.returncode == 2
+    assert "unknown stage 'no-such-stage'" in run.stderr
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_manifest_round_trips(tmp_path: Path, status: Status):
+    from radpath.manifest import StageRecord
+
+    m = Manifest.load(tmp_path)
+    m.update("bodypart", {"organ": "kidney", "laterality": "left"})
+    m.record("bodypart", StageRecord(status, reason="r" if status is Status.SKIPPED else None))
+    m.save()
+    again = Manifest.load(tmp_path)
+    assert again.facts == {"bodypart": {"organ": "kidney", "laterality": "left"}}
+    assert again.status is status
