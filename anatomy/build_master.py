@@ -193,6 +193,7 @@ def build(lists: Lists, curated: dict) -> dict:
             "key": key,
             "snomed": {"scheme": first[0], "code": first[1], "meaning": first[2]} if first else None,
             "annex_l": terms,
+            "concepts": {t: {"scheme": lists.annex_l[t][0], "code": lists.annex_l[t][1], "meaning": lists.annex_l[t][2]} for t in terms},
             "synonyms": data["synonyms"],
             "provenance": "curated grouping of highdicom's Annex L terms",
         }
@@ -281,6 +282,7 @@ def build(lists: Lists, curated: dict) -> dict:
             "highdicom": metadata.version("highdicom"),
             "totalsegmentator": metadata.version("totalsegmentator"),
         },
+        "totalsegmentator_tasks": curated["totalsegmentator_tasks"],
         "laterality": curated["laterality"],
         "weak_laterality_window": curated["weak_laterality_window"],
         "german_compound_heads": curated["german_compound_heads"],

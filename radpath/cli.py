@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -32,6 +33,35 @@ def _stage(args: argparse.Namespace) -> int:
     return run_stage(spec.name, spec.load(), settings).exit_code
 
 
+def _bodypart(args: argparse.Namespace) -> int:
+    from radpath.anatomy import resolve_body_part
+    from radpath.dicomfiles import UnreadableDicom, read_metadata
+    from radpath.stages.bodypart import resolve_slide
+
+    status = 0
+    for name in args.paths:
+        path = Path(name)
+        try:
+            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+            datasets = []
+            for file in files:
+                try:
+                    datasets.extend(read_metadata(file))
+                except UnreadableDicom:
+                    if not path.is_dir():
+                        raise
+            if not datasets:
+                raise UnreadableDicom(f"{path}: no DICOM metadata found")
+            result = resolve_slide(datasets) if len(datasets) > 1 else resolve_body_part(datasets[0])
+            line = {"path": str(path), **result.to_json()}
+            if result.organ is not None:
+                line.pop("reason")
+        except UnreadableDicom as err:
+            line, status = {"path": str(path), "error": str(err)}, 2
+        print(json.dumps(line, ensure_ascii=False), flush=True)
+    return status
+
+
 def _demo(args: argparse.Namespace) -> int:
     from radpath.demo import run_demo
 
@@ -48,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="stage name (see --list)")
     p.add_argument("--list", action="store_true", help="list the registered stages")
     p.set_defaults(func=_stage)
+
+    p = sub.add_parser("bodypart", help="resolve organ and side of DICOM files / DICOM JSON (one JSON line each)")
+    p.add_argument("paths", nargs="+", help="Part-10 files, DICOM JSON files, or folders (one answer per folder)")
+    p.set_defaults(func=_bodypart)
 
     p = sub.add_parser("demo", help="generate a demo patient and run the main job on it")
     p.add_argument("--output", "-o", default="radpath-demo", help="output folder (default: radpath-demo)")

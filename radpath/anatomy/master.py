@@ -54,6 +54,7 @@ class Master:
     data: dict[str, Any]
     codes: dict[tuple[str, str], Target] = field(default_factory=dict)
     annex_l: dict[str, Target] = field(default_factory=dict)
+    region_concepts: dict[str, dict[str, str]] = field(default_factory=dict)  # Annex L term → concept
     icd: dict[str, Target] = field(default_factory=dict)
     phrases: PhraseIndex = field(default_factory=PhraseIndex)
     compound_stems: dict[str, str] = field(default_factory=dict)
@@ -81,6 +82,9 @@ class Master:
         if not entry or not entry.get("snomed"):
             return None
         return {k: entry["snomed"][k] for k in ("scheme", "code", "meaning")}
+
+    def concept_of(self, organ: str) -> dict[str, str] | None:
+        return self.concept(Target(organ))
 
     def subpart_concept(self, organ: str, subpart: str | None) -> dict[str, str] | None:
         for sub in self.organs[organ]["subparts"] if subpart else []:
@@ -151,6 +155,8 @@ class Master:
             self._add_code(region.get("snomed"), target)
             for term in region["annex_l"]:
                 self.annex_l[term] = target
+                self.region_concepts[term] = region["concepts"][term]
+                self._add_code(region["concepts"][term], target)
             self._add_terms(region["synonyms"], target)
         self.compound_heads = frozenset(_plain(h) for h in self.data["german_compound_heads"])
         for side, spec in self.data["laterality"].items():

@@ -142,7 +142,7 @@ def _no_organ(findings: list[Finding], master: Master) -> BodyPart:
         region = region_finding.target.region
         return BodyPart(
             organ=None,
-            snomed=master.concept(region_finding.target),
+            snomed=_region_concept(region_finding, master),
             laterality=None,
             region=region,
             source=region_finding.source,
@@ -152,6 +152,17 @@ def _no_organ(findings: list[Finding], master: Master) -> BodyPart:
             reason=f"names the region {region} ({region_finding.source}) but no organ",
         )
     return BodyPart(organ=None, snomed=None, laterality=None, reason="no organ named in the codes or text read")
+
+
+def _region_concept(finding: Finding, master: Master) -> dict[str, str] | None:
+    """The concept of what matched: the Annex L term's or the code's own, else the region's."""
+    if finding.rule == "annex-l-term":
+        term = "".join(finding.matched.upper().split()).replace("_", "")
+        return master.region_concepts.get(term) or master.concept(finding.target)
+    if finding.rule.startswith("coded"):
+        code, scheme, meaning = (finding.matched.split("^") + ["", ""])[:3]
+        return {"scheme": scheme, "code": code, "meaning": meaning}
+    return master.concept(finding.target)
 
 
 # -- the sources, in order of trust -----------------------------------------------------

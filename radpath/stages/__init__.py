@@ -41,7 +41,17 @@ class StageSpec:
         return getattr(importlib.import_module(self.module), self.function)
 
 
-REGISTRY: dict[str, StageSpec] = {}
+REGISTRY: dict[str, StageSpec] = {
+    spec.name: spec
+    for spec in (
+        StageSpec(
+            "bodypart",
+            "radpath.stages.bodypart",
+            "run_bodypart",
+            "resolve the organ and side of each element's slide (anatomy/master.json)",
+        ),
+    )
+}
 
 
 class UnknownStage(KeyError):

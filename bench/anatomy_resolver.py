@@ -1,0 +1,53 @@
+"""Resolutions per second of the body-part resolver on the case table (tests/anatomy_cases.json).
+
+Datasets are built once; each round resolves every case. Reports the median of ROUNDS
+rounds after one warm-up round (the master is loaded and indexed before timing).
+Run: .venv/bin/python bench/anatomy_resolver.py [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from anatomy_cases import CASES, dataset_for  # noqa: E402
+
+from radpath.anatomy import load_master, resolve_body_part  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    master = load_master()
+    load_s = time.perf_counter() - t0
+    datasets = [dataset_for(case["fields"]) for case in CASES]
+    for ds in datasets:  # warm-up
+        resolve_body_part(ds, master)
+    rates = []
+    for _ in range(args.rounds):
+        start = time.perf_counter()
+        for ds in datasets:
+            resolve_body_part(ds, master)
+        rates.append(len(datasets) / (time.perf_counter() - start))
+    report = {
+        "benchmark": "anatomy resolver on the case table",
+        "cases": len(datasets),
+        "rounds": args.rounds,
+        "resolutions_per_s_median": round(statistics.median(rates)),
+        "resolutions_per_s_min": round(min(rates)),
+        "master_load_and_index_s": round(load_s, 3),
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The ``bodypart`` stage: which organ (and side) each element's slide shows.
+
+Reads the slide's metadata (DICOM VL Whole Slide Microscopy files, or DICOM JSON) from
+the element's input folder, resolves it through ``anatomy/master.json`` and writes the
+answer into the manifest section ``bodypart`` for the stages after it. The workflow
+form's ORGAN / LATERALITY override what the slide says (and the manifest says so).
+
+Skipped, with the reason: no slide in the input; the slide names no organ; the organ is
+one TotalSegmentator cannot segment on the element's modality.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from radpath.anatomy import BodyPart, load_master, resolve_body_part
+from radpath.batch import BatchElement, ElementSkipped
+from radpath.dicomfiles import UnreadableDicom, read_metadata
+from radpath.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+SLIDE_MODALITY = "SM"
+
+
+def _datasets(folder: Path) -> list[tuple[Path, Dataset]]:
+    found = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        try:
+            found.extend((path, ds) for ds in read_metadata(path))
+        except UnreadableDicom:
+            log.debug("not DICOM, ignored: %s", path)
+    return found
+
+
+def _modality(element: BatchElement) -> str | None:
+    """The radiology modality: from the pair stage's decision, else from files in the element."""
+    decided = element.manifest().facts.get("pair", {}).get("modality")
+    if decided:
+        return decided
+    modalities = {str(ds.get("Modality", "")) for _, ds in _datasets(element.path)} & {"CT", "MR"}
+    return modalities.pop() if len(modalities) == 1 else None
+
+
+def resolve_slide(datasets: list[Dataset]) -> BodyPart:
+    """The most confident answer over a slide's instances (they share one specimen)."""
+    results = [resolve_body_part(ds) for ds in datasets]
+    with_organ = [r for r in results if r.organ]
+    return max(with_organ, key=lambda r: r.confidence) if with_organ else results[0]
+
+
+def run_bodypart(element: BatchElement, settings: Settings) -> None:
+    master = load_master()
+    folder = element.in_dir or element.path
+    slides = [ds for _, ds in _datasets(folder) if ds.get("Modality") == SLIDE_MODALITY]
+    if not slides:
+        raise ElementSkipped(f"no slide (DICOM SM) in {folder.name}/")
+    result = resolve_slide(slides)
+    facts = {
+        "resolved": result.to_json(),
+        "slide_series_instance_uid": str(slides[0].get("SeriesInstanceUID", "")),
+        "organ": result.organ,
+        "laterality": result.laterality,
+        "subpart": result.subpart,
+        "snomed": result.snomed,
+    }
+    options = settings.options
+    if options.organ:
+        if options.organ not in master.organs:
+            raise SettingsError("ORGAN", f"unknown organ {options.organ!r} (a key of anatomy/master.json)")
+        facts.update(organ=options.organ, snomed=master.concept_of(options.organ), subpart=None, override="ORGAN")
+    if options.laterality:
+        facts.update(laterality=options.laterality, laterality_override="LATERALITY")
+    manifest = element.manifest()
+    manifest.update("bodypart", facts)
+    manifest.save()
+    organ = facts["organ"]
+    if organ is None:
+        raise ElementSkipped(f"slide names no organ: {result.reason}")
+    modality = _modality(element)
+    if modality is not None:
+        task = master.data["totalsegmentator_tasks"].get(modality)
+        if task is None or not master.classes(organ, task):
+            raise ElementSkipped(
+                f"TotalSegmentator cannot segment {organ} on {modality} (no class for it in task {task})"
+            )
+        manifest.update("bodypart", {"modality": modality, "task": task})
+        manifest.save()
+    side = f", {facts['laterality']}" if facts["laterality"] else ""
+    log.info("%s: %s%s (%s, %s)", element.name, organ, side, result.rule, result.source)
