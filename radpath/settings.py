@@ -322,6 +322,39 @@ class StageOptions:
             form_key=True,
         )
     )
+    slide_workers: int = _option(
+        Option("SLIDE_WORKERS", parse_positive_int, 4, "threads per slide conversion", form_key=True)
+    )
+    slide_tile_size: int = _option(
+        Option(
+            "SLIDE_TILE_SIZE",
+            parse_positive_int,
+            512,
+            "tile size when slides are re-tiled (sources with native tiles keep theirs)",
+            form_key=True,
+        )
+    )
+    include_label: bool = _option(
+        Option(
+            "INCLUDE_LABEL",
+            parse_bool,
+            False,
+            "convert the slide label image too (off by default: labels carry names)",
+            form_key=True,
+        )
+    )
+    include_overview: bool = _option(
+        Option("INCLUDE_OVERVIEW", parse_bool, True, "convert the overview (macro) image", form_key=True)
+    )
+    slide_transcoding: str = _option(
+        Option(
+            "SLIDE_TRANSCODING",
+            choice("jpeg", "jpeg2000", "jpeg2000-lossless", "htj2k"),
+            "jpeg",
+            "encoding for slide tiles that cannot be copied as they are",
+            form_key=True,
+        )
+    )
     store_target: str = _option(
         Option(
             "STORE_TARGET",

@@ -1,0 +1,1 @@
+"""Slides into DICOM: linkage to the patient's radiology, and conversion with wsidicomizer."""
