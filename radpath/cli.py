@@ -62,6 +62,43 @@ def _bodypart(args: argparse.Namespace) -> int:
     return status
 
 
+def _dicomize(args: argparse.Namespace) -> int:
+    from radpath.slides.convert import ConversionOptions, SlideConversionError, dicomize_slide
+    from radpath.slides.linkage import LinkError, SlideLink
+
+    try:
+        link = SlideLink.from_mapping(
+            {
+                "patient_id": args.patient_id,
+                "patient_name": args.patient_name,
+                "patient_birth_date": args.birth_date,
+                "patient_sex": args.sex,
+                "study_instance_uid": args.study_uid,
+                "accession_number": args.accession,
+                "anatomic_site": args.anatomy,
+                "laterality": args.laterality,
+                "specimen_description": args.description,
+                "container_identifier": args.container,
+            },
+            "command line",
+        )
+        options = ConversionOptions(
+            workers=args.workers, tile_size=args.tile_size, include_label=args.include_label,
+            include_overview=not args.no_overview, transcoding=args.transcoding,
+        )
+        result = dicomize_slide(Path(args.slide), Path(args.output), link, options)
+    except (LinkError, SlideConversionError) as err:
+        print(f"radpath dicomize: {err}", file=sys.stderr)
+        return 1
+    anatomy = result.anatomy or {}
+    side = f", {anatomy['laterality']}" if anatomy.get("laterality") else ""
+    print(f"{result.folder}: {len(result.files)} instances, series {result.series_instance_uid}"
+          + (f", specimen {anatomy['organ']}{side}" if anatomy else ""))
+    for note in result.notes:
+        print(f"note: {note}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from radpath.demo import run_demo
 
@@ -82,6 +119,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bodypart", help="resolve organ and side of DICOM files / DICOM JSON (one JSON line each)")
     p.add_argument("paths", nargs="+", help="Part-10 files, DICOM JSON files, or folders (one answer per folder)")
     p.set_defaults(func=_bodypart)
+
+    p = sub.add_parser("dicomize", help="convert one slide to DICOM WSI linked to a patient")
+    p.add_argument("slide", help="slide file (SVS, NDPI, Philips TIFF, generic TIFF, MRXS …)")
+    p.add_argument("--patient-id", required=True)
+    study = p.add_mutually_exclusive_group()
+    study.add_argument("--study-uid", help="StudyInstanceUID of the radiology study to join")
+    study.add_argument("--accession", help="AccessionNumber of the radiology study")
+    p.add_argument("--patient-name")
+    p.add_argument("--birth-date", help="YYYYMMDD")
+    p.add_argument("--sex", choices=["M", "F", "O"])
+    p.add_argument("--anatomy", help='anatomic site as text, e.g. "Niere rechts" (coded via anatomy/master.json)')
+    p.add_argument("--laterality", choices=["left", "right", "bilateral"])
+    p.add_argument("--description", help="specimen short description")
+    p.add_argument("--container", help="container (slide) identifier; default: the file name")
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--tile-size", type=int, default=512)
+    p.add_argument("--include-label", action="store_true", help="convert the label image (it may show names)")
+    p.add_argument("--no-overview", action="store_true")
+    p.add_argument("--transcoding", choices=["jpeg", "jpeg2000", "jpeg2000-lossless", "htj2k"], default="jpeg")
+    p.add_argument("--output", "-o", required=True, help="output folder (one sub-folder per slide)")
+    p.set_defaults(func=_dicomize)
 
     p = sub.add_parser("demo", help="generate a demo patient and run the main job on it")
     p.add_argument("--output", "-o", default="radpath-demo", help="output folder (default: radpath-demo)")

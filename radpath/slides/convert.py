@@ -238,16 +238,17 @@ def dicomize_slide(
             encoding=_encoding(options.transcoding),
         )
         if not written:
-            raise SlideConversionError(f"{path.name}: wsidicomizer wrote nothing for this {fmt} file")
+            raise SlideConversionError(f"{path.name}: cannot convert, format {fmt}: wsidicomizer wrote nothing")
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
+        final.chmod(0o755)  # mkdtemp made it private
     except SlideConversionError:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     except Exception as err:  # wsidicomizer/opentile raise many types for unreadable input
         shutil.rmtree(partial, ignore_errors=True)
         reason = str(err).replace(str(path), path.name) or type(err).__name__
-        raise SlideConversionError(f"{path.name}: cannot convert this {fmt} file: {reason}") from None
+        raise SlideConversionError(f"{path.name}: cannot convert, format {fmt}: {reason}") from None
     files = sorted(final.glob("*.dcm"))
     series_uid, study_uid = _series_and_study(files)
     anatomy = None

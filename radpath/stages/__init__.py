@@ -45,6 +45,12 @@ REGISTRY: dict[str, StageSpec] = {
     spec.name: spec
     for spec in (
         StageSpec(
+            "wsi-dicomize",
+            "radpath.stages.wsi_dicomize",
+            "run_wsi_dicomize",
+            "convert each element's slides to DICOM WSI carrying the patient's identity (wsidicomizer)",
+        ),
+        StageSpec(
             "bodypart",
             "radpath.stages.bodypart",
             "run_bodypart",

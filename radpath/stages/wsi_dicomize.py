@@ -1,0 +1,109 @@
+"""The ``wsi-dicomize`` stage: every slide file of an element → DICOM, linked to the patient.
+
+Each slide gets its identity from a linkage source (sidecar, CSV manifest, run conf; see
+:mod:`radpath.slides.linkage`) and lands in ``<out>/<slide name>/`` as DICOM VL Whole
+Slide Microscopy instances. A slide without a link is not imported unless the run allows
+unlinked import (ALLOW_UNLINKED), which then creates a study of its own and says so.
+Files that are DICOM already pass through unchanged.
+
+The element ends failed when any slide could not be read or linked (each named, with its
+format), skipped when no slide had a link, done otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from radpath.batch import BatchElement, ElementSkipped
+from radpath.settings import Settings
+from radpath.slides.convert import (
+    SLIDE_SUFFIXES,
+    ConversionOptions,
+    ConvertedSlide,
+    SlideConversionError,
+    dicomize_slide,
+    is_dicom,
+)
+from radpath.slides.linkage import LinkError, LinkSources, SlideLink, is_linkage_file
+
+log = logging.getLogger(__name__)
+
+
+def slide_files(folder: Path) -> list[Path]:
+    """Slide files in ``folder`` (vendor formats by suffix, DICOM by content)."""
+    return [
+        p
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+        and not p.name.startswith(".")
+        and not is_linkage_file(p)
+        and (p.suffix.lower() in SLIDE_SUFFIXES or is_dicom(p))
+    ]
+
+
+def conversion_options(settings: Settings) -> ConversionOptions:
+    o = settings.options
+    return ConversionOptions(
+        workers=o.slide_workers,
+        tile_size=o.slide_tile_size,
+        include_label=o.include_label,
+        include_overview=o.include_overview,
+        transcoding=o.slide_transcoding,
+    )
+
+
+class SlidesFailed(RuntimeError):
+    """Some slides of the element could not be converted; each is named."""
+
+
+def _record(slide: ConvertedSlide, link: SlideLink | None) -> dict:
+    return {
+        "file": slide.source.name,
+        "folder": slide.folder.name,
+        "format": slide.format,
+        "instances": len(slide.files),
+        "series_instance_uid": slide.series_instance_uid,
+        "study_instance_uid": slide.study_instance_uid,
+        "passthrough": slide.passthrough,
+        "link_source": link.source if link else None,
+        "accession_number": link.accession_number if link else None,
+        "unlinked": link is None and not slide.passthrough,
+        "anatomy": slide.anatomy,
+        "notes": slide.notes,
+    }
+
+
+def run_wsi_dicomize(element: BatchElement, settings: Settings) -> None:
+    in_dir = element.in_dir or element.path
+    out_dir = element.out_dir or element.path / "wsi-dicomize"
+    slides = slide_files(in_dir)
+    if not slides:
+        raise ElementSkipped(f"no slide file in {in_dir.name}/")
+    conf_dir = settings.layout.conf_path.parent if settings.layout.workflow_dir else None
+    sources = LinkSources.for_element(in_dir, conf_dir, settings.conf)
+    options = conversion_options(settings)
+    records, failures, unlinked = [], [], []
+    for index, path in enumerate(slides, start=1):
+        try:
+            link = None if is_dicom(path) else sources.find(path)
+            if link is None and not is_dicom(path) and not settings.options.allow_unlinked:
+                unlinked.append(path.name)
+                continue
+            result = dicomize_slide(path, out_dir, link, options)
+        except (LinkError, SlideConversionError) as err:
+            failures.append(str(err))
+            log.error("%s: slide %d/%d failed: %s", element.name, index, len(slides), err)
+            continue
+        records.append(_record(result, link))
+        how = "passed through" if result.passthrough else f"{len(result.files)} instances"
+        if link is None and not result.passthrough:
+            how += f", unlinked: created its own study {result.study_instance_uid}"
+        log.info("%s: slide %d/%d %s → %s (%s)", element.name, index, len(slides), path.name, result.folder.name, how)
+    manifest = element.manifest()
+    manifest.update("wsi_dicomize", {"slides": records, "unlinked": unlinked, "failed": failures})
+    manifest.save()
+    if failures:
+        raise SlidesFailed("; ".join(failures))
+    if not records:
+        raise ElementSkipped("no patient link for " + ", ".join(unlinked))
