@@ -1,0 +1,187 @@
+"""Slides into DICOM: real vendor files, identity and anatomy from the link, clean failures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from conftest import dicomweb_settings
+from radpath.anatomy import resolve_body_part
+from radpath.dciodvfy import verify
+from radpath.dicomweb import TAG_SERIES_UID, DicomWeb
+from radpath.slides.convert import ConversionOptions, SlideConversionError, dicomize_slide
+from radpath.slides.linkage import LinkError, LinkSources, SlideLink
+
+pytestmark = pytest.mark.filterwarnings("ignore:get_frame_offsets is deprecated", "ignore:hamamatsu-format")
+
+LINK = SlideLink(
+    patient_id="RP-SLIDE-7",
+    source="test",
+    patient_name="Muster^Erika",
+    patient_birth_date="19580312",
+    patient_sex="F",
+    study_instance_uid="1.2.826.0.1.3680043.10.1151.4711",
+    accession_number="ACC-77",
+    specimen_description="Stanzbiopsie",
+    anatomic_site="Niere rechts",
+)
+
+
+@pytest.fixture(scope="module")
+def converted(shared_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("wsi")
+    return {
+        name: dicomize_slide(shared_data / "wsi" / name, out, LINK, ConversionOptions())
+        for name in ("CMU-1-Small-Region.svs", "test3-DAPI-2-(387).ndpi")
+    }
+
+
+@pytest.mark.parametrize("name", ["CMU-1-Small-Region.svs", "test3-DAPI-2-(387).ndpi"])
+def test_real_slides_convert_and_pass_dciodvfy(converted, name):
+    slide = converted[name]
+    assert slide.files, name
+    for path in slide.files:
+        result = verify(path)
+        assert result.ok, f"{path.name}: {result.errors}"
+
+
+@pytest.mark.parametrize("name", ["CMU-1-Small-Region.svs", "test3-DAPI-2-(387).ndpi"])
+def test_every_level_matches_the_source_pixels(converted, shared_data, name):
+    import tiffslide
+    from wsidicom import WsiDicom
+
+    wsi = WsiDicom.open(converted[name].folder)
+    source = tiffslide.TiffSlide(shared_data / "wsi" / name)
+    assert len(wsi.levels) == source.level_count
+    for level in wsi.levels:
+        index = source.get_best_level_for_downsample(2**level.level)
+        assert source.level_dimensions[index] == level.size.to_tuple()
+        size = (min(600, level.size.width), min(600, level.size.height))
+        origin = ((level.size.width - size[0]) // 2, (level.size.height - size[1]) // 2)
+        ours = np.asarray(wsi.read_region(origin, level.level, size).convert("RGB"), dtype=int)
+        scale = round(source.level_downsamples[index])
+        theirs = np.asarray(
+            source.read_region((origin[0] * scale, origin[1] * scale), index, size).convert("RGB"), dtype=int
+        )
+        # Tiles are decoded on both sides (no bytes compared here): same decoder, same pixels.
+        assert np.abs(ours - theirs).mean() < 1.0, f"level {level.level}"
+
+
+def test_svs_tiles_are_copied_not_re_encoded(converted, shared_data):
+    import opentile
+    from wsidicom import WsiDicom
+    from wsidicom.geometry import Point
+
+    level = WsiDicom.open(converted["CMU-1-Small-Region.svs"].folder).levels[0]
+    source = opentile.OpenTile.open(shared_data / "wsi/CMU-1-Small-Region.svs").get_level(0)
+    tiles = 0
+    for y in range(level.tiled_size.height):
+        for x in range(level.tiled_size.width):
+            ours = level.get_encoded_tile(Point(x, y), crop_to_image_boundary=False)
+            theirs = source.get_tile((x, y))
+            # DICOM fragments have even length: an odd JPEG gets one trailing pad byte.
+            assert ours == theirs or (len(theirs) % 2 and ours == theirs + b"\x00"), (x, y)
+            tiles += 1
+    assert tiles == 130
+
+
+def test_identity_and_anatomy_come_from_the_link(converted):
+    slide = converted["CMU-1-Small-Region.svs"]
+    assert slide.study_instance_uid == LINK.study_instance_uid
+    for path in slide.files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert (ds.PatientID, str(ds.PatientName), ds.PatientBirthDate, ds.PatientSex) == (
+            "RP-SLIDE-7", "Muster^Erika", "19580312", "F")
+        assert (ds.StudyInstanceUID, ds.AccessionNumber) == (LINK.study_instance_uid, "ACC-77")
+        specimen = ds.SpecimenDescriptionSequence[0]
+        site = specimen.PrimaryAnatomicStructureSequence[0]
+        assert (site.CodeValue, site.CodingSchemeDesignator) == ("64033007", "SCT")
+        modifier = site.PrimaryAnatomicStructureModifierSequence[0]
+        assert (modifier.CodeValue, modifier.CodeMeaning) == ("24028007", "Right")
+        assert specimen.SpecimenShortDescription == "Stanzbiopsie"
+        assert ds.ContainerIdentifier == "CMU-1-Small-Region"
+        result = resolve_body_part(ds)
+        assert (result.organ, result.laterality, result.rule) == ("kidney", "right", "coded-structure")
+    assert not any("LABEL" in pydicom.dcmread(p, stop_before_pixels=True).ImageType for p in slide.files)
+
+
+def test_name_with_spaces_and_parentheses_converts(converted):
+    slide = converted["test3-DAPI-2-(387).ndpi"]
+    assert slide.folder.name == "test3-DAPI-2-_387_.ndpi"
+    assert len(slide.files) >= 4
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda src, dst: dst.write_bytes(src.read_bytes()[: len(src.read_bytes()) // 3]), "SVS (TIFF)"),
+        (lambda src, dst: dst.write_text("this is a text file, not a slide\n"), "SVS (not a TIFF/DICOM container)"),
+        (lambda src, dst: dst.write_bytes(b""), "SVS (empty file)"),
+    ],
+    ids=["truncated-svs", "text-renamed-svs", "empty-svs"],
+)
+def test_unreadable_slides_fail_clearly_and_leave_nothing(shared_data, tmp_path, make, fragment):
+    bad = tmp_path / "in" / "broken.svs"
+    bad.parent.mkdir()
+    make(shared_data / "wsi/CMU-1-Small-Region.svs", bad)
+    out = tmp_path / "out"
+    with pytest.raises(SlideConversionError) as info:
+        dicomize_slide(bad, out, LINK, ConversionOptions())
+    assert str(info.value).startswith("broken.svs: cannot convert, format ")
+    assert fragment in str(info.value)
+    assert not out.exists() or not any(out.rglob("*"))
+
+
+def test_stow_to_orthanc_and_found_under_the_radiology_patient(converted, orthanc):
+    slide = converted["CMU-1-Small-Region.svs"]
+    pacs = DicomWeb(dicomweb_settings(orthanc.dicomweb_url))
+    pacs.store(slide.files)
+    found = pacs.find_series(patient_id="RP-SLIDE-7", modality="SM")
+    assert [s[TAG_SERIES_UID]["Value"][0] for s in found] == [slide.series_instance_uid]
+
+
+# -- linkage ---------------------------------------------------------------------------
+
+
+def test_link_sources_in_order_sidecar_csv_conf(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.svs", "b.svs", "c.svs", "d.svs"):
+        (folder / name).write_bytes(b"")
+    (folder / "a.svs.json").write_text(json.dumps({"patient_id": "P-A", "anatomic_site": "Leber"}))
+    (folder / "radpath-slides.csv").write_text(
+        "slide,patient_id,accession_number,study_instance_uid,specimen_description,anatomic_site,laterality\n"
+        "a.svs,P-CSV,,,,,\nb.svs,P-B,ACC-B,,Resektat,Niere,left\n"
+    )
+    conf = {"slide_links": {"c.svs": {"patient_id": "P-C"}}}
+    sources = LinkSources.for_element(folder, None, conf)
+    a, b, c = (sources.find(folder / n) for n in ("a.svs", "b.svs", "c.svs"))
+    assert (a.patient_id, a.source) == ("P-A", "sidecar a.svs.json")  # sidecar beats CSV
+    assert (b.patient_id, b.accession_number, b.laterality) == ("P-B", "ACC-B", "left")
+    assert (c.patient_id, c.source) == ("P-C", "run conf slide_links.c.svs")
+    assert sources.find(folder / "d.svs") is None
+    everyone = LinkSources.for_element(folder, None, {"slide_link": {"patient_id": "P-ALL"}})
+    assert everyone.find(folder / "d.svs").patient_id == "P-ALL"
+
+
+@pytest.mark.parametrize(
+    ("sidecar", "message"),
+    [
+        ("{not json", "sidecar x.svs.json: not valid JSON"),
+        ('{"accession_number": "A"}', "sidecar x.svs.json: patient_id is missing"),
+        ('{"patient_id": "P", "patient_sex": "X"}', "sidecar x.svs.json: patient_sex must be M, F or O"),
+        ('{"patient_id": "P", "studyuid": "1.2"}', "sidecar x.svs.json: unknown field(s) studyuid"),
+        ('{"patient_id": "P", "study_instance_uid": "1.2.abc"}', "sidecar x.svs.json: study_instance_uid is not a valid UID"),
+    ],
+)
+def test_bad_links_are_named(tmp_path, sidecar, message):
+    (tmp_path / "x.svs").write_bytes(b"")
+    (tmp_path / "x.svs.json").write_text(sidecar)
+    with pytest.raises(LinkError) as info:
+        LinkSources.for_element(tmp_path, None, {}).find(tmp_path / "x.svs")
+    assert str(info.value).startswith(message)
