@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -73,21 +72,28 @@ def make_big_svs(path: Path, gib: float, tile: int = 256) -> Path:
     return path
 
 
-def run_measured(command: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one child process."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
+def run_measured(command: list[str], scratch: Path) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one command, measured by GNU time.
+
+    Not ``wait4`` from here: Linux carries the parent's RSS high-water mark into a child
+    across fork + exec, so a benchmark process that has touched a gigabyte would report
+    that gigabyte for every tool. GNU time is a small parent. ``sync`` first, so no tool
+    pays for the previous tool's dirty pages being written back.
+    """
+    subprocess.run(["sync"], check=True)
+    report = scratch / "time.txt"
+    start = time.perf_counter()  # GNU time's own %e has only 10 ms resolution
+    run = subprocess.run(["/usr/bin/time", "-o", str(report), "-f", "%M", *command],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     seconds = time.perf_counter() - start
-    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{command[0]} failed: {stderr[-500:]}")
-    return seconds, usage.ru_maxrss * 1024
+    if run.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed: {run.stderr.decode(errors='replace')[-500:]}")
+    return seconds, int(report.read_text().split()[-1]) * 1024
 
 
 def bench_slide(slide: Path, repeat: int, scratch: Path) -> dict:
     size = slide.stat().st_size
-    slide.read_bytes() if size < 2**31 else None  # warm the page cache: every contender reads the same
+    subprocess.run(["cat", str(slide)], stdout=subprocess.DEVNULL, check=True)  # page-cache the input for all
     commands = {
         "cp": lambda out: ["cp", str(slide), str(out)],
         "wsidicomizer": lambda out: [str(VENV_BIN / "wsidicomizer"), "-i", str(slide), "-o", str(out),
@@ -96,13 +102,14 @@ def bench_slide(slide: Path, repeat: int, scratch: Path) -> dict:
                                 "--anatomy", "Niere links", "--workers", str(WORKERS), "-o", str(out)],
     }
     results = {name: {"seconds": [], "rss": []} for name in commands}
-    for _ in range(repeat):
-        for name, command in commands.items():  # interleaved, so drift hits all alike
+    for round_ in range(repeat):
+        order = list(commands.items())
+        for name, command in order if round_ % 2 == 0 else order[::-1]:  # ABBA: drift hits all alike
             out = scratch / f"{name}-out"
             shutil.rmtree(out, ignore_errors=True)
             if out.exists():
                 out.unlink()
-            seconds, rss = run_measured(command(out))
+            seconds, rss = run_measured(command(out), scratch)
             results[name]["seconds"].append(seconds)
             results[name]["rss"].append(rss)
             shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything radpath needs on a fresh Debian machine, idempotently:
 #   1. Debian packages: Orthanc + DICOMweb plugin (test PACS), dicom3tools (dciodvfy),
-#      dcmtk, libturbojpeg0 (opentile's JPEG tile access for SVS/NDPI);
+#      dcmtk, libturbojpeg0 (opentile's JPEG tile access for SVS/NDPI), time (GNU time:
+#      per-process peak memory in the benchmarks);
 #   2. a virtual environment in .venv (or $RADPATH_VENV) with radpath and all extras,
 #      every pip install pinned through constraints.txt (torch 2.13.0 CPU build).
 # A second run does nothing unless setup.cfg or constraints.txt changed.
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/.."
 VENV="${RADPATH_VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
 EXTRAS="${RADPATH_EXTRAS:-all,test}"
-APT_PACKAGES=(orthanc orthanc-dicomweb dicom3tools dcmtk libturbojpeg0)
+APT_PACKAGES=(orthanc orthanc-dicomweb dicom3tools dcmtk libturbojpeg0 time)
 
 say() { printf '[setup] %s\n' "$*"; }
 

@@ -185,3 +185,44 @@ def test_bad_links_are_named(tmp_path, sidecar, message):
     with pytest.raises(LinkError) as info:
         LinkSources.for_element(tmp_path, None, {}).find(tmp_path / "x.svs")
     assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize("kind", ["svs", "tiff"])
+def test_synthetic_vendor_slides_convert_through_radpath(tmp_path, kind):
+    from radpath.synthetic import write_pyramidal_tiff, write_svs
+
+    make = write_svs if kind == "svs" else write_pyramidal_tiff
+    made = make(tmp_path / f"phantom.{'svs' if kind == 'svs' else 'tif'}", width=1024, height=768, levels=2)
+    slide = dicomize_slide(made.path, tmp_path / "out", LINK, ConversionOptions(tile_size=256))
+    from wsidicom import WsiDicom
+
+    wsi = WsiDicom.open(slide.folder)
+    assert wsi.levels[0].size.to_tuple() == made.level_sizes[0]
+    assert len(wsi.levels) == len(made.level_sizes)
+    for path in slide.files:
+        result = verify(path)
+        assert result.ok, f"{kind} {path.name}: {result.errors}"
+        assert pydicom.dcmread(path, stop_before_pixels=True).PatientID == "RP-SLIDE-7"
+
+
+def test_dicomize_command(shared_data, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "radpath.cli", "dicomize", str(shared_data / "wsi/CMU-1-Small-Region.svs"),
+         "--patient-id", "RP-CLI-1", "--accession", "ACC-9", "--anatomy", "Lunge links Oberlappen", "-o", str(out)],
+        capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "specimen lung, left" in run.stdout
+    files = list((out / "CMU-1-Small-Region.svs").glob("*.dcm"))
+    ds = pydicom.dcmread(files[0], stop_before_pixels=True)
+    assert (ds.PatientID, ds.AccessionNumber) == ("RP-CLI-1", "ACC-9")
+    bad = tmp_path / "notes.svs"
+    bad.write_text("not a slide")
+    run = subprocess.run([sys.executable, "-m", "radpath.cli", "dicomize", str(bad), "--patient-id", "P", "-o", str(out)],
+                         capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "notes.svs: cannot convert, format SVS (not a TIFF/DICOM container)" in run.stderr

@@ -1,4 +1,5 @@
-"""Generators of synthetic test and demo data (phantom CT/MR series with label volumes)."""
+"""Generators of synthetic test and demo data: phantom CT/MR series with label volumes,
+and small vendor-format slides (Aperio-style SVS, generic pyramidal TIFF)."""
 
 from radpath.synthetic.phantom import LABELS, ORGANS
 from radpath.synthetic.series import (
@@ -8,6 +9,7 @@ from radpath.synthetic.series import (
     SyntheticStudy,
     write_series,
 )
+from radpath.synthetic.slides import SyntheticSlide, tissue_image, write_pyramidal_tiff, write_svs
 
 __all__ = [
     "LABELS",
@@ -17,4 +19,8 @@ __all__ = [
     "SyntheticSeries",
     "SyntheticStudy",
     "write_series",
+    "SyntheticSlide",
+    "tissue_image",
+    "write_pyramidal_tiff",
+    "write_svs",
 ]

@@ -47,8 +47,9 @@ _BACKGROUND_RGB = np.array([243, 241, 245], np.float32)  # unstained glass in br
 _EOSIN_LIGHT_RGB = np.array([238, 188, 214], np.float32)  # pale stroma
 _EOSIN_DENSE_RGB = np.array([204, 104, 166], np.float32)  # dense cytoplasm / collagen
 _HEMATOXYLIN_RGB = np.array([70, 42, 118], np.float32)  # nuclei
-_LAYOUT_LONG_SIDE = 256  # grid on which the tissue outline is drawn, whatever the image size
+_LAYOUT_LONG_SIDE = 512  # grid on which the tissue outline is drawn, whatever the image size
 _NUCLEUS_CELL = 16  # pixels per nucleus slot (about 8 um at 0.5 um/pixel)
+_BAND_ROWS = 256  # rows rendered at a time; a multiple of _NUCLEUS_CELL
 
 
 @dataclass(frozen=True)
@@ -71,17 +72,55 @@ class SyntheticSlide:
 def tissue_image(width: int, height: int, seed: int = 0) -> np.ndarray:
     """An H&E-like RGB image (uint8, shape (height, width, 3)), deterministic for ``seed``.
 
-    A few irregular pink tissue pieces (20-50 % of the area, kept off the image border) with
-    stain texture and darker purple nuclei, on a near-white (~240) background. The outline
-    is drawn on a fixed coarse grid, so the same seed gives the same layout at any size.
+    Three to five irregular pink tissue pieces (together 25-40 % of the area, kept off the
+    image border, with a few round vacuoles), fibrous eosin texture and darker purple nuclei
+    whose density varies across the tissue, on a near-white (~243) background. The outline is
+    drawn on a grid fixed relative to the image, so a seed gives the same layout at any size.
+    Everything random is drawn at coarse resolution first; full-size pixels are then rendered
+    in bands of rows, which keeps memory traffic (and so run time) low.
     """
     _check_image_size(width, height)
-    tissue = _tissue_alpha(width, height, seed)
-    stain = _stain_density(width, height, seed)
-    nuclei = _nuclei_alpha(width, height, seed)
+    plan = _plan_tissue(width, height, seed)
+    rgb = np.empty((height, width, 3), np.uint8)
+    for top in range(0, height, _BAND_ROWS):
+        bottom = min(height, top + _BAND_ROWS)
+        rgb[top:bottom] = _render_band(plan, seed, top, bottom)
+    return rgb
+
+
+@dataclass(frozen=True)
+class _TissuePlan:
+    """The coarse, random part of a tissue image, from which any band of rows is rendered."""
+
+    width: int
+    height: int
+    layout: Image.Image  # tissue field on the layout grid (PIL mode "F")
+    threshold: float  # layout value at the tissue edge
+    stain: Image.Image  # eosin density on the fibre grid (PIL mode "F")
+    stamps: np.ndarray  # (count, cell, cell) nucleus opacities; stamp 0 is empty
+    chosen: np.ndarray  # (rows, columns) stamp index per nucleus slot
+
+
+def _plan_tissue(width: int, height: int, seed: int) -> _TissuePlan:
+    """Draw the layout, stain and nuclei at coarse resolution, each from its own seeded stream."""
+    layout, threshold = _tissue_layout(width, height, seed)
+    stamps, chosen = _nuclei_plan(width, height, seed)
+    return _TissuePlan(width, height, layout, threshold, _stain_density(width, height, seed), stamps, chosen)
+
+
+def _render_band(plan: _TissuePlan, seed: int, top: int, bottom: int) -> np.ndarray:
+    """Full-resolution RGB rows ``top:bottom``."""
+    tissue = _resize_rows(plan.layout, plan.width, plan.height, top, bottom)
+    tissue -= plan.threshold
+    tissue *= 1.0 / (0.03 * plan.threshold)  # edge ramp a few pixels wide
+    tissue += 0.5
+    np.clip(tissue, 0.0, 1.0, out=tissue)
+    stain = _resize_rows(plan.stain, plan.width, plan.height, top, bottom)
+    nuclei = _nuclei_rows(plan.stamps, plan.chosen, plan.width, top, bottom)
     nuclei *= tissue
-    grain = np.random.default_rng([seed, 4]).standard_normal((height, width), dtype=np.float32)
-    grain *= 2.0
+    grain = np.random.default_rng([seed, 4, top]).random((bottom - top, plan.width), dtype=np.float32)
+    grain -= 0.5
+    grain *= 6.0
     return _compose_rgb(tissue, stain, nuclei, grain)
 
 
@@ -91,15 +130,28 @@ def _check_image_size(width: int, height: int) -> None:
 
 
 def _layout_grid_size(width: int, height: int) -> tuple[int, int]:
-    """(width, height) of the coarse grid with the image's aspect ratio."""
+    """(width, height) of the coarse layout grid: the image's aspect ratio, 512 on the long side."""
     scale = _LAYOUT_LONG_SIDE / max(width, height)
-    return max(8, round(width * scale)), max(8, round(height * scale))
+    return max(16, round(width * scale)), max(16, round(height * scale))
+
+
+def _float_image(values: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.ascontiguousarray(values, dtype=np.float32))
 
 
 def _resize_float(values: np.ndarray, width: int, height: int) -> np.ndarray:
     """Bilinear resize of a 2-D float array (PIL mode "F")."""
-    image = Image.fromarray(np.ascontiguousarray(values, dtype=np.float32))
-    return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+    resized = _float_image(values).resize((width, height), Image.Resampling.BILINEAR)
+    return np.array(resized, dtype=np.float32)
+
+
+def _resize_rows(image: Image.Image, width: int, height: int, top: int, bottom: int) -> np.ndarray:
+    """Rows ``top:bottom`` of ``image`` bilinearly resized to width x height (same pixels as a
+    full resize, since PIL samples the box at the same centres)."""
+    scale = image.height / height
+    box = (0.0, top * scale, float(image.width), bottom * scale)
+    resized = image.resize((width, bottom - top), Image.Resampling.BILINEAR, box=box)
+    return np.array(resized, dtype=np.float32)
 
 
 def _value_noise(rng: np.random.Generator, cells: tuple[int, int], width: int, height: int) -> np.ndarray:
@@ -112,114 +164,147 @@ def _fractal_noise(rng: np.random.Generator, width: int, height: int) -> np.ndar
     """Sum of four octaves of value noise, roughly in [-1, 1]."""
     total = np.zeros((height, width), np.float32)
     weights = 0.0
-    for octave, cells in enumerate((3, 6, 12, 24)):
+    for octave, cells in enumerate((4, 8, 16, 32)):
         weight = 0.5**octave
         total += weight * (2.0 * _value_noise(rng, (cells, cells), width, height) - 1.0)
         weights += weight
     return total / weights
 
 
-def _blob_field(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """Sum of a few rotated anisotropic Gaussian bumps, centred inside the image."""
+def _spread_points(
+    rng: np.random.Generator, count: int, extent: tuple[float, float], min_distance: float
+) -> list[tuple[float, float]]:
+    """Up to ``count`` points in the middle 60 % of ``extent``, at least ``min_distance`` apart."""
+    points: list[tuple[float, float]] = []
+    for _ in range(200):
+        x, y = rng.uniform(0.2, 0.8) * extent[0], rng.uniform(0.2, 0.8) * extent[1]
+        if all(math.hypot(x - px, y - py) >= min_distance for px, py in points):
+            points.append((x, y))
+            if len(points) == count:
+                break
+    return points
+
+
+def _ellipse_bump(
+    xs: np.ndarray, ys: np.ndarray, centre: tuple[float, float], sigmas: tuple[float, float], angle: float
+) -> np.ndarray:
+    """A rotated anisotropic Gaussian, 1 at ``centre``."""
+    dx, dy = xs - centre[0], ys - centre[1]
+    along = (dx * math.cos(angle) + dy * math.sin(angle)) / sigmas[0]
+    across = (dy * math.cos(angle) - dx * math.sin(angle)) / sigmas[1]
+    return np.exp(-0.5 * (along * along + across * across))
+
+
+def _tissue_field(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """On the layout grid: the max of a few elliptic pieces, warped and roughened, with vacuoles.
+
+    Coordinates are in units of the long side (so pieces keep their shape on any aspect ratio)
+    and displaced by smooth noise, which turns the ellipses' outlines into wavy, lobulated ones.
+    """
     long_side = max(width, height)
+    extent = (width / long_side, height / long_side)
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    xs = (xs + 0.5) / long_side  # units of the long side, so blobs keep their shape
-    ys = (ys + 0.5) / long_side
+    xs = (xs + 0.5) / long_side + 0.05 * _fractal_noise(rng, width, height)
+    ys = (ys + 0.5) / long_side + 0.05 * _fractal_noise(rng, width, height)
     field = np.zeros((height, width), np.float32)
-    for _ in range(int(rng.integers(3, 6))):
-        centre_x = rng.uniform(0.25, 0.75) * width / long_side
-        centre_y = rng.uniform(0.25, 0.75) * height / long_side
-        sigma_major = rng.uniform(0.07, 0.15)
-        sigma_minor = sigma_major * rng.uniform(0.45, 0.9)
-        angle = rng.uniform(0.0, math.pi)
-        amplitude = rng.uniform(0.7, 1.0)
-        dx, dy = xs - centre_x, ys - centre_y
-        along = (dx * math.cos(angle) + dy * math.sin(angle)) / sigma_major
-        across = (-dx * math.sin(angle) + dy * math.cos(angle)) / sigma_minor
-        field += amplitude * np.exp(-0.5 * (along * along + across * across))
-    return field
+    centres = _spread_points(rng, int(rng.integers(3, 6)), extent, min_distance=0.2 * min(extent) + 0.1)
+    for centre in centres:
+        major = rng.uniform(0.05, 0.1)
+        sigmas = (major, major * rng.uniform(0.45, 0.9))
+        bump = _ellipse_bump(xs, ys, centre, sigmas, rng.uniform(0.0, math.pi))
+        np.maximum(field, rng.uniform(0.8, 1.0) * bump, out=field)
+        for _ in range(int(rng.integers(0, 3))):
+            hole = (centre[0] + rng.normal(0, 0.5) * major, centre[1] + rng.normal(0, 0.5) * major)
+            radius = rng.uniform(0.01, 0.02)
+            field *= 1.0 - 0.9 * _ellipse_bump(xs, ys, hole, (radius, radius), 0.0)
+    field += 0.12 * _fractal_noise(rng, width, height)
+    return field * _border_taper(width, height)
 
 
 def _border_taper(width: int, height: int, margin: float = 0.1) -> np.ndarray:
     """1 inside, falling smoothly to 0 at the image edge over ``margin`` of the short side."""
-    ramp_x = np.minimum(np.arange(width) + 0.5, width - np.arange(width) - 0.5) / (margin * min(width, height))
-    ramp_y = np.minimum(np.arange(height) + 0.5, height - np.arange(height) - 0.5) / (
-        margin * min(width, height)
-    )
+    ramp_length = margin * min(width, height)
+    ramp_x = np.minimum(np.arange(width) + 0.5, width - np.arange(width) - 0.5) / ramp_length
+    ramp_y = np.minimum(np.arange(height) + 0.5, height - np.arange(height) - 0.5) / ramp_length
     ramp = np.clip(np.minimum(ramp_y[:, None], ramp_x[None, :]), 0.0, 1.0).astype(np.float32)
     return ramp * ramp * (3.0 - 2.0 * ramp)
 
 
-def _tissue_alpha(width: int, height: int, seed: int) -> np.ndarray:
-    """Tissue coverage (0 glass .. 1 tissue) at full size: irregular blobs with a few holes.
+def _tissue_layout(width: int, height: int, seed: int) -> tuple[Image.Image, float]:
+    """The tissue field on the layout grid and the threshold that makes its tissue edge.
 
-    The field is thresholded at the quantile that leaves a seed-chosen 28-40 % of the area as
-    tissue, so the fraction is guaranteed whatever the blobs look like.
+    The threshold is the quantile that leaves a seed-chosen 25-40 % of the area as tissue, so
+    the fraction holds whatever the pieces look like; it is applied after upsampling the
+    field, which keeps the outline smooth at any size.
     """
     rng = np.random.default_rng([seed, 1])
-    grid_width, grid_height = _layout_grid_size(width, height)
-    field = _blob_field(rng, grid_width, grid_height)
-    noise = _fractal_noise(rng, grid_width, grid_height)
-    field = field * (1.0 + 0.7 * noise) + 0.1 * noise
-    holes = _value_noise(rng, (20, 20), grid_width, grid_height)
-    field -= 1.5 * np.clip(holes - 0.82, 0.0, None)
-    field *= _border_taper(grid_width, grid_height)
-    tissue_fraction = rng.uniform(0.28, 0.40)
+    field = _tissue_field(rng, *_layout_grid_size(width, height))
+    tissue_fraction = rng.uniform(0.25, 0.40)
     threshold = max(float(np.quantile(field, 1.0 - tissue_fraction)), 1e-3)
-    edge_width = 0.04 * threshold
-    alpha = np.clip((field - threshold) / edge_width + 0.5, 0.0, 1.0)
-    return np.clip(_resize_float(alpha, width, height), 0.0, 1.0)
+    return _float_image(field), threshold
 
 
-def _stain_density(width: int, height: int, seed: int) -> np.ndarray:
-    """Eosin density in [0, 1]: patchy staining plus fine, horizontally streaked fibres."""
+def _stain_density(width: int, height: int, seed: int) -> Image.Image:
+    """Eosin density in [0, 1] on the fibre grid (a third of the height, a twelfth of the
+    width): patchy staining plus fine fibres, which upsampling streaks horizontally."""
     rng = np.random.default_rng([seed, 2])
-    patches = _value_noise(rng, (max(1, height // 64), max(1, width // 64)), width, height)
-    fibres = _value_noise(rng, (max(1, height // 3), max(1, width // 12)), width, height)
-    density = 0.6 * patches
-    density += 0.4 * fibres
-    return density
+    fibre_columns, fibre_rows = max(2, width // 12), max(2, height // 3)
+    density = _value_noise(rng, (max(1, height // 64), max(1, width // 64)), fibre_columns, fibre_rows)
+    density *= 0.6
+    density += 0.4 * rng.random((fibre_rows, fibre_columns), dtype=np.float32)
+    return _float_image(density)
 
 
-def _nuclei_alpha(width: int, height: int, seed: int) -> np.ndarray:
-    """Nucleus opacity in [0, 1]: jittered ellipses, at most one per 16-pixel slot.
+def _nucleus_stamps(rng: np.random.Generator, count: int) -> np.ndarray:
+    """``count`` 16x16 opacity stamps, each one soft-edged jittered ellipse; stamp 0 is empty."""
+    cell = _NUCLEUS_CELL
+    shape = (count, 1, 1)
+    radius_major = rng.uniform(2.5, 4.5, shape)
+    radius_minor = radius_major * rng.uniform(0.55, 1.0, shape)
+    angle = rng.uniform(0.0, math.pi, shape)
+    centre_y, centre_x = rng.uniform(4.5, cell - 4.5, shape), rng.uniform(4.5, cell - 4.5, shape)
+    local = np.arange(cell) + 0.5
+    dy, dx = local[None, :, None] - centre_y, local[None, None, :] - centre_x
+    along = (dx * np.cos(angle) + dy * np.sin(angle)) / radius_major
+    across = (dy * np.cos(angle) - dx * np.sin(angle)) / radius_minor
+    stamps = np.clip(3.0 * (1.0 - along * along - across * across), 0.0, 1.0)  # edge ~1/3 radius
+    stamps *= rng.uniform(0.6, 0.95, shape)
+    stamps[0] = 0.0
+    return stamps.astype(np.float32)
 
-    Computed on a (rows, 16, columns, 16) view so every step is plain broadcasting.
+
+def _nuclei_plan(width: int, height: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nucleus stamps and the stamp chosen for each 16-pixel slot (0: no nucleus).
+
+    Cellularity (the chance a slot holds a nucleus) varies smoothly from 25 % to 85 %, so some
+    regions look denser and more purple than others.
     """
     rng = np.random.default_rng([seed, 3])
+    rows, columns = -(-height // _NUCLEUS_CELL), -(-width // _NUCLEUS_CELL)
+    stamps = _nucleus_stamps(rng, 256)
+    cellularity = 0.25 + 0.6 * _value_noise(rng, (6, 6), columns, rows)
+    chosen = rng.integers(1, len(stamps), (rows, columns))
+    chosen[rng.random((rows, columns), dtype=np.float32) >= cellularity] = 0
+    return stamps, chosen
+
+
+def _nuclei_rows(stamps: np.ndarray, chosen: np.ndarray, width: int, top: int, bottom: int) -> np.ndarray:
+    """Nucleus opacity for image rows ``top:bottom`` (``top`` a multiple of the slot size)."""
     cell = _NUCLEUS_CELL
-    rows, columns = -(-height // cell), -(-width // cell)
-    slot_shape = (rows, 1, columns, 1)
-    radius_major = rng.uniform(2.5, 4.5, slot_shape).astype(np.float32)
-    radius_minor = radius_major * rng.uniform(0.55, 1.0, slot_shape).astype(np.float32)
-    angle = rng.uniform(0.0, math.pi, slot_shape).astype(np.float32)
-    centre_y = rng.uniform(4.5, cell - 4.5, slot_shape).astype(np.float32)
-    centre_x = rng.uniform(4.5, cell - 4.5, slot_shape).astype(np.float32)
-    opacity = rng.uniform(0.6, 0.95, slot_shape).astype(np.float32)
-    opacity *= rng.random(slot_shape) < 0.6
-    local = np.arange(cell, dtype=np.float32) + 0.5
-    dy = local[None, :, None, None] - centre_y  # (rows, cell, columns, 1)
-    dx = local[None, None, None, :] - centre_x  # (rows, 1, columns, cell)
-    cos, sin = np.cos(angle), np.sin(angle)
-    along = dx * (cos / radius_major) + dy * (sin / radius_major)
-    across = dy * (cos / radius_minor) - dx * (sin / radius_minor)
-    inside = along * along
-    inside += across * across
-    np.subtract(1.0, inside, out=inside)
-    inside *= 3.0  # soft edge about a third of the radius wide
-    np.clip(inside, 0.0, 1.0, out=inside)
-    inside *= opacity
-    return inside.reshape(rows * cell, columns * cell)[:height, :width]
+    slots = stamps[chosen[top // cell : -(-bottom // cell)]]  # (rows, columns, cell, cell)
+    rows, columns = slots.shape[:2]
+    return slots.transpose(0, 2, 1, 3).reshape(rows * cell, columns * cell)[: bottom - top, :width]
 
 
 def _compose_rgb(tissue: np.ndarray, stain: np.ndarray, nuclei: np.ndarray, grain: np.ndarray) -> np.ndarray:
     """Mix background, eosin and hematoxylin colours channel by channel into uint8 RGB."""
     height, width = tissue.shape
     rgb = np.empty((height, width, 3), np.uint8)
+    value = np.empty((height, width), np.float32)
     for channel in range(3):
         background = _BACKGROUND_RGB[channel]
         light, dense = _EOSIN_LIGHT_RGB[channel], _EOSIN_DENSE_RGB[channel]
-        value = stain * (dense - light)
+        np.multiply(stain, dense - light, out=value)
         value += light - background
         value *= tissue
         value += background
@@ -352,25 +437,36 @@ def _svs_base_description(
         "Top": "8.000000",
         "ImageID": "1",
     }
-    header = f"{_APERIO_HEADER}\r\n{width}x{height} [0,0 {width}x{height}] ({tile_size}x{tile_size}) JPEG/YCC Q={quality}"
+    header = (
+        f"{_APERIO_HEADER}\r\n{width}x{height} [0,0 {width}x{height}] ({tile_size}x{tile_size}) "
+        f"JPEG/YCC Q={quality}"
+    )
     return header + "".join(f"|{key} = {value}" for key, value in fields.items())
 
 
-def _svs_reduced_description(
-    base_size: tuple[int, int], size: tuple[int, int], tile_size: int, quality: int, tiled: bool = True
+def _svs_level_description(
+    base_size: tuple[int, int], size: tuple[int, int], tile_size: int, quality: int
 ) -> str:
-    """ImageDescription of a lower level or the thumbnail: the base geometry ``-> size``."""
+    """ImageDescription of a lower level: the base geometry ``-> size``."""
     (base_width, base_height), (width, height) = base_size, size
-    tiles = f" ({tile_size}x{tile_size})" if tiled else ""
     return (
-        f"{_APERIO_HEADER}\r\n{base_width}x{base_height} [0,0 {base_width}x{base_height}]{tiles}"
-        f" -> {width}x{height} JPEG/YCC Q={quality}"
+        f"{_APERIO_HEADER}\r\n{base_width}x{base_height} [0,0 {base_width}x{base_height}] "
+        f"({tile_size}x{tile_size}) -> {width}x{height} JPEG/YCC Q={quality}"
     )
 
 
+def _svs_thumbnail_description(base_size: tuple[int, int], rgb: np.ndarray) -> str:
+    """ImageDescription of the thumbnail, as Aperio writes it (LF, ``WxH -> wxh - ``)."""
+    return f"{_APERIO_HEADER}\n{base_size[0]}x{base_size[1]} -> {rgb.shape[1]}x{rgb.shape[0]} - "
+
+
 def _associated_description(kind: str, rgb: np.ndarray) -> str:
-    """ImageDescription of the label or macro: second line ``label WxH`` / ``macro WxH``."""
-    return f"{_APERIO_HEADER}\r\n{kind} {rgb.shape[1]}x{rgb.shape[0]}"
+    """ImageDescription of the label or macro: second line ``label WxH`` / ``macro WxH``.
+
+    A bare LF, as in real files: OpenSlide names the image after the first word of the second
+    line when splitting on any of CR and LF, so a CRLF would leave it an empty name and drop it.
+    """
+    return f"{_APERIO_HEADER}\n{kind} {rgb.shape[1]}x{rgb.shape[0]}"
 
 
 def _write_page(tiff: tifffile.TiffWriter, rgb: np.ndarray, description: str, **options) -> None:
@@ -419,15 +515,14 @@ def write_svs(
     jpeg = _jpeg_options(jpeg_quality)
     tiled = {"tile": (tile_size, tile_size), "subfiletype": 0, **jpeg}
     with tifffile.TiffWriter(path, bigtiff=False) as tiff:
-        _write_page(tiff, base, _svs_base_description(level_sizes, tile_size, mpp, jpeg_quality, title), **tiled)
+        description = _svs_base_description(level_sizes, tile_size, mpp, jpeg_quality, title)
+        _write_page(tiff, base, description, **tiled)
         if thumbnail:
             small = _resize_rgb(base, *_thumbnail_size(width, height))
-            description = _svs_reduced_description(
-                level_sizes[0], (small.shape[1], small.shape[0]), tile_size, jpeg_quality, tiled=False
-            )
+            description = _svs_thumbnail_description(level_sizes[0], small)
             _write_page(tiff, small, description, rowsperstrip=small.shape[0], subfiletype=0, **jpeg)
         for size, level in zip(level_sizes[1:], pyramid[1:], strict=True):
-            description = _svs_reduced_description(level_sizes[0], size, tile_size, jpeg_quality)
+            description = _svs_level_description(level_sizes[0], size, tile_size, jpeg_quality)
             _write_page(tiff, level, description, **tiled)
         if label:
             label_rgb = _label_image(seed, title)
@@ -477,7 +572,7 @@ def write_pyramidal_tiff(
     level_sizes = _level_sizes(width, height, levels, _TIFF_LEVEL_DOWNSAMPLE)
     pyramid = _pyramid(tissue_image(width, height, seed), level_sizes)
     if compression == "jpeg":
-        codec = _jpeg_options(95)
+        codec = _jpeg_options(90)
     else:
         codec = {"compression": _TIFF_COMPRESSIONS[compression]}
     with tifffile.TiffWriter(path, bigtiff=False) as tiff:
