@@ -10,6 +10,13 @@ import pytest
 from radpath.orthanc import Credentials, LocalOrthanc, OrthancUnavailable, find_orthanc
 from radpath.settings import DicomWebSettings
 
+# wsidicomizer switches pydicom to "future" behaviour when first imported, breaking
+# Dataset.pixel_array process-wide; load it once through radpath's guard so later plain
+# imports in tests find it cached.
+from radpath.slides.convert import load_wsidicomizer  # noqa: E402
+
+load_wsidicomizer()
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RADPATH_SHARED_DATA", REPO.parent / "shared" / "data"))
 REQUIRE_SHARED_DATA = os.environ.get("RADPATH_REQUIRE_SHARED_DATA") == "1"

@@ -226,3 +226,24 @@ def test_dicomize_command(shared_data, tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 1
     assert "notes.svs: cannot convert, format SVS (not a TIFF/DICOM container)" in run.stderr
+
+
+def test_converting_a_slide_leaves_pydicom_as_it_was(tmp_path):
+    """wsidicomizer's import-time pydicom.config.future_behavior() must not leak into the process."""
+    import subprocess
+    import sys
+
+    script = (
+        "import pydicom.config, numpy\n"
+        "from radpath.slides.convert import load_wsidicomizer\n"
+        "load_wsidicomizer()\n"
+        "from radpath.synthetic import write_series, SliceGeometry\n"
+        f"s = write_series(r'{tmp_path}', geometry=SliceGeometry(8, 8, 1, (1.0, 1.0), 1.0))\n"
+        "import pydicom; ds = pydicom.dcmread(s.paths[0])\n"
+        "assert ds.pixel_array.shape == (8, 8)\n"
+        "assert pydicom.config._use_future is False\n"
+        "assert pydicom.config.settings.reading_validation_mode == pydicom.config.WARN\n"
+        "assert pydicom.config.settings.writing_validation_mode == pydicom.config.WARN\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr

@@ -42,6 +42,38 @@ SLIDE_SUFFIXES = {
 CHUNK_SIZE = 100
 
 
+def load_wsidicomizer():
+    """wsidicomizer, imported without its process-wide change of pydicom's settings.
+
+    wsidicomizer 0.26 sets ``pydicom.config.enforce_valid_values = True`` and calls
+    ``pydicom.config.future_behavior()`` when imported. In the same process every later
+    ``Dataset.pixel_array`` then fails ("no attribute 'convert_pixel_data'") and any
+    slightly invalid value read or written raises, which would break the stages that run
+    after this one in-process. Put pydicom back as the caller had it; what we write is
+    checked with dciodvfy anyway.
+    """
+    import pydicom.config as config
+
+    saved = (
+        config._use_future,
+        config.enforce_valid_values,
+        config.INVALID_KEYWORD_BEHAVIOR,
+        config.settings._reading_validation_mode,
+        config.settings._writing_validation_mode,
+    )
+    import wsidicomizer
+    import wsidicomizer.metadata  # noqa: F401  (imported under the guard too)
+
+    (
+        config._use_future,
+        config.enforce_valid_values,
+        config.INVALID_KEYWORD_BEHAVIOR,
+        config.settings._reading_validation_mode,
+        config.settings._writing_validation_mode,
+    ) = saved
+    return wsidicomizer
+
+
 class SlideConversionError(RuntimeError):
     """A slide could not be converted; the message names the file and its format."""
 
@@ -141,7 +173,8 @@ def _metadata(link: SlideLink | None, site: AnatomicSite | None, container: str)
     from wsidicom.conceptcode import Code
     from pydicom.uid import UID
     from wsidicom.metadata import Patient, PatientSex, Slide, SlideSample, Study
-    from wsidicomizer.metadata import WsiDicomizerMetadata
+
+    WsiDicomizerMetadata = load_wsidicomizer().metadata.WsiDicomizerMetadata
 
     patient = study = None
     if link is not None:
@@ -211,8 +244,7 @@ def dicomize_slide(
     path: Path, out_root: Path, link: SlideLink | None, options: ConversionOptions
 ) -> ConvertedSlide:
     """Convert one slide into ``out_root/<slide name>/``; nothing is left there on failure."""
-    from wsidicomizer import WsiDicomizer
-
+    WsiDicomizer = load_wsidicomizer().WsiDicomizer
     path = Path(path)
     if is_dicom(path):
         return passthrough(path, out_root)
