@@ -99,127 +99,99 @@ def test_stow_to_a_stopped_orthanc_retries_a_bounded_number_of_times(tmp_path, c
     assert "refused" in str(info.value).lower()
 
 
-class _Counting(BaseHTTPRequestHandler):
-    status = 200
-    hits = 0
+class _Recording(BaseHTTPRequestHandler):
+    """Answers every request from ``answer(method, path)`` and records what it got."""
 
-    def _answer(self):
-        type(self).hits += 1
+    def _handle(self):
         length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(length) if length else None
-        self.send_response(self.status)
-        self.send_header("Content-Length", "0")
+        body = self.rfile.read(length) if length else b""
+        self.server.requests.append((self.command, self.path, dict(self.headers), body))
+        status, content_type, payload = self.server.answer(self.command, self.path)
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
+        self.wfile.write(payload)
 
-    do_GET = do_POST = _answer
+    do_GET = do_POST = _handle
 
     def log_message(self, *args):
         pass
 
 
 @pytest.fixture
-def counting_server():
+def stub_server():
+    """A loopback HTTP server (a stand-in for a PACS error or for Keycloak) that records requests."""
     servers = []
 
-    def start(status: int) -> tuple[str, type[_Counting]]:
-        handler = type("Handler", (_Counting,), {"status": status, "hits": 0})
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    def start(answer) -> tuple[str, list]:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Recording)
+        server.answer, server.requests = answer, []
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}/dicom-web", handler
+        return f"http://127.0.0.1:{server.server_port}", server.requests
 
     yield start
     for server in servers:
         server.shutdown()
 
 
-def test_4xx_is_never_retried(counting_server):
-    url, handler = counting_server(401)
+def _status(code: int):
+    return lambda method, path: (code, "text/plain", b"")
+
+
+EMPTY_QIDO = (200, "application/dicom+json", b"[]")
+
+
+def test_4xx_is_never_retried(stub_server):
+    base, requests = stub_server(_status(401))
     with pytest.raises(DicomWebError, match="HTTP 401"):
-        DicomWeb(dicomweb_settings(url, DICOMWEB_RETRIES="5")).find_studies(patient_id="x")
-    assert handler.hits == 1
+        DicomWeb(dicomweb_settings(f"{base}/dicom-web", DICOMWEB_RETRIES="5")).find_studies(patient_id="x")
+    assert len(requests) == 1
 
 
-def test_5xx_is_retried_then_reported(counting_server):
-    url, handler = counting_server(503)
+def test_5xx_is_retried_then_reported(stub_server):
+    base, requests = stub_server(_status(503))
+    url = f"{base}/dicom-web"
     with pytest.raises(DicomWebError) as info:
         DicomWeb(dicomweb_settings(url, DICOMWEB_RETRIES="2")).find_studies(patient_id="x")
-    assert handler.hits == 3  # the request and two retries, no more
+    assert len(requests) == 3  # the request and two retries, no more
     assert url in str(info.value) and "503" in str(info.value)
 
 
-def test_bearer_token_is_sent(counting_server):
-    seen = {}
+def test_bearer_token_is_sent(stub_server):
+    base, requests = stub_server(lambda method, path: EMPTY_QIDO)
+    pacs = DicomWeb(dicomweb_settings(f"{base}/dicom-web", DICOMWEB_TOKEN="tok-42"))
+    assert pacs.find_studies(patient_id="x") == []
+    assert requests[0][2]["Authorization"] == "Bearer tok-42"
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            seen["auth"] = self.headers.get("Authorization")
-            self.send_response(200)
-            self.send_header("Content-Type", "application/dicom+json")
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"[]")
 
-        def log_message(self, *args):
-            pass
+def test_kaapana_project_user_is_exchanged_for_a_bearer_token(stub_server):
+    """Kaapana's project user goes through Keycloak's password grant (a loopback stand-in here)."""
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/dicom-web"
-        assert DicomWeb(dicomweb_settings(url, DICOMWEB_TOKEN="tok-42")).find_studies(patient_id="x") == []
-        assert seen["auth"] == "Bearer tok-42"
-    finally:
-        server.shutdown()
+    def answer(method, path):
+        if method == "POST":
+            return 200, "application/json", b'{"access_token": "kc-token-1"}'
+        return EMPTY_QIDO
+
+    base, requests = stub_server(answer)
+    settings = dicomweb_settings(
+        f"{base}/dicom-web",
+        KAAPANA_PROJECT_USER_NAME="project-user",
+        KAAPANA_PROJECT_USER_PASSWORD="pw-99",
+        KAAPANA_CLIENT_SECRET="client-secret",
+        KEYCLOAK_URL=base,
+    )
+    assert DicomWeb(settings).find_studies(patient_id="x") == []
+    (_, token_path, _, body), (_, _, headers, _) = requests
+    form = dict(pair.split("=", 1) for pair in body.decode().split("&"))
+    assert token_path == "/auth/realms/kaapana/protocol/openid-connect/token"
+    assert form["grant_type"] == "password" and form["username"] == "project-user"
+    assert form["client_secret"] == "client-secret"
+    assert headers["Authorization"] == "Bearer kc-token-1"
 
 
 def test_credentials_in_urls_are_redacted():
     assert redact_url("http://user:pw@pacs:8042/dicom-web") == "http://pacs:8042/dicom-web"
     assert redact_url("https://pacs/dicom-web") == "https://pacs/dicom-web"
 
-
-def test_kaapana_project_user_is_exchanged_for_a_bearer_token():
-    """Kaapana's project user goes through Keycloak's password grant (a loopback stand-in here)."""
-    seen = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-            seen["token_request"] = (self.path, dict(p.split("=", 1) for p in body.split("&")))
-            payload = b'{"access_token": "kc-token-1"}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def do_GET(self):
-            seen["auth"] = self.headers.get("Authorization")
-            self.send_response(200)
-            self.send_header("Content-Type", "application/dicom+json")
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"[]")
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        base = f"http://127.0.0.1:{server.server_port}"
-        settings = dicomweb_settings(
-            f"{base}/dicom-web",
-            KAAPANA_PROJECT_USER_NAME="project-user",
-            KAAPANA_PROJECT_USER_PASSWORD="pw-99",
-            KAAPANA_CLIENT_SECRET="client-secret",
-            KEYCLOAK_URL=base,
-        )
-        assert DicomWeb(settings).find_studies(patient_id="x") == []
-        path, form = seen["token_request"]
-        assert path == "/auth/realms/kaapana/protocol/openid-connect/token"
-        assert form["grant_type"] == "password" and form["username"] == "project-user"
-        assert form["client_secret"] == "client-secret"
-        assert seen["auth"] == "Bearer kc-token-1"
-    finally:
-        server.shutdown()
