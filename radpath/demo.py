@@ -1,7 +1,8 @@
 """``radpath demo``: a generated patient through the main job, no server needed.
 
 The demo input comes from the project's own generators only (no third-party data ships
-in the package): a phantom CT series of one fictitious patient, laid out as Kaapana's
+in the package): a phantom CT series of one fictitious patient and an Aperio-style slide
+of the same patient whose sidecar says "Niere links, Stanzbiopsie", laid out as Kaapana's
 GetInputOperator leaves a selected series (``batch/<SeriesInstanceUID>/get-input/``).
 Then every stage that exists runs in pipeline order, and a table shows each element's
 status.
@@ -19,7 +20,7 @@ from rich.table import Table
 from radpath import stages
 from radpath.pipeline import run_pipeline, summarize
 from radpath.settings import Settings
-from radpath.synthetic import SliceGeometry, SyntheticStudy, write_series
+from radpath.synthetic import SliceGeometry, SyntheticStudy, write_series, write_svs
 
 INPUT_DIR = "get-input"
 
@@ -35,6 +36,16 @@ def make_demo_run(output: Path) -> Path:
     element = workflow_dir / "batch" / series.series_instance_uid / INPUT_DIR
     element.parent.mkdir(parents=True)
     tmp.rename(element)
+    slide = write_svs(element / "biopsy-kidney.svs", width=2048, height=1536, levels=2)
+    sidecar = {
+        "patient_id": study.patient.patient_id,
+        "patient_name": study.patient.name,
+        "study_instance_uid": study.study_instance_uid,
+        "accession_number": study.accession_number,
+        "anatomic_site": "Niere links, Stanzbiopsie",
+        "specimen_description": "Stanzbiopsie Niere links",
+    }
+    (element / f"{slide.path.name}.json").write_text(json.dumps(sidecar, indent=2))
     (workflow_dir / "conf").mkdir()
     (workflow_dir / "conf" / "conf.json").write_text(
         json.dumps({"data_form": {"identifiers": [series.series_instance_uid]}, "workflow_form": {}}, indent=2)
@@ -46,7 +57,7 @@ def run_demo(output: Path) -> int:
     console = Console(stderr=False)
     output = output.resolve()
     workflow_dir = make_demo_run(output)
-    console.print(f"demo input: phantom CT of one patient in [bold]{workflow_dir / 'batch'}[/]")
+    console.print(f"demo input: phantom CT and kidney biopsy slide of one patient in [bold]{workflow_dir / 'batch'}[/]")
     settings = Settings.from_env({"WORKFLOW_DIR": str(workflow_dir), "BATCH_NAME": "batch"})
     results = run_pipeline(settings, INPUT_DIR)
     missing = [name for name in stages.PIPELINE if name not in stages.REGISTRY]

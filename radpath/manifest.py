@@ -100,7 +100,7 @@ class Manifest:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".manifest-", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, indent=2, sort_keys=True, default=str)
+                json.dump(data, handle, indent=2, default=str)  # stages stay in run order
                 handle.write("\n")
             os.replace(tmp, self.path)
         except BaseException:

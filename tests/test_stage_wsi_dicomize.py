@@ -87,3 +87,12 @@ def test_patient_identity_never_reaches_info_logs(batch: Path, caplog):
     caplog.set_level("INFO", logger="radpath")
     run_stage("wsi-dicomize", run_wsi_dicomize, settings_for(batch))
     assert "RP-42" not in caplog.text and "RP-43" not in caplog.text
+
+
+def test_radiology_dicom_beside_the_slides_is_not_taken_for_a_slide(tmp_path: Path):
+    from radpath.synthetic import SliceGeometry, write_series
+
+    root = tmp_path / "run"
+    write_series(root / "batch/ct-only/slides", geometry=SliceGeometry(8, 8, 2, (1.0, 1.0), 1.0))
+    result = run_stage("wsi-dicomize", run_wsi_dicomize, settings_for(root))
+    assert [(r.status, r.detail) for r in result.elements] == [(Status.SKIPPED, "no slide file in slides/")]

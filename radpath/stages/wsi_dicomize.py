@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pydicom
+
 from radpath.batch import BatchElement, ElementSkipped
 from radpath.settings import Settings
 from radpath.slides.convert import (
@@ -30,16 +32,26 @@ from radpath.slides.linkage import LinkError, LinkSources, SlideLink, is_linkage
 log = logging.getLogger(__name__)
 
 
+def _is_dicom_slide(path: Path) -> bool:
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"]).get("Modality") == "SM"
+    except Exception:  # unreadable DICOM is the conversion's to report, not ours
+        return path.suffix.lower() == ".dcm"
+
+
 def slide_files(folder: Path) -> list[Path]:
-    """Slide files in ``folder`` (vendor formats by suffix, DICOM by content)."""
-    return [
-        p
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-        and not p.name.startswith(".")
-        and not is_linkage_file(p)
-        and (p.suffix.lower() in SLIDE_SUFFIXES or is_dicom(p))
-    ]
+    """Slide files in ``folder``: vendor formats by suffix, DICOM only when it is a slide
+    (Modality SM); the element's radiology series may lie in the same folder."""
+    found = []
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or p.name.startswith(".") or is_linkage_file(p):
+            continue
+        if is_dicom(p):
+            if _is_dicom_slide(p):
+                found.append(p)
+        elif p.suffix.lower() in SLIDE_SUFFIXES:
+            found.append(p)
+    return found
 
 
 def conversion_options(settings: Settings) -> ConversionOptions:

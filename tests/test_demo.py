@@ -1,0 +1,21 @@
+"""`radpath demo`: the main job on generated data, with the stages that exist so far."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from radpath.manifest import Manifest
+
+
+def test_demo_runs_the_existing_stages_on_a_generated_patient(tmp_path: Path):
+    run = subprocess.run([sys.executable, "-m", "radpath.cli", "demo", "--output", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    (element,) = (tmp_path / "run/batch").iterdir()
+    manifest = Manifest.load(element)
+    assert list(manifest.stages) == ["wsi-dicomize", "bodypart"]
+    facts = manifest.facts["bodypart"]
+    assert (facts["organ"], facts["laterality"], facts["task"]) == ("kidney", "left", "total")
+    assert "radpath demo: elements" in run.stdout and "bodypart" in run.stdout
