@@ -1,0 +1,1 @@
+"""Radiology side: series on disk, which series to segment, conversion to NIfTI."""
