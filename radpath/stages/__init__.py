@@ -51,6 +51,12 @@ REGISTRY: dict[str, StageSpec] = {
             "convert each element's slides to DICOM WSI carrying the patient's identity (wsidicomizer)",
         ),
         StageSpec(
+            "nifti",
+            "radpath.stages.nifti",
+            "run_nifti",
+            "convert the element's chosen CT/MR series to NIfTI (dcm2niix), slices mapped to instances",
+        ),
+        StageSpec(
             "bodypart",
             "radpath.stages.bodypart",
             "run_bodypart",

@@ -1,0 +1,159 @@
+"""A chosen radiology series → NIfTI with dcm2niix, and which DICOM slice each NIfTI slice is.
+
+dcm2niix runs on the chosen series' image files only (linked into a scratch folder), so
+other series, non-image objects and leftovers of the study cannot end up in the volume.
+It may still write several volumes (echoes, a gantry-tilt-corrected copy, inconsistent
+orientations): the one whose slices lie on the most selected instances wins, and the
+manifest says which and why.
+
+The slice map is computed in patient space, never by array index: each NIfTI slice's
+plane (through its affine) is matched to the DICOM frame whose ImagePositionPatient lies
+on it. dcm2niix flips the row axis of most series; the map does not care.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from radpath.radiology.series import Frame, SeriesFiles
+
+LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+#: A NIfTI slice matches a DICOM frame when their planes lie within this distance (mm).
+PLANE_TOLERANCE_MM = 0.05
+
+
+class NiftiConversionError(RuntimeError):
+    """dcm2niix could not convert the series into a usable volume."""
+
+
+@dataclass
+class Volume:
+    """One NIfTI written by dcm2niix, with its slices mapped to DICOM frames."""
+
+    path: Path
+    shape: tuple[int, ...]
+    affine_lps: np.ndarray  # voxel (i, j, k, 1) → LPS mm
+    slices: list[Frame | None]  # k → the DICOM frame on that plane, None where none lies
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def matched(self) -> int:
+        return sum(s is not None for s in self.slices)
+
+
+def dcm2niix_binary() -> str:
+    """The dcm2niix from the PyPI wheel (beside this Python), else one on PATH."""
+    beside = Path(sys.executable).parent / "dcm2niix"
+    found = str(beside) if beside.exists() else shutil.which("dcm2niix")
+    if not found:
+        raise NiftiConversionError("dcm2niix not found: install radpath's nifti extra (pip install dcm2niix)")
+    return found
+
+
+def run_dcm2niix(source_dir: Path, out_dir: Path, compress: bool = False) -> list[Path]:
+    """Convert every series in ``source_dir``; returns the NIfTI files written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        dcm2niix_binary(), "-z", "y" if compress else "n", "-b", "y", "-ba", "y",
+        "-f", "%s_%j", "-o", str(out_dir), str(source_dir),
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, errors="replace")
+    written = sorted(out_dir.glob("*.nii*"))
+    if run.returncode != 0 and not written:
+        tail = " | ".join(line for line in (run.stdout + run.stderr).splitlines()[-4:] if line.strip())
+        raise NiftiConversionError(f"dcm2niix failed (exit {run.returncode}): {tail}")
+    return written
+
+
+def map_slices(path: Path, frames: list[Frame], normal: np.ndarray) -> Volume:
+    """Match each slice of the NIfTI at ``path`` to the DICOM frame lying on its plane."""
+    import nibabel as nib
+
+    image = nib.load(str(path))
+    shape = tuple(int(n) for n in image.shape)
+    affine = LPS_FROM_RAS @ image.affine
+    notes = []
+    if len(shape) > 3 and shape[3] > 1:
+        notes.append(f"{path.name} has {shape[3]} volumes; only the first is used")
+    slice_count = shape[2] if len(shape) > 2 else 1
+    positioned = [f for f in frames if f.position is not None]
+    offsets = np.array([np.dot(normal, f.position) for f in positioned]) if positioned else np.empty(0)
+    slices: list[Frame | None] = []
+    for k in range(slice_count):
+        centre = affine @ np.array([0.0, 0.0, k, 1.0])
+        if offsets.size == 0:
+            slices.append(None)
+            continue
+        distance = np.abs(offsets - np.dot(normal, centre[:3]))
+        best = int(np.argmin(distance))
+        slices.append(positioned[best] if distance[best] <= PLANE_TOLERANCE_MM else None)
+    return Volume(path, shape, affine, slices, notes)
+
+
+@dataclass
+class Conversion:
+    volume: Volume
+    others: list[str]  # why each other NIfTI dcm2niix wrote was not used
+    ignored_instances: int  # non-image instances of the series left out
+
+
+def convert_series(series: SeriesFiles, out_dir: Path) -> Conversion:
+    """The series → one NIfTI in ``out_dir`` whose slices map onto its DICOM frames."""
+    images = series.image_instances
+    if not images:
+        raise NiftiConversionError(f"series {series.summary.key} has no image instances")
+    normal = series.summary.normal
+    if normal is None:
+        raise NiftiConversionError(f"series {series.summary.key} has no ImageOrientationPatient")
+    frames = series.frames
+    with tempfile.TemporaryDirectory(prefix="radpath-dcm2niix-") as scratch:
+        source = Path(scratch) / "in"
+        source.mkdir()
+        for index, instance in enumerate(images):
+            os.symlink(instance.path.resolve(), source / f"{index:06d}.dcm")
+        converted = run_dcm2niix(source, Path(scratch) / "out")
+        if not converted:
+            raise NiftiConversionError(f"dcm2niix wrote no volume for series {series.summary.key}")
+        volumes = [map_slices(path, frames, normal) for path in converted]
+        best = max(volumes, key=lambda v: (v.matched, -abs(v.shape[2] - len(frames))))
+        if best.matched == 0:
+            raise NiftiConversionError(
+                f"no slice of dcm2niix's output lies on a DICOM slice of series {series.summary.key} "
+                "(gantry tilt or inconsistent geometry)"
+            )
+        others = [
+            f"{v.path.name}: {v.matched}/{len(frames)} slices on the selected instances (used {best.path.name}: {best.matched})"
+            for v in volumes
+            if v is not best
+        ]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target = out_dir / "series.nii"
+        shutil.move(str(best.path), target)
+        sidecar = best.path.parent / (best.path.name.split(".nii")[0] + ".json")
+        if sidecar.exists():
+            shutil.move(str(sidecar), out_dir / "series.dcm2niix.json")
+        best.path = target
+    return Conversion(best, others, len(series.instances) - len(images))
+
+
+def mapping_json(volume: Volume) -> dict[str, Any]:
+    """The manifest's record of the volume: shape, affine and the k → instance map."""
+    return {
+        "path": volume.path.name,
+        "shape": list(volume.shape),
+        "affine_lps": [[round(float(v), 6) for v in row] for row in volume.affine_lps],
+        "slices": [
+            {"sop_instance_uid": f.sop_instance_uid, "frame": f.frame_number} if f else None
+            for f in volume.slices
+        ],
+    }

@@ -1,0 +1,81 @@
+"""The ``nifti`` stage: the element's chosen radiology series → NIfTI, slices mapped to instances.
+
+The series is the one the pair stage chose (manifest ``pair.series_key``); run alone on
+an element that holds only DICOM files (as Kaapana's GetInputOperator leaves them), the
+stage applies the series selection itself and records the choice and every rejection.
+The manifest section ``nifti`` carries the volume's file, shape, affine (voxel → LPS)
+and, per NIfTI slice, the SOPInstanceUID (and frame) it came from: the SEG stage
+references exactly those.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from radpath.batch import BatchElement, ElementSkipped
+from radpath.radiology.nifti import convert_series, mapping_json
+from radpath.radiology.selection import select_series
+from radpath.radiology.series import SeriesFiles, read_series_in
+from radpath.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RADIOLOGY_MODALITIES = ("CT", "MR")
+
+
+def _radiology(element: BatchElement) -> list[SeriesFiles]:
+    """CT/MR series of the element: in its input folder, else anywhere in the element."""
+    for folder in (element.in_dir, element.path):
+        if folder is not None and folder.is_dir():
+            found = [s for s in read_series_in(folder) if s.summary.modality in RADIOLOGY_MODALITIES]
+            if found:
+                return found
+    return []
+
+
+def run_nifti(element: BatchElement, settings: Settings) -> None:
+    manifest = element.manifest()
+    series = _radiology(element)
+    if not series:
+        raise ElementSkipped("no CT or MR series in the element")
+    wanted = manifest.facts.get("pair", {}).get("series_key")
+    selection = None
+    if wanted:
+        chosen = next((s for s in series if s.summary.key == wanted), None)
+        if chosen is None:
+            raise ElementSkipped(f"the paired series {wanted} is not in the element")
+    else:
+        selection = select_series([s.summary for s in series])
+        if selection.chosen is None:
+            reasons = "; ".join(f"{key}: {why}" for key, why in selection.reasons.items())
+            raise ElementSkipped(f"no series to segment ({reasons})")
+        chosen = next(s for s in series if s.summary.key == selection.chosen.key)
+    out_dir = element.out_dir or element.path / "nifti"
+    conversion = convert_series(chosen, out_dir)
+    summary = chosen.summary
+    facts = {
+        **mapping_json(conversion.volume),
+        "folder": out_dir.name,
+        "series_key": summary.key,
+        "series_instance_uid": summary.series_instance_uid,
+        "study_instance_uid": summary.study_instance_uid,
+        "frame_of_reference_uid": summary.frame_of_reference_uid,
+        "modality": summary.modality,
+        "series_description": summary.description,
+        "orientation": list(summary.orientation or []),
+        "notes": conversion.volume.notes + conversion.others,
+        "ignored_non_image_instances": conversion.ignored_instances,
+    }
+    if selection is not None:
+        facts["selection"] = selection.to_json()
+    if summary.series_instance_uid is None:
+        facts["notes"].append("the series has no SeriesInstanceUID in its datasets (de-identified)")
+    manifest.update("nifti", facts)
+    manifest.save()
+    volume = conversion.volume
+    log.info(
+        "%s: %s series %r → %s %s, %d/%d slices mapped to instances",
+        element.name, summary.modality, summary.description, volume.path.name,
+        "x".join(map(str, volume.shape)), volume.matched, len(volume.slices),
+    )
