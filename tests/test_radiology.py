@@ -1,0 +1,121 @@
+"""Radiology side: series selection by the rules, NIfTI geometry checked voxel by voxel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+
+from radpath.radiology.nifti import convert_series
+from radpath.radiology.selection import select_series
+from radpath.radiology.series import read_series_in
+from radpath.synthetic import SliceGeometry, SyntheticStudy, write_series
+
+RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
+
+
+def check_voxels(series_dir: Path, out_dir: Path, samples: int = 20, seed: int = 0) -> None:
+    """For random NIfTI voxels: world position (affine, RAS) equals the DICOM pixel's
+    patient position (IPP + orientation × spacing, LPS→RAS) within 0.01 mm, and the value
+    equals the rescaled DICOM value."""
+    (series,) = [s for s in read_series_in(series_dir) if s.summary.modality in ("CT", "MR")]
+    conversion = convert_series(series, out_dir)
+    image = nib.load(str(conversion.volume.path))
+    data = image.get_fdata()  # scaled by the header's slope/intercept
+    by_uid = {i.sop_instance_uid: i.path for i in series.image_instances}
+    rng = np.random.default_rng(seed)
+    for _ in range(samples):
+        i, j, k = (int(rng.integers(0, n)) for n in data.shape[:3])
+        world_ras = (image.affine @ np.array([i, j, k, 1.0]))[:3]
+        frame = conversion.volume.slices[k]
+        assert frame is not None, f"slice {k} maps to no instance"
+        ds = pydicom.dcmread(by_uid[frame.sop_instance_uid])
+        ipp = np.array(ds.ImagePositionPatient, dtype=float)
+        row_dir, col_dir = np.array(ds.ImageOrientationPatient[:3], float), np.array(ds.ImageOrientationPatient[3:], float)
+        spacing_between_rows, spacing_between_cols = (float(v) for v in ds.PixelSpacing)
+        offset = RAS_FROM_LPS @ world_ras - ipp  # back in LPS
+        column = offset @ row_dir / spacing_between_cols
+        row = offset @ col_dir / spacing_between_rows
+        c, r = int(round(column)), int(round(row))
+        pixel_ras = RAS_FROM_LPS @ (ipp + c * spacing_between_cols * row_dir + r * spacing_between_rows * col_dir)
+        assert np.allclose(pixel_ras, world_ras, atol=0.01), (i, j, k, pixel_ras, world_ras)
+        stored = ds.pixel_array[r, c]
+        expected = float(stored) * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
+        assert float(data[i, j, k]) == pytest.approx(expected, abs=1e-3), (i, j, k)
+
+
+@pytest.mark.parametrize("name", ["ct-abdomen-totalseg", "mr-prostate-adc"])
+def test_shared_series_convert_with_geometry_intact(shared_data, tmp_path, name):
+    check_voxels(shared_data / name, tmp_path)
+
+
+GEOMETRIES = {
+    "axial": SliceGeometry.named("axial", rows=40, columns=36, slices=10, pixel_spacing=(8.0, 9.0), slice_spacing=10.0),
+    "axial-rows-flipped": SliceGeometry.named("axial-rows-flipped", rows=40, columns=40, slices=10, pixel_spacing=(8.0, 8.0), slice_spacing=10.0),
+    "descending": SliceGeometry.named("axial", rows=40, columns=40, slices=10, pixel_spacing=(8.0, 8.0), slice_spacing=10.0, descending=True),
+    "sagittal": SliceGeometry.named("sagittal", rows=48, columns=40, slices=10, pixel_spacing=(8.0, 8.0), slice_spacing=12.0),
+    "coronal": SliceGeometry.named("coronal", rows=48, columns=40, slices=10, pixel_spacing=(8.0, 8.0), slice_spacing=12.0),
+    "oblique-15": SliceGeometry.named("oblique-15", rows=40, columns=40, slices=10, pixel_spacing=(8.0, 8.0), slice_spacing=10.0),
+}
+
+
+@pytest.mark.parametrize("modality", ["CT", "MR"])
+@pytest.mark.parametrize("name", list(GEOMETRIES))
+def test_generated_series_convert_with_geometry_intact(tmp_path, modality, name):
+    write_series(tmp_path / "dicom", modality=modality, geometry=GEOMETRIES[name])
+    check_voxels(tmp_path / "dicom", tmp_path / "nifti")
+
+
+def test_series_selection_picks_the_right_series_and_says_why_not_the_others(tmp_path):
+    study = SyntheticStudy()
+    small = dict(pixel_spacing=(8.0, 8.0))
+    made = {
+        "localizer": write_series(tmp_path / "loc", study=study, series_number=1, description="Topogram 0.6 T20f",
+                                  image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"),
+                                  geometry=SliceGeometry.named("coronal", rows=32, columns=32, slices=1, slice_spacing=5.0, **small)),
+        "reformat": write_series(tmp_path / "mpr", study=study, series_number=2, description="Cor MPR 3mm",
+                                 image_type=("DERIVED", "SECONDARY", "MPR"),
+                                 geometry=SliceGeometry.named("coronal", rows=32, columns=32, slices=40, slice_spacing=3.0, **small)),
+        "thick": write_series(tmp_path / "thick", study=study, series_number=3, description="Abdomen 5.0 B30f",
+                              geometry=SliceGeometry.named("axial", rows=32, columns=32, slices=12, slice_spacing=5.0, **small)),
+        "thin": write_series(tmp_path / "thin", study=study, series_number=4, description="Abdomen 1.0 B30f",
+                             geometry=SliceGeometry.named("axial", rows=32, columns=32, slices=30, slice_spacing=2.0, **small)),
+    }
+    seg = pydicom.dcmread(made["thin"].paths[0])
+    seg.SOPClassUID = "1.2.840.10008.5.1.4.1.1.66.4"
+    seg.file_meta.MediaStorageSOPClassUID = seg.SOPClassUID
+    seg.Modality = "SEG"
+    seg.SeriesInstanceUID = pydicom.uid.generate_uid()
+    seg.SOPInstanceUID = seg.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    (tmp_path / "seg").mkdir()
+    seg.save_as(tmp_path / "seg" / "seg.dcm")
+
+    series = read_series_in(tmp_path)
+    selection = select_series([s.summary for s in series])
+    assert selection.chosen.series_instance_uid == made["thin"].series_instance_uid
+    reasons = selection.reasons
+    assert reasons[made["localizer"].series_instance_uid].startswith("rejected: a localizer")
+    assert reasons[made["reformat"].series_instance_uid].startswith("avoided: a derived series")
+    assert reasons[made["thick"].series_instance_uid] == "ranked lower: more slices cover more anatomy"
+    assert reasons[seg.SeriesInstanceUID].startswith("rejected: modality SEG is not CT or MR")
+    assert len(reasons) == 4
+
+
+def test_mr_prefers_anatomical_over_diffusion_and_says_so_when_only_a_map_exists(tmp_path):
+    study = SyntheticStudy()
+    geometry = SliceGeometry.named("axial", rows=32, columns=32, slices=20, pixel_spacing=(8.0, 8.0), slice_spacing=4.0)
+    adc = write_series(tmp_path / "adc", modality="MR", study=study, series_number=5, description="ep2d_diff ADC",
+                       image_type=("DERIVED", "PRIMARY", "ADC"), geometry=geometry)
+    dwi = write_series(tmp_path / "dwi", modality="MR", study=study, series_number=4, description="ep2d_diff b800",
+                       geometry=geometry)
+    t2 = write_series(tmp_path / "t2", modality="MR", study=study, series_number=3, description="t2_tse_tra",
+                      geometry=SliceGeometry.named("axial", rows=32, columns=32, slices=12, pixel_spacing=(8.0, 8.0), slice_spacing=6.0))
+    selection = select_series([s.summary for s in read_series_in(tmp_path)])
+    assert selection.chosen.series_instance_uid == t2.series_instance_uid
+    assert selection.reasons[dwi.series_instance_uid].startswith("avoided: a diffusion")
+    only_map = select_series([s.summary for s in read_series_in(tmp_path / "adc")])
+    assert only_map.chosen.series_instance_uid == adc.series_instance_uid
+    assert only_map.note.startswith("chosen although a derived series")
