@@ -17,6 +17,32 @@ from radpath.synthetic import SliceGeometry, SyntheticStudy, write_series
 RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
 
 
+def frame_geometry(ds, frame_number):
+    """Position, orientation, spacing and pixels of one frame, single- or multi-frame."""
+    if frame_number is None:
+        rescale = (float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0))
+        return (np.array(ds.ImagePositionPatient, float), np.array(ds.ImageOrientationPatient, float),
+                tuple(float(v) for v in ds.PixelSpacing), ds.pixel_array, rescale)
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    per_frame = ds.PerFrameFunctionalGroupsSequence[frame_number - 1]
+
+    def find(name, attribute):
+        for group in (per_frame, shared):
+            if name in group:
+                return getattr(group[name][0], attribute)
+        raise KeyError(name)
+
+    try:
+        rescale = (float(find("PixelValueTransformationSequence", "RescaleSlope")),
+                   float(find("PixelValueTransformationSequence", "RescaleIntercept")))
+    except KeyError:
+        rescale = (1.0, 0.0)
+    return (np.array(find("PlanePositionSequence", "ImagePositionPatient"), float),
+            np.array(find("PlaneOrientationSequence", "ImageOrientationPatient"), float),
+            tuple(float(v) for v in find("PixelMeasuresSequence", "PixelSpacing")),
+            ds.pixel_array[frame_number - 1], rescale)
+
+
 def check_voxels(series_dir: Path, out_dir: Path, samples: int = 20, seed: int = 0) -> None:
     """For random NIfTI voxels: world position (affine, RAS) equals the DICOM pixel's
     patient position (IPP + orientation × spacing, LPS→RAS) within 0.01 mm, and the value
@@ -33,17 +59,17 @@ def check_voxels(series_dir: Path, out_dir: Path, samples: int = 20, seed: int =
         frame = conversion.volume.slices[k]
         assert frame is not None, f"slice {k} maps to no instance"
         ds = pydicom.dcmread(by_uid[frame.sop_instance_uid])
-        ipp = np.array(ds.ImagePositionPatient, dtype=float)
-        row_dir, col_dir = np.array(ds.ImageOrientationPatient[:3], float), np.array(ds.ImageOrientationPatient[3:], float)
-        spacing_between_rows, spacing_between_cols = (float(v) for v in ds.PixelSpacing)
+        ipp, orientation, spacing, pixels, (slope, intercept) = frame_geometry(ds, frame.frame_number)
+        row_dir, col_dir = orientation[:3], orientation[3:]
+        spacing_between_rows, spacing_between_cols = spacing
         offset = RAS_FROM_LPS @ world_ras - ipp  # back in LPS
         column = offset @ row_dir / spacing_between_cols
         row = offset @ col_dir / spacing_between_rows
         c, r = int(round(column)), int(round(row))
         pixel_ras = RAS_FROM_LPS @ (ipp + c * spacing_between_cols * row_dir + r * spacing_between_rows * col_dir)
         assert np.allclose(pixel_ras, world_ras, atol=0.01), (i, j, k, pixel_ras, world_ras)
-        stored = ds.pixel_array[r, c]
-        expected = float(stored) * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
+        stored = pixels[r, c]
+        expected = float(stored) * slope + intercept
         assert float(data[i, j, k]) == pytest.approx(expected, abs=1e-3), (i, j, k)
 
 
@@ -119,3 +145,55 @@ def test_mr_prefers_anatomical_over_diffusion_and_says_so_when_only_a_map_exists
     only_map = select_series([s.summary for s in read_series_in(tmp_path / "adc")])
     assert only_map.chosen.series_instance_uid == adc.series_instance_uid
     assert only_map.note.startswith("chosen although a derived series")
+
+
+def test_enhanced_multiframe_ct_converts_frame_by_frame(tmp_path):
+    from highdicom.legacy import LegacyConvertedEnhancedCTImage
+
+    made = write_series(tmp_path / "single", geometry=GEOMETRIES["oblique-15"])
+    enhanced = LegacyConvertedEnhancedCTImage(
+        [pydicom.dcmread(p) for p in made.paths], series_instance_uid=pydicom.uid.generate_uid(),
+        series_number=9, sop_instance_uid=pydicom.uid.generate_uid(), instance_number=1,
+    )
+    (tmp_path / "enhanced").mkdir()
+    enhanced.save_as(tmp_path / "enhanced" / "ct.dcm")
+    check_voxels(tmp_path / "enhanced", tmp_path / "nifti")
+
+
+def test_non_image_instances_in_the_series_are_left_out(tmp_path):
+    made = write_series(tmp_path / "ct", geometry=GEOMETRIES["axial"])
+    report = pydicom.dcmread(made.paths[0], stop_before_pixels=True)
+    for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "Rows", "Columns", "PixelSpacing"):
+        delattr(report, keyword)
+    report.SOPClassUID = report.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.67"  # dose SR
+    report.SOPInstanceUID = report.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    report.save_as(tmp_path / "ct" / "dose-report.dcm")
+    (series,) = read_series_in(tmp_path / "ct")
+    conversion = convert_series(series, tmp_path / "nifti")
+    assert conversion.ignored_instances == 1
+    assert conversion.volume.matched == GEOMETRIES["axial"].slices
+    check_voxels(tmp_path / "ct", tmp_path / "nifti2")
+
+
+def test_nifti_stage_alone_selects_converts_and_records_the_slice_map(tmp_path):
+    from radpath.batch import run_stage
+    from radpath.manifest import Manifest
+    from radpath.settings import Settings
+    from radpath.stages.nifti import run_nifti
+
+    study = SyntheticStudy()
+    folder = tmp_path / "run/batch/e1/get-input"
+    chosen = write_series(folder, study=study, series_number=2, geometry=GEOMETRIES["axial-rows-flipped"])
+    write_series(folder, study=study, series_number=1, description="Topogram",
+                 image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"),
+                 geometry=SliceGeometry.named("coronal", rows=32, columns=32, slices=1, pixel_spacing=(8.0, 8.0), slice_spacing=5.0))
+    settings = Settings.from_env({"WORKFLOW_DIR": str(tmp_path / "run"), "OPERATOR_IN_DIR": "get-input",
+                                  "OPERATOR_OUT_DIR": "nifti"})
+    assert run_stage("nifti", run_nifti, settings).exit_code == 0
+    facts = Manifest.load(tmp_path / "run/batch/e1").facts["nifti"]
+    assert facts["series_instance_uid"] == chosen.series_instance_uid
+    assert facts["selection"]["chosen"] == chosen.series_instance_uid
+    assert len(facts["selection"]["rejected"]) == 1
+    assert (tmp_path / "run/batch/e1/nifti" / facts["path"]).is_file()
+    mapped = [s["sop_instance_uid"] for s in facts["slices"]]
+    assert sorted(mapped) == sorted(chosen.sop_instance_uids)
