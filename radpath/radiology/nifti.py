@@ -60,19 +60,42 @@ def dcm2niix_binary() -> str:
     return found
 
 
+class Dcm2niixRun:
+    """dcm2niix converting every series in a folder, in the background.
+
+    Started before the folder's headers are read: when the folder turns out to hold only
+    the chosen series (as every Kaapana batch element does), its output is used and the
+    header reading cost no extra time. Otherwise :meth:`cancel` it.
+    """
+
+    def __init__(self, source_dir: Path, out_dir: Path, compress: bool = False):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir = out_dir
+        command = [
+            dcm2niix_binary(), "-z", "y" if compress else "n", "-b", "y", "-ba", "y",
+            "-f", "%s_%j", "-o", str(out_dir), str(source_dir),
+        ]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def result(self) -> list[Path]:
+        output, _ = self.process.communicate()
+        written = sorted(self.out_dir.glob("*.nii*"))
+        if self.process.returncode != 0 and not written:
+            lines = output.decode(errors="replace").splitlines()
+            tail = " | ".join(line for line in lines[-4:] if line.strip())
+            raise NiftiConversionError(f"dcm2niix failed (exit {self.process.returncode}): {tail}")
+        return written
+
+    def cancel(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.communicate()
+        shutil.rmtree(self.out_dir, ignore_errors=True)
+
+
 def run_dcm2niix(source_dir: Path, out_dir: Path, compress: bool = False) -> list[Path]:
     """Convert every series in ``source_dir``; returns the NIfTI files written."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    command = [
-        dcm2niix_binary(), "-z", "y" if compress else "n", "-b", "y", "-ba", "y",
-        "-f", "%s_%j", "-o", str(out_dir), str(source_dir),
-    ]
-    run = subprocess.run(command, capture_output=True, text=True, errors="replace")
-    written = sorted(out_dir.glob("*.nii*"))
-    if run.returncode != 0 and not written:
-        tail = " | ".join(line for line in (run.stdout + run.stderr).splitlines()[-4:] if line.strip())
-        raise NiftiConversionError(f"dcm2niix failed (exit {run.returncode}): {tail}")
-    return written
+    return Dcm2niixRun(source_dir, out_dir, compress).result()
 
 
 def map_slices(path: Path, frames: list[Frame], normal: np.ndarray) -> Volume:
@@ -107,8 +130,12 @@ class Conversion:
     ignored_instances: int  # non-image instances of the series left out
 
 
-def convert_series(series: SeriesFiles, out_dir: Path) -> Conversion:
-    """The series → one NIfTI in ``out_dir`` whose slices map onto its DICOM frames."""
+def convert_series(series: SeriesFiles, out_dir: Path, started: Dcm2niixRun | None = None) -> Conversion:
+    """The series → one NIfTI in ``out_dir`` whose slices map onto its DICOM frames.
+
+    ``started``: a :class:`Dcm2niixRun` over a folder that holds exactly this series'
+    image files; its output is used instead of converting again.
+    """
     images = series.image_instances
     if not images:
         raise NiftiConversionError(f"series {series.summary.key} has no image instances")
@@ -117,11 +144,14 @@ def convert_series(series: SeriesFiles, out_dir: Path) -> Conversion:
         raise NiftiConversionError(f"series {series.summary.key} has no ImageOrientationPatient")
     frames = series.frames
     with tempfile.TemporaryDirectory(prefix="radpath-dcm2niix-") as scratch:
-        source = Path(scratch) / "in"
-        source.mkdir()
-        for index, instance in enumerate(images):
-            os.symlink(instance.path.resolve(), source / f"{index:06d}.dcm")
-        converted = run_dcm2niix(source, Path(scratch) / "out")
+        if started is not None:
+            converted = started.result()
+        else:
+            source = Path(scratch) / "in"
+            source.mkdir()
+            for index, instance in enumerate(images):
+                os.symlink(instance.path.resolve(), source / f"{index:06d}.dcm")
+            converted = run_dcm2niix(source, Path(scratch) / "out")
         if not converted:
             raise NiftiConversionError(f"dcm2niix wrote no volume for series {series.summary.key}")
         volumes = [map_slices(path, frames, normal) for path in converted]

@@ -11,10 +11,11 @@ references exactly those.
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
 from radpath.batch import BatchElement, ElementSkipped
-from radpath.radiology.nifti import convert_series, mapping_json
+from radpath.radiology.nifti import Dcm2niixRun, convert_series, mapping_json
 from radpath.radiology.selection import select_series
 from radpath.radiology.series import SeriesFiles, read_series_in
 from radpath.settings import Settings
@@ -24,19 +25,40 @@ log = logging.getLogger(__name__)
 RADIOLOGY_MODALITIES = ("CT", "MR")
 
 
-def _radiology(element: BatchElement) -> list[SeriesFiles]:
-    """CT/MR series of the element: in its input folder, else anywhere in the element."""
+def _radiology(element: BatchElement, scratch: Path) -> tuple[list[SeriesFiles], Dcm2niixRun | None, bool]:
+    """CT/MR series of the element: in its input folder, else anywhere in the element.
+
+    Returns the series, a dcm2niix run started on the input folder while its headers
+    were read, and whether that folder holds nothing but one CT/MR series' images (then
+    the run's output is the conversion).
+    """
+    started = None
+    if element.in_dir is not None and element.in_dir.is_dir():
+        started = Dcm2niixRun(element.in_dir, scratch / "speculative")
     for folder in (element.in_dir, element.path):
         if folder is not None and folder.is_dir():
-            found = [s for s in read_series_in(folder) if s.summary.modality in RADIOLOGY_MODALITIES]
+            everything = read_series_in(folder)
+            found = [s for s in everything if s.summary.modality in RADIOLOGY_MODALITIES]
             if found:
-                return found
-    return []
+                alone = folder == element.in_dir and len(everything) == 1 and not any(
+                    not i.is_image for i in everything[0].instances
+                )
+                return found, started, alone
+    return [], started, False
 
 
 def run_nifti(element: BatchElement, settings: Settings) -> None:
+    with tempfile.TemporaryDirectory(prefix="radpath-nifti-") as scratch:
+        series, started, alone = _radiology(element, Path(scratch))
+        try:
+            _convert(element, series, started if alone else None)
+        finally:
+            if started is not None and not alone:
+                started.cancel()
+
+
+def _convert(element: BatchElement, series: list[SeriesFiles], started: Dcm2niixRun | None) -> None:
     manifest = element.manifest()
-    series = _radiology(element)
     if not series:
         raise ElementSkipped("no CT or MR series in the element")
     wanted = manifest.facts.get("pair", {}).get("series_key")
@@ -52,7 +74,7 @@ def run_nifti(element: BatchElement, settings: Settings) -> None:
             raise ElementSkipped(f"no series to segment ({reasons})")
         chosen = next(s for s in series if s.summary.key == selection.chosen.key)
     out_dir = element.out_dir or element.path / "nifti"
-    conversion = convert_series(chosen, out_dir)
+    conversion = convert_series(chosen, out_dir, started)
     summary = chosen.summary
     facts = {
         **mapping_json(conversion.volume),

@@ -1,0 +1,96 @@
+"""NIfTI conversion: radpath's nifti stage vs bare dcm2niix on the same 512×512×300 CT.
+
+In one run, on the same page-cached files, medians of ``--repeat`` rounds (ABBA order):
+``dcm2niix -z n -b y`` as a process (the bare tool); the nifti stage in-process (series
+reading, selection, dcm2niix, slice map, manifest; dcm2niix starts while headers are
+read); and ``radpath stage nifti`` as a process (adds interpreter start-up and imports,
+which a Kaapana container pays once per task).
+
+Run: .venv/bin/python bench/nifti.py [--slices 300] [--repeat 5] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from radpath.batch import run_stage
+from radpath.radiology.nifti import dcm2niix_binary
+from radpath.settings import Settings
+from radpath.stages.nifti import run_nifti
+from radpath.synthetic import SliceGeometry, write_series
+
+
+def timed(function) -> float:
+    subprocess.run(["sync"], check=True)
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slices", type=int, default=300)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="radpath-bench-nifti-") as tmp:
+        root = Path(tmp)
+        element = root / "run" / "batch" / "ct" / "get-input"
+        t0 = time.perf_counter()
+        write_series(element, geometry=SliceGeometry(512, 512, args.slices, (0.8, 0.8), 1.5, center=(0.0, 0.0, 20.0)))
+        made_s = time.perf_counter() - t0
+        size = sum(p.stat().st_size for p in element.iterdir())
+        subprocess.run(["cat", *map(str, element.iterdir())], stdout=subprocess.DEVNULL, check=True)
+
+        def bare():
+            out = root / "bare"
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            subprocess.run([dcm2niix_binary(), "-z", "n", "-b", "y", "-o", str(out), str(element)],
+                           stdout=subprocess.DEVNULL, check=True)
+
+        settings = Settings.from_env({"WORKFLOW_DIR": str(root / "run"), "OPERATOR_IN_DIR": "get-input",
+                                      "OPERATOR_OUT_DIR": "nifti"})
+
+        def in_process():
+            result = run_stage("nifti", run_nifti, settings)
+            assert result.exit_code == 0
+
+        env = {**os.environ, "WORKFLOW_DIR": str(root / "run"), "OPERATOR_IN_DIR": "get-input",
+               "OPERATOR_OUT_DIR": "nifti", "RADPATH_LOG_LEVEL": "WARNING"}
+
+        def stage_process():
+            subprocess.run([str(Path(sys.executable).parent / "radpath"), "stage", "nifti"], env=env, check=True)
+
+        contenders = {"dcm2niix": bare, "radpath in-process": in_process, "radpath stage process": stage_process}
+        times: dict[str, list[float]] = {name: [] for name in contenders}
+        for round_ in range(args.repeat):
+            order = list(contenders.items())
+            for name, function in order if round_ % 2 == 0 else order[::-1]:
+                times[name].append(timed(function))
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    report = {
+        "benchmark": f"NIfTI conversion, generated CT 512x512x{args.slices}",
+        "input_mb": round(size / 1e6, 1),
+        "generated_in_s": round(made_s, 1),
+        "median_s": {name: round(v, 3) for name, v in medians.items()},
+        "ratio_in_process_vs_dcm2niix": round(medians["radpath in-process"] / medians["dcm2niix"], 2),
+        "ratio_stage_process_vs_dcm2niix": round(medians["radpath stage process"] / medians["dcm2niix"], 2),
+    }
+    print(json.dumps(report, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
