@@ -21,4 +21,4 @@ def test_demo_runs_the_existing_stages_on_a_generated_patient(tmp_path: Path):
     assert nifti["modality"] == "CT" and all(nifti["slices"])
     facts = manifest.facts["bodypart"]
     assert (facts["organ"], facts["laterality"], facts["task"]) == ("kidney", "left", "total")
-    assert "radpath demo: elements" in run.stdout and "bodypart" in run.stdout
+    assert "radpath demo: elements" in run.stdout and "│ done" in run.stdout
