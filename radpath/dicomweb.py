@@ -228,7 +228,8 @@ class DicomWeb:
             self.client.search_for_series,
             study_instance_uid=study_instance_uid,
             search_filters=search,
-            fields=["PatientID", "StudyDate", "SeriesDescription", "NumberOfSeriesRelatedInstances"],
+            fields=["PatientID", "StudyDate", "AccessionNumber", "SeriesDescription",
+                    "NumberOfSeriesRelatedInstances", "SeriesNumber"],
             get_remaining=True,
         )
 
@@ -251,6 +252,17 @@ class DicomWeb:
             study_instance_uid=study_instance_uid,
             series_instance_uid=series_instance_uid,
         )
+
+    def instance_metadata(self, study_instance_uid: str, series_instance_uid: str, sop_instance_uid: str) -> dict[str, Any]:
+        """One instance's metadata (DICOM JSON): what series selection reads of a series."""
+        result = self._call(
+            "WADO-RS instance metadata",
+            self.client.retrieve_instance_metadata,
+            study_instance_uid=study_instance_uid,
+            series_instance_uid=series_instance_uid,
+            sop_instance_uid=sop_instance_uid,
+        )
+        return result[0] if isinstance(result, list) else result
 
     def retrieve_series(self, study_instance_uid: str, series_instance_uid: str, folder: Path) -> list[Path]:
         """Every instance of a series as a Part-10 file ``<SOPInstanceUID>.dcm`` in ``folder``."""

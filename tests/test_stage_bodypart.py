@@ -66,7 +66,7 @@ def test_stage_resolves_skips_with_reasons_and_writes_the_manifest(batch: Path):
     assert all(r.status is Status.SKIPPED for r in reasons.values())
     assert reasons["b-no-organ"].reason.startswith("slide names no organ")
     assert reasons["c-rectum"].reason == "TotalSegmentator cannot segment rectum on CT (no class for it in task total)"
-    assert reasons["d-no-slide"].reason == "no slide (DICOM SM) in slides/"
+    assert reasons["d-no-slide"].reason == "no slide (DICOM SM) in the element"
     # The task log names each element's outcome, never the patient.
     assert "a-kidney: kidney, left" in run.stderr
     assert "slide names no organ" in run.stderr

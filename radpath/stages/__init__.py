@@ -51,6 +51,12 @@ REGISTRY: dict[str, StageSpec] = {
             "convert each element's slides to DICOM WSI carrying the patient's identity (wsidicomizer)",
         ),
         StageSpec(
+            "pair",
+            "radpath.stages.pair",
+            "run_pair",
+            "find the other side in the PACS (the slide's CT/MR study, or the study's slides)",
+        ),
+        StageSpec(
             "nifti",
             "radpath.stages.nifti",
             "run_nifti",

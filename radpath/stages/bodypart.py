@@ -54,10 +54,15 @@ def resolve_slide(datasets: list[Dataset]) -> BodyPart:
 
 def run_bodypart(element: BatchElement, settings: Settings) -> None:
     master = load_master()
-    folder = element.in_dir or element.path
-    slides = [ds for _, ds in _datasets(folder) if ds.get("Modality") == SLIDE_MODALITY]
+    slides = []
+    # In the DAG the input is the previous stage's output; the slide may lie elsewhere in
+    # the element (wsi-dicomize's or pair's folder, or as GetInputOperator left it).
+    for folder in dict.fromkeys(f for f in (element.in_dir, element.path) if f is not None):
+        slides = [ds for _, ds in _datasets(folder) if ds.get("Modality") == SLIDE_MODALITY]
+        if slides:
+            break
     if not slides:
-        raise ElementSkipped(f"no slide (DICOM SM) in {folder.name}/")
+        raise ElementSkipped("no slide (DICOM SM) in the element")
     result = resolve_slide(slides)
     facts = {
         "resolved": result.to_json(),

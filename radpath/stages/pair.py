@@ -1,0 +1,151 @@
+"""The ``pair`` stage: whatever the user selected, find the other side and choose the series.
+
+- slide(s) and CT/MR both in the element: choose the series to segment among them;
+- slide only: the patient's CT/MR study in the PACS (see
+  :func:`radpath.radiology.pairing.choose_study`), its best series fetched into
+  ``<out>/radiology/``;
+- CT/MR only: the patient's slides in the PACS; the first is fetched into
+  ``<out>/slide/``, every further slide becomes an element of its own (the radiology
+  files linked beside it), so each slide gets its own organ and SEG.
+
+No counterpart: skipped, saying what was searched (never whom: patient IDs stay out of
+logs and reasons).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from radpath.batch import BatchElement, ElementSkipped
+from radpath.dicomweb import TAG_SERIES_UID, TAG_STUDY_UID, DicomWeb
+from radpath.manifest import Manifest, StageRecord, Status, now_iso
+from radpath.radiology.pairing import choose_study, radiology_studies, slide_series
+from radpath.radiology.selection import select_series
+from radpath.radiology.series import SeriesFiles, read_series_in
+from radpath.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RADIOLOGY = ("CT", "MR")
+
+
+def _first_dataset(series: SeriesFiles):
+    import pydicom
+
+    return pydicom.dcmread(series.instances[0].path, stop_before_pixels=True)
+
+
+def _slide_date(ds) -> str | None:
+    for keyword in ("StudyDate", "ContentDate", "AcquisitionDate", "SeriesDate"):
+        value = str(ds.get(keyword) or "")
+        if len(value) >= 8:
+            return value[:8]
+    value = str(ds.get("AcquisitionDateTime") or "")
+    return value[:8] if len(value) >= 8 else None
+
+
+def _choose_local(radiology: list[SeriesFiles]) -> dict[str, Any]:
+    selection = select_series([s.summary for s in radiology])
+    if selection.chosen is None:
+        reasons = "; ".join(selection.reasons.values())
+        raise ElementSkipped(f"no CT/MR series to segment in the element ({reasons})")
+    return {
+        "series_key": selection.chosen.key,
+        "modality": selection.chosen.modality,
+        "radiology_study_instance_uid": selection.chosen.study_instance_uid,
+        "selection": selection.to_json(),
+    }
+
+
+def _from_slide(element: BatchElement, slide: SeriesFiles, pacs: DicomWeb, out_dir: Path) -> dict[str, Any]:
+    ds = _first_dataset(slide)
+    patient_id = str(ds.get("PatientID") or "")
+    if not patient_id:
+        raise ElementSkipped("the slide has no PatientID: nothing to pair it with")
+    studies = radiology_studies(pacs, patient_id)
+    choice = choose_study(studies, str(ds.get("StudyInstanceUID") or ""), str(ds.get("AccessionNumber") or ""),
+                          _slide_date(ds))
+    if choice is None:
+        raise ElementSkipped(
+            "no CT or MR study of the slide's patient in the PACS (searched by PatientID, modalities CT and MR)"
+        )
+    study, why = choice
+    selection = select_series(study.series)
+    if selection.chosen is None:
+        reasons = "; ".join(selection.reasons.values())
+        raise ElementSkipped(f"the paired study {study.study_instance_uid} has no series to segment ({reasons})")
+    chosen = selection.chosen
+    pacs.retrieve_series(study.study_instance_uid, chosen.key, out_dir / "radiology")
+    log.info("%s: paired with study %s (%s), series %r", element.name, study.study_instance_uid, why,
+             chosen.description)
+    return {
+        "series_key": chosen.key,
+        "modality": chosen.modality,
+        "radiology_study_instance_uid": study.study_instance_uid,
+        "radiology_dir": str((out_dir / "radiology").relative_to(element.path)),
+        "study_reason": why,
+        "studies_considered": len(studies),
+        "slide_series_instance_uid": slide.summary.series_instance_uid,
+        "selection": selection.to_json(),
+    }
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """Hard-link ``source``'s files under ``target`` (copy where links are not possible)."""
+    for path in source.rglob("*"):
+        if path.is_file():
+            destination = target / path.relative_to(source)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, destination)
+            except OSError:
+                shutil.copy2(path, destination)
+
+
+def _from_radiology(
+    element: BatchElement, radiology: list[SeriesFiles], pacs: DicomWeb, out_dir: Path
+) -> dict[str, Any]:
+    local = _choose_local(radiology)
+    chosen = next(s for s in radiology if s.summary.key == local["series_key"])
+    patient_id = str(_first_dataset(chosen).get("PatientID") or "")
+    slides = slide_series(pacs, patient_id) if patient_id else []
+    if not slides:
+        raise ElementSkipped("no slide (SM series) of the patient in the PACS (searched by PatientID, modality SM)")
+    source_dir = chosen.instances[0].path.parent
+    first, *others = slides
+    for item in others:  # one element per further slide, with the radiology beside it
+        series_uid = item[TAG_SERIES_UID]["Value"][0]
+        sibling = element.path.parent / f"{element.name}+{series_uid}"
+        _link_tree(source_dir, sibling / source_dir.relative_to(element.path))
+        pacs.retrieve_series(item[TAG_STUDY_UID]["Value"][0], series_uid, sibling / out_dir.name / "slide")
+        manifest = Manifest.load(sibling)
+        manifest.update("pair", {**local, "slide_series_instance_uid": series_uid,
+                                 "split_from": element.name})
+        manifest.record("pair", StageRecord(Status.DONE, started=now_iso()))
+        manifest.save()
+        log.info("%s: further slide %s becomes element %s", element.name, series_uid, sibling.name)
+    series_uid = first[TAG_SERIES_UID]["Value"][0]
+    pacs.retrieve_series(first[TAG_STUDY_UID]["Value"][0], series_uid, out_dir / "slide")
+    return {**local, "slide_series_instance_uid": series_uid, "slides_found": len(slides)}
+
+
+def run_pair(element: BatchElement, settings: Settings) -> None:
+    everything = read_series_in(element.path)
+    slides = [s for s in everything if s.summary.modality == "SM"]
+    radiology = [s for s in everything if s.summary.modality in RADIOLOGY]
+    out_dir = element.out_dir or element.path / "pair"
+    if slides and radiology:
+        facts = {**_choose_local(radiology), "slide_series_instance_uid": slides[0].summary.series_instance_uid}
+    elif slides:
+        facts = _from_slide(element, slides[0], DicomWeb(settings.dicomweb), out_dir)
+    elif radiology:
+        facts = _from_radiology(element, radiology, DicomWeb(settings.dicomweb), out_dir)
+    else:
+        raise ElementSkipped("neither a slide nor a CT/MR series in the element")
+    manifest = element.manifest()
+    manifest.update("pair", facts)
+    manifest.save()
