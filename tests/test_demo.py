@@ -15,7 +15,7 @@ def test_demo_runs_the_existing_stages_on_a_generated_patient(tmp_path: Path):
     assert run.returncode == 0, run.stderr
     (element,) = (tmp_path / "run/batch").iterdir()
     manifest = Manifest.load(element)
-    assert list(manifest.stages) == ["wsi-dicomize", "bodypart", "nifti"]
+    assert list(manifest.stages) == ["wsi-dicomize", "pair", "bodypart", "nifti"]
     assert all(record.status.value == "done" for record in manifest.stages.values())
     nifti = manifest.facts["nifti"]
     assert nifti["modality"] == "CT" and all(nifti["slices"])
