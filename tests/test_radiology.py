@@ -49,6 +49,7 @@ def check_voxels(series_dir: Path, out_dir: Path, samples: int = 20, seed: int =
     equals the rescaled DICOM value."""
     (series,) = [s for s in read_series_in(series_dir) if s.summary.modality in ("CT", "MR")]
     conversion = convert_series(series, out_dir)
+    assert conversion.volume.grid_aligned
     image = nib.load(str(conversion.volume.path))
     data = image.get_fdata()  # scaled by the header's slope/intercept
     by_uid = {i.sop_instance_uid: i.path for i in series.image_instances}
@@ -197,3 +198,40 @@ def test_nifti_stage_alone_selects_converts_and_records_the_slice_map(tmp_path):
     assert (tmp_path / "run/batch/e1/nifti" / facts["path"]).is_file()
     mapped = [s["sop_instance_uid"] for s in facts["slices"]]
     assert sorted(mapped) == sorted(chosen.sop_instance_uids)
+
+
+def test_gantry_tilt_maps_planes_and_says_the_voxels_were_resampled(tmp_path):
+    tilted = SliceGeometry.named("oblique-15", rows=40, columns=40, slices=12, pixel_spacing=(8.0, 8.0),
+                                 slice_spacing=8.0, stack_direction=(0.0, 0.0, 1.0))
+    made = write_series(tmp_path / "ct", geometry=tilted)
+    (series,) = read_series_in(tmp_path / "ct")
+    conversion = convert_series(series, tmp_path / "nifti")
+    volume = conversion.volume
+    assert volume.matched == 12 and not volume.grid_aligned
+    assert any("GantryDetectorTilt 15.0" in note for note in volume.notes)
+    assert conversion.others  # dcm2niix's uncorrected copy was considered and named
+    image = nib.load(str(volume.path))
+    normal = series.summary.normal
+    positions = {i.sop_instance_uid: np.array(pydicom.dcmread(i.path).ImagePositionPatient, float)
+                 for i in series.image_instances}
+    rng = np.random.default_rng(1)
+    for _ in range(20):  # every voxel lies on its mapped instance's plane
+        i, j, k = (int(rng.integers(0, n)) for n in image.shape[:3])
+        lps = RAS_FROM_LPS @ (image.affine @ np.array([i, j, k, 1.0]))[:3]
+        assert abs((lps - positions[volume.slices[k].sop_instance_uid]) @ normal) < 0.05
+    assert sorted(f.sop_instance_uid for f in volume.slices) == sorted(made.sop_instance_uids)
+
+
+def test_jpeg_ls_compressed_series_converts(tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("dcmcjpls") is None:
+        pytest.fail("dcmcjpls (Debian dcmtk) is missing: run make setup")
+    made = write_series(tmp_path / "raw", geometry=GEOMETRIES["axial-rows-flipped"])
+    (tmp_path / "jls").mkdir()
+    for path in made.paths:
+        subprocess.run(["dcmcjpls", "--encode-lossless", str(path), str(tmp_path / "jls" / path.name)], check=True)
+    ds = pydicom.dcmread(next((tmp_path / "jls").iterdir()))
+    assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.80"  # JPEG-LS lossless
+    check_voxels(tmp_path / "jls", tmp_path / "nifti")

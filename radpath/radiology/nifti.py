@@ -44,6 +44,7 @@ class Volume:
     shape: tuple[int, ...]
     affine_lps: np.ndarray  # voxel (i, j, k, 1) → LPS mm
     slices: list[Frame | None]  # k → the DICOM frame on that plane, None where none lies
+    grid_aligned: bool = False  # every mapped slice's voxels sit on its frame's pixel grid
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -98,8 +99,32 @@ def run_dcm2niix(source_dir: Path, out_dir: Path, compress: bool = False) -> lis
     return Dcm2niixRun(source_dir, out_dir, compress).result()
 
 
-def map_slices(path: Path, frames: list[Frame], normal: np.ndarray) -> Volume:
-    """Match each slice of the NIfTI at ``path`` to the DICOM frame lying on its plane."""
+def _on_pixel_grid(
+    affine: np.ndarray, k: int, origin: tuple[float, float, float], orientation: np.ndarray, spacing: tuple[float, ...]
+) -> bool:
+    """Do voxels (0,0,k), (1,0,k) and (0,1,k) fall on the frame's pixel centres?"""
+    rows_between, columns_between = spacing[0], spacing[1]
+    for voxel in ((0, 0), (1, 0), (0, 1)):
+        point = (affine @ np.array([voxel[0], voxel[1], k, 1.0]))[:3] - np.asarray(origin)
+        column = point @ orientation[:3] / columns_between
+        row = point @ orientation[3:] / rows_between
+        if abs(column - round(column)) * columns_between > PLANE_TOLERANCE_MM:
+            return False
+        if abs(row - round(row)) * rows_between > PLANE_TOLERANCE_MM:
+            return False
+    return True
+
+
+def map_slices(
+    path: Path,
+    frames: list[Frame],
+    normal: np.ndarray,
+    orientation: tuple[float, ...] | None = None,
+    spacing: tuple[float, ...] | None = None,
+) -> Volume:
+    """Match each slice of the NIfTI at ``path`` to the DICOM frame lying on its plane,
+    and check whether its voxels also sit on that frame's pixel grid (they do not when
+    dcm2niix resampled the volume, e.g. to undo a gantry tilt)."""
     import nibabel as nib
 
     image = nib.load(str(path))
@@ -120,7 +145,12 @@ def map_slices(path: Path, frames: list[Frame], normal: np.ndarray) -> Volume:
         distance = np.abs(offsets - np.dot(normal, centre[:3]))
         best = int(np.argmin(distance))
         slices.append(positioned[best] if distance[best] <= PLANE_TOLERANCE_MM else None)
-    return Volume(path, shape, affine, slices, notes)
+    aligned = bool(orientation and spacing) and any(slices) and all(
+        _on_pixel_grid(affine, k, frame.position, np.asarray(orientation), spacing)
+        for k, frame in enumerate(slices)
+        if frame is not None
+    )
+    return Volume(path, shape, affine, slices, aligned, notes)
 
 
 @dataclass
@@ -154,8 +184,11 @@ def convert_series(series: SeriesFiles, out_dir: Path, started: Dcm2niixRun | No
             converted = run_dcm2niix(source, Path(scratch) / "out")
         if not converted:
             raise NiftiConversionError(f"dcm2niix wrote no volume for series {series.summary.key}")
-        volumes = [map_slices(path, frames, normal) for path in converted]
-        best = max(volumes, key=lambda v: (v.matched, -abs(v.shape[2] - len(frames))))
+        summary = series.summary
+        volumes = [map_slices(path, frames, normal, summary.orientation, summary.pixel_spacing) for path in converted]
+        # Voxels on the DICOM pixels beat more matched planes (a resampled copy), then coverage.
+        best = max(volumes, key=lambda v: (v.grid_aligned and v.matched == len(frames), v.matched,
+                                           -abs(v.shape[2] - len(frames))))
         if best.matched == 0:
             raise NiftiConversionError(
                 f"no slice of dcm2niix's output lies on a DICOM slice of series {series.summary.key} "
@@ -173,7 +206,22 @@ def convert_series(series: SeriesFiles, out_dir: Path, started: Dcm2niixRun | No
         if sidecar.exists():
             shutil.move(str(sidecar), out_dir / "series.dcm2niix.json")
         best.path = target
+        if not best.grid_aligned:
+            tilt = f" (GantryDetectorTilt {summary_tilt})" if (summary_tilt := _tilt(images)) else ""
+            best.notes.append(
+                f"resampled by dcm2niix{tilt}: the slices lie on the DICOM planes but voxels do not sit on the "
+                "DICOM pixels; masks must go back to the source grid through the affines"
+            )
     return Conversion(best, others, len(series.instances) - len(images))
+
+
+def _tilt(images) -> str | None:
+    import pydicom
+
+    value = pydicom.dcmread(images[0].path, stop_before_pixels=True, specific_tags=["GantryDetectorTilt"]).get(
+        "GantryDetectorTilt"
+    )
+    return str(value) if value not in (None, "", 0, 0.0) else None
 
 
 def mapping_json(volume: Volume) -> dict[str, Any]:
@@ -181,6 +229,7 @@ def mapping_json(volume: Volume) -> dict[str, Any]:
     return {
         "path": volume.path.name,
         "shape": list(volume.shape),
+        "grid_aligned": volume.grid_aligned,
         "affine_lps": [[round(float(v), 6) for v in row] for row in volume.affine_lps],
         "slices": [
             {"sop_instance_uid": f.sop_instance_uid, "frame": f.frame_number} if f else None

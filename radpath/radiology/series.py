@@ -22,6 +22,7 @@ from pydicom.errors import InvalidDicomError
 _PLANE_ORIENTATION = ("PlaneOrientationSequence", "ImageOrientationPatient")
 _PLANE_POSITION = ("PlanePositionSequence", "ImagePositionPatient")
 _PIXEL_MEASURES = ("PixelMeasuresSequence", "SliceThickness")
+_PIXEL_SPACING = ("PixelMeasuresSequence", "PixelSpacing")
 
 
 def _float_tuple(value) -> tuple[float, ...] | None:
@@ -80,6 +81,7 @@ class SeriesSummary:
     slice_count: int
     frame_of_reference_uid: str | None = None
     series_number: int | None = None
+    pixel_spacing: tuple[float, ...] | None = None  # PixelSpacing: (between rows, between columns)
 
     @property
     def normal(self) -> np.ndarray | None:
@@ -107,6 +109,7 @@ class SeriesSummary:
             slice_count=slice_count,
             frame_of_reference_uid=str(ds.get("FrameOfReferenceUID") or "") or None,
             series_number=int(number) if number not in (None, "") else None,
+            pixel_spacing=_float_tuple(ds.get("PixelSpacing") or _functional(ds, _PIXEL_SPACING)),
         )
 
 

@@ -56,6 +56,9 @@ class SliceGeometry:
     column_direction: tuple[float, float, float] = (0.0, 1.0, 0.0)
     center: tuple[float, float, float] = (0.0, 0.0, 0.0)
     descending: bool = False
+    #: Gantry tilt: slices stacked along this direction instead of the plane's normal
+    #: (a tilted CT gantry images oblique planes while the table moves along z).
+    stack_direction: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         r, c = _unit(self.row_direction), _unit(self.column_direction)
@@ -85,8 +88,11 @@ class SliceGeometry:
 
     @property
     def slice_direction(self) -> np.ndarray:
-        normal = np.cross(_unit(self.row_direction), _unit(self.column_direction))
-        return -normal if self.descending else normal
+        if self.stack_direction is not None:
+            step = _unit(self.stack_direction)
+        else:
+            step = np.cross(_unit(self.row_direction), _unit(self.column_direction))
+        return -step if self.descending else step
 
     @property
     def affine(self) -> np.ndarray:
@@ -298,6 +304,10 @@ def _slice_dataset(
         ds.WindowCenter = 40
         ds.WindowWidth = 400
         ds.ConvolutionKernel = "STANDARD"
+        if geometry.stack_direction is not None:
+            normal = np.cross(geometry.image_orientation[:3], geometry.image_orientation[3:])
+            tilt = np.degrees(np.arccos(abs(float(np.dot(normal, _unit(geometry.stack_direction))))))
+            ds.GantryDetectorTilt = round(float(tilt), 3)
     else:
         ds.ScanningSequence = ["SE"]
         ds.SequenceVariant = ["SK"]
