@@ -57,6 +57,20 @@ class Selection:
         }
 
 
+def _by_image_type(series: SeriesSummary, table: dict[str, str]) -> str | None:
+    for value, why in table.items():
+        if value in series.image_type:
+            return f"{why} (ImageType {_image_type(series)})"
+    return None
+
+
+def _by_description(series: SeriesSummary, table: dict[str, str]) -> str | None:
+    for phrase, why in table.items():
+        if _phrase_in(phrase, series.description):
+            return f"{why} (SeriesDescription {series.description!r})"
+    return None
+
+
 def _rejection(series: SeriesSummary, rules: dict[str, Any]) -> str | None:
     reject = rules["reject"]
     if series.modality not in rules["modalities"]:
@@ -64,12 +78,9 @@ def _rejection(series: SeriesSummary, rules: dict[str, Any]) -> str | None:
     for prefix, why in reject["sop_class_prefixes"].items():
         if series.sop_class_uid == prefix or series.sop_class_uid.startswith(prefix + "."):
             return f"{why} (SOP class {series.sop_class_uid})"
-    for value, why in reject["image_type_values"].items():
-        if value in series.image_type:
-            return f"{why} (ImageType {_image_type(series)})"
-    for phrase, why in reject["description_words"].items():
-        if _phrase_in(phrase, series.description):
-            return f"{why} (SeriesDescription {series.description!r})"
+    found = _by_image_type(series, reject["image_type_values"]) or _by_description(series, reject["description_words"])
+    if found:
+        return found
     if series.slice_count < reject["min_slices"]:
         return f"only {series.slice_count} slice(s), fewer than {reject['min_slices']}"
     return None
@@ -77,17 +88,10 @@ def _rejection(series: SeriesSummary, rules: dict[str, Any]) -> str | None:
 
 def _avoidance(series: SeriesSummary, rules: dict[str, Any]) -> str | None:
     avoid = rules["avoid"]
-    for value, why in avoid["image_type_values"].items():
-        if value in series.image_type:
-            return f"{why} (ImageType {_image_type(series)})"
-    if series.modality == "MR":
-        for value, why in avoid["mr_image_type_values"].items():
-            if value in series.image_type:
-                return f"{why} (ImageType {_image_type(series)})"
-        for phrase, why in avoid["mr_description_words"].items():
-            if _phrase_in(phrase, series.description):
-                return f"{why} (SeriesDescription {series.description!r})"
-    return None
+    found = _by_image_type(series, avoid["image_type_values"])
+    if found or series.modality != "MR":
+        return found
+    return _by_image_type(series, avoid["mr_image_type_values"]) or _by_description(series, avoid["mr_description_words"])
 
 
 def _score(series: SeriesSummary, rules: dict[str, Any]) -> tuple:
