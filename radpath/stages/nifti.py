@@ -25,6 +25,15 @@ log = logging.getLogger(__name__)
 RADIOLOGY_MODALITIES = ("CT", "MR")
 
 
+#: Larger files (whole-slide images, big multi-frame objects) are not worth converting on
+#: speculation: dcm2niix would read them before we know whether they are wanted.
+SPECULATION_MAX_FILE_BYTES = 64 * 2**20
+
+
+def _only_small_files(folder: Path) -> bool:
+    return all(p.stat().st_size <= SPECULATION_MAX_FILE_BYTES for p in folder.rglob("*") if p.is_file())
+
+
 def _radiology(element: BatchElement, scratch: Path) -> tuple[list[SeriesFiles], Dcm2niixRun | None, bool]:
     """CT/MR series of the element: in its input folder, else anywhere in the element.
 
@@ -33,7 +42,7 @@ def _radiology(element: BatchElement, scratch: Path) -> tuple[list[SeriesFiles],
     the run's output is the conversion).
     """
     started = None
-    if element.in_dir is not None and element.in_dir.is_dir():
+    if element.in_dir is not None and element.in_dir.is_dir() and _only_small_files(element.in_dir):
         started = Dcm2niixRun(element.in_dir, scratch / "speculative")
     for folder in (element.in_dir, element.path):
         if folder is not None and folder.is_dir():
