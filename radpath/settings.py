@@ -313,6 +313,21 @@ class StageOptions:
             form_key=True,
         )
     )
+    totalseg_full_on_cpu: bool = _option(
+        Option(
+            "TOTALSEG_FULL_ON_CPU",
+            parse_bool,
+            False,
+            "run the requested resolution on CPU too (otherwise CPU runs use fast mode, and say so)",
+            form_key=True,
+        )
+    )
+    totalseg_robust_crop: bool = _option(
+        Option("TOTALSEG_ROBUST_CROP", parse_bool, False, "TotalSegmentator's robust crop (small organs)", form_key=True)
+    )
+    totalseg_threads: int = _option(
+        Option("TOTALSEG_THREADS", parse_positive_int, 2, "threads for resampling, saving and torch on CPU")
+    )
     allow_unlinked: bool = _option(
         Option(
             "ALLOW_UNLINKED",

@@ -1,0 +1,1 @@
+"""Segmentation with TotalSegmentator: weights, usage-stats opt-out, the API call."""

@@ -1,0 +1,102 @@
+"""Where TotalSegmentator's weights must be, checked before any run.
+
+TotalSegmentator downloads missing weights on first use; on a machine without network
+(a hospital cluster, this CI) that ends in a name-resolution stack trace after seconds of
+retries. radpath asks TotalSegmentator's own task table which models a task and speed
+need, checks those folders (``$TOTALSEG_WEIGHTS_PATH``, else
+``$TOTALSEG_HOME_DIR/nnunet/results``) and, when one is missing, says which task, where
+it looked and the command that fetches them. It also writes TotalSegmentator's
+``config.json`` with ``send_usage_stats: false`` before the first run, so no run phones
+home.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+#: TotalSegmentator's download names for radpath's tasks and speeds.
+DOWNLOAD_NAMES = {
+    ("total", "fast"): "total_fast",
+    ("total", "fastest"): "total_fast",
+    ("total", "full"): "total",
+    ("total_mr", "fast"): "total_fast_mr",
+    ("total_mr", "fastest"): "total_fast_mr",
+    ("total_mr", "full"): "total_mr",
+}
+CHECKPOINT = Path("fold_0") / "checkpoint_final.pth"
+
+
+class WeightsMissing(RuntimeError):
+    """The model a task needs is not on disk (and would have to be downloaded)."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The nnU-Net models TotalSegmentator runs for one task at one speed."""
+
+    task: str
+    speed: str  # fast, fastest, full
+    task_ids: tuple[int, ...]
+    trainer: str
+    plans: str
+
+    def folders(self, weights_dir: Path) -> list[Path]:
+        from totalsegmentator.map_tasks_config import TASK_ID_WEIGHTS_CONFIGS
+
+        return [
+            weights_dir / TASK_ID_WEIGHTS_CONFIGS[task_id]["foldername"] / f"{self.trainer}__{self.plans}__3d_fullres"
+            for task_id in self.task_ids
+        ]
+
+
+def model_spec(task: str, speed: str) -> ModelSpec:
+    from totalsegmentator.python_api import get_task_config
+
+    config = get_task_config(task, fast=speed == "fast", fastest=speed == "fastest", quiet=True)
+    ids = config["task_id"] if isinstance(config["task_id"], list) else [config["task_id"]]
+    return ModelSpec(task, speed, tuple(ids), config["trainer"], config.get("plans") or "nnUNetPlans")
+
+
+def weights_dir() -> Path:
+    from totalsegmentator.config import get_weights_dir
+
+    return Path(get_weights_dir())
+
+
+def check_weights(task: str, speed: str, root: Path | None = None) -> ModelSpec:
+    """The model spec when its weights are all on disk; else :class:`WeightsMissing`."""
+    spec = model_spec(task, speed)
+    root = root or weights_dir()
+    missing = [folder for folder in spec.folders(root) if not (folder / CHECKPOINT).is_file()]
+    if missing:
+        listing = ", ".join(str(folder) for folder in missing)
+        raise WeightsMissing(
+            f"TotalSegmentator weights for task {task} ({speed}) are missing: looked for {CHECKPOINT} in "
+            f"{listing}. Fetch them where there is network access with "
+            f"`totalseg_download_weights -t {DOWNLOAD_NAMES.get((task, speed), task)}` (they land in "
+            f"$TOTALSEG_WEIGHTS_PATH or $TOTALSEG_HOME_DIR/nnunet/results); in Kaapana the model-installer chart "
+            f"puts them there."
+        )
+    return spec
+
+
+def disable_usage_stats() -> Path:
+    """Write TotalSegmentator's config.json with send_usage_stats false (keeping the rest)."""
+    from totalsegmentator.config import get_totalseg_dir
+
+    folder = Path(get_totalseg_dir())
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "config.json"
+    config = {}
+    if path.is_file():
+        try:
+            config = json.loads(path.read_text())
+        except ValueError:
+            config = {}
+    config.setdefault("totalseg_id", "radpath")
+    config.setdefault("prediction_counter", 0)
+    config["send_usage_stats"] = False
+    path.write_text(json.dumps(config, indent=4))
+    return path

@@ -1,0 +1,58 @@
+"""The segment stage's contract around TotalSegmentator: weights checked first, no phoning home."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from radpath.batch import run_stage
+from radpath.manifest import Manifest, Status
+from radpath.segmentation.weights import WeightsMissing, check_weights, model_spec
+from radpath.settings import Settings
+from radpath.stages.nifti import run_nifti
+from radpath.stages.segment import run_segment
+from radpath.synthetic import SliceGeometry, write_series
+
+
+@pytest.fixture
+def no_weights(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "totalseg-home"
+    monkeypatch.setenv("TOTALSEG_HOME_DIR", str(home))
+    monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(tmp_path / "empty-weights"))
+    return home
+
+
+def test_model_specs_follow_totalsegmentators_own_table():
+    assert model_spec("total", "fast").task_ids == (297,)
+    assert model_spec("total_mr", "fast").task_ids == (852,)
+    assert model_spec("total", "full").task_ids == (291, 292, 293, 294, 295)
+    assert model_spec("total_mr", "fast").trainer == "nnUNetTrainer_2000epochs_NoMirroring"
+
+
+def test_missing_weights_say_task_folder_and_command(no_weights, tmp_path):
+    with pytest.raises(WeightsMissing) as info:
+        check_weights("total_mr", "fast")
+    message = str(info.value)
+    assert message.startswith("TotalSegmentator weights for task total_mr (fast) are missing")
+    assert str(tmp_path / "empty-weights" / "Dataset852_TotalSegMRI_total_3mm_1088subj") in message
+    assert "totalseg_download_weights -t total_fast_mr" in message
+
+
+def test_stage_fails_fast_with_the_message_and_writes_no_usage_stats(no_weights, tmp_path):
+    root = tmp_path / "run"
+    write_series(root / "batch/e1/get-input", geometry=SliceGeometry(16, 16, 10, (10.0, 10.0), 10.0))
+    env = {"WORKFLOW_DIR": str(root), "OPERATOR_IN_DIR": "get-input"}
+    run_stage("nifti", run_nifti, Settings.from_env({**env, "OPERATOR_OUT_DIR": "nifti"}))
+    manifest = Manifest.load(root / "batch/e1")
+    manifest.update("bodypart", {"organ": "kidney", "laterality": "left"})
+    manifest.save()
+
+    result = run_stage("segment", run_segment, Settings.from_env({**env, "OPERATOR_OUT_DIR": "segment"}))
+    (element,) = result.elements
+    assert element.status is Status.FAILED
+    # Raised before TotalSegmentator runs: no download attempt, no name-resolution retries.
+    assert element.detail.startswith("WeightsMissing: TotalSegmentator weights for task total (fast) are missing")
+    config = json.loads((no_weights / "config.json").read_text())
+    assert config["send_usage_stats"] is False
