@@ -31,6 +31,14 @@ def test_model_specs_follow_totalsegmentators_own_table():
     assert model_spec("total_mr", "fast").trainer == "nnUNetTrainer_2000epochs_NoMirroring"
 
 
+def test_a_roi_subset_also_needs_the_crop_model(tmp_path):
+    """TotalSegmentator crops with the 6 mm model first (3 mm with robust crop) for a roi_subset."""
+    folders = [f.parent.name for f in model_spec("total", "fast", roi_subset=True).folders(tmp_path)]
+    assert folders == ["Dataset298_TotalSegmentator_total_6mm_1559subj", "Dataset297_TotalSegmentator_total_3mm_1559subj"]
+    robust = model_spec("total", "fast", roi_subset=True, robust_crop=True).folders(tmp_path)
+    assert [f.parent.name for f in robust] == ["Dataset297_TotalSegmentator_total_3mm_1559subj"]
+
+
 def test_missing_weights_say_task_folder_and_command(no_weights, tmp_path):
     with pytest.raises(WeightsMissing) as info:
         check_weights("total_mr", "fast")
@@ -54,5 +62,6 @@ def test_stage_fails_fast_with_the_message_and_writes_no_usage_stats(no_weights,
     assert element.status is Status.FAILED
     # Raised before TotalSegmentator runs: no download attempt, no name-resolution retries.
     assert element.detail.startswith("WeightsMissing: TotalSegmentator weights for task total (fast) are missing")
+    assert "Dataset298_TotalSegmentator_total_6mm_1559subj" in element.detail  # the crop model too
     config = json.loads((no_weights / "config.json").read_text())
     assert config["send_usage_stats"] is False

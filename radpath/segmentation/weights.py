@@ -32,6 +32,16 @@ class WeightsMissing(RuntimeError):
     """The model a task needs is not on disk (and would have to be downloaded)."""
 
 
+#: The model TotalSegmentator runs first to crop when given a roi_subset (python_api.py):
+#: the 6 mm total model for CT (3 mm with robust crop), the 3 mm total_mr model for MR.
+CROP_MODELS = {
+    ("total", False): (298, "nnUNetTrainer_4000epochs_NoMirroring"),
+    ("total", True): (297, "nnUNetTrainer_4000epochs_NoMirroring"),
+    ("total_mr", False): (852, "nnUNetTrainer_2000epochs_NoMirroring"),
+    ("total_mr", True): (852, "nnUNetTrainer_2000epochs_NoMirroring"),
+}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """The nnU-Net models TotalSegmentator runs for one task at one speed."""
@@ -41,22 +51,27 @@ class ModelSpec:
     task_ids: tuple[int, ...]
     trainer: str
     plans: str
+    crop_model: tuple[int, str] | None = None  # (task id, trainer) run first for a roi_subset
 
     def folders(self, weights_dir: Path) -> list[Path]:
         from totalsegmentator.map_tasks_config import TASK_ID_WEIGHTS_CONFIGS
 
+        models = [(task_id, self.trainer) for task_id in self.task_ids]
+        if self.crop_model and self.crop_model not in models:
+            models.insert(0, self.crop_model)
         return [
-            weights_dir / TASK_ID_WEIGHTS_CONFIGS[task_id]["foldername"] / f"{self.trainer}__{self.plans}__3d_fullres"
-            for task_id in self.task_ids
+            weights_dir / TASK_ID_WEIGHTS_CONFIGS[task_id]["foldername"] / f"{trainer}__{self.plans}__3d_fullres"
+            for task_id, trainer in models
         ]
 
 
-def model_spec(task: str, speed: str) -> ModelSpec:
+def model_spec(task: str, speed: str, roi_subset: bool = False, robust_crop: bool = False) -> ModelSpec:
     from totalsegmentator.python_api import get_task_config
 
     config = get_task_config(task, fast=speed == "fast", fastest=speed == "fastest", quiet=True)
     ids = config["task_id"] if isinstance(config["task_id"], list) else [config["task_id"]]
-    return ModelSpec(task, speed, tuple(ids), config["trainer"], config.get("plans") or "nnUNetPlans")
+    crop = CROP_MODELS.get((task, robust_crop)) if roi_subset else None
+    return ModelSpec(task, speed, tuple(ids), config["trainer"], config.get("plans") or "nnUNetPlans", crop)
 
 
 def weights_dir() -> Path:
@@ -65,9 +80,12 @@ def weights_dir() -> Path:
     return Path(get_weights_dir())
 
 
-def check_weights(task: str, speed: str, root: Path | None = None) -> ModelSpec:
-    """The model spec when its weights are all on disk; else :class:`WeightsMissing`."""
-    spec = model_spec(task, speed)
+def check_weights(
+    task: str, speed: str, root: Path | None = None, roi_subset: bool = False, robust_crop: bool = False
+) -> ModelSpec:
+    """The model spec when its weights (crop model included) are all on disk; else
+    :class:`WeightsMissing`."""
+    spec = model_spec(task, speed, roi_subset, robust_crop)
     root = root or weights_dir()
     missing = [folder for folder in spec.folders(root) if not (folder / CHECKPOINT).is_file()]
     if missing:

@@ -51,7 +51,7 @@ def run_segment(element: BatchElement, settings: Settings) -> None:
         speed = "fast"
         notes.append("CPU: fast mode instead of full resolution (set TOTALSEG_FULL_ON_CPU=true to insist)")
     disable_usage_stats()  # before anything of TotalSegmentator's runs
-    spec = check_weights(task, speed)
+    spec = check_weights(task, speed, roi_subset=True, robust_crop=options.totalseg_robust_crop)
     from totalsegmentator.python_api import totalsegmentator
 
     out_dir = element.out_dir or element.path / "segment"
@@ -76,7 +76,7 @@ def run_segment(element: BatchElement, settings: Settings) -> None:
         "task": task,
         "speed": speed,
         "device": device,
-        "models": list(spec.task_ids),
+        "models": list(spec.task_ids) + ([spec.crop_model[0]] if spec.crop_model else []),
         "totalsegmentator": metadata.version("TotalSegmentator"),
         "classes": counts,
         "notes": notes,
