@@ -35,21 +35,17 @@ def _stage(args: argparse.Namespace) -> int:
 
 def _bodypart(args: argparse.Namespace) -> int:
     from radpath.anatomy import resolve_body_part
-    from radpath.dicomfiles import UnreadableDicom, read_metadata
+    from radpath.dicomfiles import UnreadableDicom, read_metadata, read_metadata_under
     from radpath.stages.bodypart import resolve_slide
 
     status = 0
     for name in args.paths:
         path = Path(name)
         try:
-            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-            datasets = []
-            for file in files:
-                try:
-                    datasets.extend(read_metadata(file))
-                except UnreadableDicom:
-                    if not path.is_dir():
-                        raise
+            if path.is_dir():
+                datasets = [ds for _, ds in read_metadata_under(path)]
+            else:
+                datasets = read_metadata(path)
             if not datasets:
                 raise UnreadableDicom(f"{path}: no DICOM metadata found")
             result = resolve_slide(datasets) if len(datasets) > 1 else resolve_body_part(datasets[0])

@@ -56,6 +56,17 @@ def datasets_from_json(data: Any) -> list[Dataset]:
     return [Dataset.from_json(_strip_bulk(item)) for item in found]
 
 
+def read_metadata_under(folder: Path) -> list[tuple[Path, Dataset]]:
+    """Every dataset in the files below ``folder`` (hidden and non-DICOM files skipped)."""
+    found = []
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith(".")):
+        try:
+            found.extend((path, ds) for ds in read_metadata(path))
+        except UnreadableDicom:
+            continue
+    return found
+
+
 def read_metadata(path: Path) -> list[Dataset]:
     """Every dataset in ``path`` (Part-10: one; DICOM JSON: one or more), without pixels."""
     path = Path(path)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 from radpath import stages
 from radpath.batch import BatchResult, iter_elements, run_stage
@@ -52,7 +51,3 @@ def summarize(settings: Settings) -> list[ElementSummary]:
         else:
             rows.append(ElementSummary(element.name, "pending", None, "no stage has run on it"))
     return rows
-
-
-def element_dirs(settings: Settings) -> list[Path]:
-    return [e.path for e in iter_elements(settings.layout)]

@@ -19,7 +19,7 @@ from radpath.dicomweb import (
     DicomWebError,
     redact_url,
 )
-from radpath.orthanc import Credentials, LocalOrthanc
+from radpath.orthanc import LocalOrthanc
 from radpath.synthetic import SliceGeometry, SyntheticPatient, SyntheticStudy, write_series
 
 pytestmark = pytest.mark.pacs

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.sequence import Sequence
 
 from radpath.manifest import Manifest, Status
 from radpath.synthetic import SliceGeometry, write_series

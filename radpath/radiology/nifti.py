@@ -13,7 +13,6 @@ on it. dcm2niix flips the row axis of most series; the map does not care.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess

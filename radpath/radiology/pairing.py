@@ -11,15 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydicom.dataset import Dataset
-
+from radpath.dicomfiles import datasets_from_json
 from radpath.dicomweb import TAG_SERIES_UID, TAG_STUDY_UID, DicomWeb
 from radpath.radiology.series import SeriesSummary
 
 TAG_STUDY_DATE = "00080020"
 TAG_ACCESSION = "00080050"
-TAG_RELATED_INSTANCES = "00201209"
-TAG_MODALITY = "00080060"
 
 
 def _value(item: dict[str, Any], tag: str) -> Any:
@@ -48,7 +45,7 @@ def radiology_studies(pacs: DicomWeb, patient_id: str) -> list[StudyCandidate]:
             if not instances:
                 continue
             first = pacs.instance_metadata(study_uid, series_uid, _value(instances[0], "00080018"))
-            ds = Dataset.from_json({k: v for k, v in first.items() if "BulkDataURI" not in v and "InlineBinary" not in v})
+            (ds,) = datasets_from_json(first)
             frames = int(ds.get("NumberOfFrames") or 1)
             count = len(instances) if frames == 1 else frames * len(instances)
             study.series.append(SeriesSummary.from_dataset(ds, series_uid, count))
@@ -66,7 +63,7 @@ def choose_study(
             return study, "the study the slide's link named"
     for study in candidates:
         if accession and study.accession_number == accession:
-            return study, f"same accession number as the slide"
+            return study, "same accession number as the slide"
     dated = [s for s in candidates if s.study_date]
     if slide_date:
         before = [s for s in dated if s.study_date <= slide_date]

@@ -157,7 +157,8 @@ def _series_key(ds: Dataset, path: Path) -> str:
 
 def read_series(paths: Iterable[Path]) -> list[SeriesFiles]:
     """Group DICOM files by series; non-DICOM files are ignored."""
-    grouped: dict[str, tuple[Dataset, list[InstanceFile]]] = {}
+    # key → (first dataset, first image dataset, instance files)
+    grouped: dict[str, tuple[Dataset, Dataset | None, list[InstanceFile]]] = {}
     for path in sorted(paths):
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
@@ -168,14 +169,15 @@ def read_series(paths: Iterable[Path]) -> list[SeriesFiles]:
             "ImagePositionPatient" in ds or "PerFrameFunctionalGroupsSequence" in ds
         )
         key = _series_key(ds, path)
-        first, instances = grouped.setdefault(key, (ds, []))
+        first, first_image, instances = grouped.setdefault(key, (ds, None, []))
+        if is_image and first_image is None:
+            grouped[key] = (first, ds, instances)
         instances.append(InstanceFile(path, sop_uid, _frames(ds, sop_uid) if is_image else [], is_image))
     result = []
-    for key, (first, instances) in grouped.items():
-        images = [i for i in instances if i.is_image]
-        representative = next((pydicom.dcmread(i.path, stop_before_pixels=True) for i in images[:1]), first)
-        count = sum(len(i.frames) for i in images)
-        result.append(SeriesFiles(SeriesSummary.from_dataset(representative, key, count), instances))
+    for key, (first, first_image, instances) in grouped.items():
+        count = sum(len(i.frames) for i in instances if i.is_image)
+        summary = SeriesSummary.from_dataset(first_image if first_image is not None else first, key, count)
+        result.append(SeriesFiles(summary, instances))
     return result
 
 

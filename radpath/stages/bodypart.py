@@ -12,13 +12,12 @@ one TotalSegmentator cannot segment on the element's modality.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from pydicom.dataset import Dataset
 
 from radpath.anatomy import BodyPart, load_master, resolve_body_part
 from radpath.batch import BatchElement, ElementSkipped
-from radpath.dicomfiles import UnreadableDicom, read_metadata
+from radpath.dicomfiles import read_metadata_under
 from radpath.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -26,22 +25,12 @@ log = logging.getLogger(__name__)
 SLIDE_MODALITY = "SM"
 
 
-def _datasets(folder: Path) -> list[tuple[Path, Dataset]]:
-    found = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        try:
-            found.extend((path, ds) for ds in read_metadata(path))
-        except UnreadableDicom:
-            log.debug("not DICOM, ignored: %s", path)
-    return found
-
-
 def _modality(element: BatchElement) -> str | None:
     """The radiology modality: from the pair stage's decision, else from files in the element."""
     decided = element.manifest().facts.get("pair", {}).get("modality")
     if decided:
         return decided
-    modalities = {str(ds.get("Modality", "")) for _, ds in _datasets(element.path)} & {"CT", "MR"}
+    modalities = {str(ds.get("Modality", "")) for _, ds in read_metadata_under(element.path)} & {"CT", "MR"}
     return modalities.pop() if len(modalities) == 1 else None
 
 
@@ -58,7 +47,7 @@ def run_bodypart(element: BatchElement, settings: Settings) -> None:
     # In the DAG the input is the previous stage's output; the slide may lie elsewhere in
     # the element (wsi-dicomize's or pair's folder, or as GetInputOperator left it).
     for folder in dict.fromkeys(f for f in (element.in_dir, element.path) if f is not None):
-        slides = [ds for _, ds in _datasets(folder) if ds.get("Modality") == SLIDE_MODALITY]
+        slides = [ds for _, ds in read_metadata_under(folder) if ds.get("Modality") == SLIDE_MODALITY]
         if slides:
             break
     if not slides:
