@@ -326,7 +326,20 @@ class StageOptions:
         Option("TOTALSEG_ROBUST_CROP", parse_bool, False, "TotalSegmentator's robust crop (small organs)", form_key=True)
     )
     totalseg_threads: int = _option(
-        Option("TOTALSEG_THREADS", parse_positive_int, 2, "threads for resampling, saving and torch on CPU")
+        Option(
+            "TOTALSEG_THREADS",
+            parse_positive_int,
+            2,
+            "threads for TotalSegmentator's resampling and saving (on CPU its torch uses every core)",
+        )
+    )
+    totalseg_standin_weights: bool = _option(
+        Option(
+            "TOTALSEG_STANDIN_WEIGHTS",
+            parse_bool,
+            False,
+            "when TotalSegmentator's official weights are absent, use radpath's small stand-in models (tests, demo)",
+        )
     )
     allow_unlinked: bool = _option(
         Option(

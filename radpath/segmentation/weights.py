@@ -100,6 +100,52 @@ def check_weights(
     return spec
 
 
+@dataclass(frozen=True)
+class WeightsChoice:
+    """The models a run uses, the folder they come from, and whether they are stand-ins."""
+
+    spec: ModelSpec
+    root: Path
+    standin: bool
+    notes: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        if self.standin:
+            return "radpath stand-in (not TotalSegmentator's official weights)"
+        return "TotalSegmentator official"
+
+
+def choose_weights(
+    task: str, speed: str, *, allow_standin: bool, roi_subset: bool = False, robust_crop: bool = False
+) -> WeightsChoice:
+    """The official weights when they are on disk; otherwise radpath's stand-ins if allowed
+    (fast models only: a full-resolution request runs fast and says so); otherwise
+    :class:`WeightsMissing` naming what is missing and how to fetch it."""
+    from radpath.segmentation.standin import STANDIN_WEIGHTS, is_standin
+
+    try:
+        spec = check_weights(task, speed, roi_subset=roi_subset, robust_crop=robust_crop)
+    except WeightsMissing:
+        if not allow_standin:
+            raise
+    else:
+        root = weights_dir()
+        # A user may have pointed TOTALSEG_WEIGHTS_PATH at the stand-ins: still say so.
+        standin = all(is_standin(folder) for folder in spec.folders(root))
+        return WeightsChoice(spec, root, standin)
+    notes = []
+    if speed == "full" or (speed == "fastest" and task == "total_mr"):
+        notes.append(f"stand-in weights exist for the fast models only: {speed} runs as fast")
+        speed = "fast"
+    spec = check_weights(task, speed, root=STANDIN_WEIGHTS, roi_subset=roi_subset, robust_crop=robust_crop)
+    notes.append(
+        "TotalSegmentator's official weights are not installed: using radpath's STAND-IN weights (tiny models "
+        "for tests and the demo; masks are not TotalSegmentator's results)"
+    )
+    return WeightsChoice(spec, STANDIN_WEIGHTS, True, tuple(notes))
+
+
 def disable_usage_stats() -> Path:
     """Write TotalSegmentator's config.json with send_usage_stats false (keeping the rest)."""
     from totalsegmentator.config import get_totalseg_dir

@@ -4,7 +4,9 @@ Task from the modality (CT → ``total``, MR → ``total_mr``; anatomy/master.js
 ``roi_subset`` = the organ's TotalSegmentator classes for that task. Device ``gpu`` when
 CUDA is present, else ``cpu``, where the full-resolution models would take hours: CPU
 runs use fast mode unless TOTALSEG_FULL_ON_CPU insists, and the log and manifest say so.
-Weights are checked before the run (see :mod:`radpath.segmentation.weights`).
+Weights are checked before the run (see :mod:`radpath.segmentation.weights`); with
+TOTALSEG_STANDIN_WEIGHTS and no official weights, radpath's stand-in models run instead
+(:mod:`radpath.segmentation.standin`), and the log and manifest say so.
 
 Per-class masks land in the element's output folder as ``<class>.nii.gz``; the classes
 and their voxel counts go into the manifest. An organ whose classes are all empty ends
@@ -18,7 +20,8 @@ from importlib import metadata
 
 from radpath.anatomy import load_master
 from radpath.batch import BatchElement, ElementSkipped
-from radpath.segmentation.weights import check_weights, disable_usage_stats
+from radpath.segmentation.standin import weights_path
+from radpath.segmentation.weights import choose_weights, disable_usage_stats
 from radpath.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,24 +54,35 @@ def run_segment(element: BatchElement, settings: Settings) -> None:
         speed = "fast"
         notes.append("CPU: fast mode instead of full resolution (set TOTALSEG_FULL_ON_CPU=true to insist)")
     disable_usage_stats()  # before anything of TotalSegmentator's runs
-    spec = check_weights(task, speed, roi_subset=True, robust_crop=options.totalseg_robust_crop)
+    choice = choose_weights(
+        task,
+        speed,
+        allow_standin=options.totalseg_standin_weights,
+        roi_subset=True,
+        robust_crop=options.totalseg_robust_crop,
+    )
+    spec, speed = choice.spec, choice.spec.speed
+    notes.extend(choice.notes)
+    if choice.standin:
+        log.warning("%s: segmenting with radpath's STAND-IN weights from %s", element.name, choice.root)
     from totalsegmentator.python_api import totalsegmentator
 
     out_dir = element.out_dir or element.path / "segment"
     source = element.path / nifti["folder"] / nifti["path"]
-    totalsegmentator(
-        source,
-        out_dir,
-        task=task,
-        roi_subset=classes,
-        fast=speed == "fast",
-        fastest=speed == "fastest",
-        device=device,
-        robust_crop=options.totalseg_robust_crop,
-        nr_thr_resamp=options.totalseg_threads,
-        nr_thr_saving=options.totalseg_threads,
-        quiet=True,
-    )
+    with weights_path(choice.root):
+        totalsegmentator(
+            source,
+            out_dir,
+            task=task,
+            roi_subset=classes,
+            fast=speed == "fast",
+            fastest=speed == "fastest",
+            device=device,
+            robust_crop=options.totalseg_robust_crop,
+            nr_thr_resamp=options.totalseg_threads,
+            nr_thr_saving=options.totalseg_threads,
+            quiet=True,
+        )
     counts = _voxel_counts(out_dir, classes)
     manifest = element.manifest()
     manifest.update("segment", {
@@ -78,6 +92,8 @@ def run_segment(element: BatchElement, settings: Settings) -> None:
         "device": device,
         "models": list(spec.task_ids) + ([spec.crop_model[0]] if spec.crop_model else []),
         "totalsegmentator": metadata.version("TotalSegmentator"),
+        "weights": choice.label,
+        "standin_weights": choice.standin,
         "classes": counts,
         "notes": notes,
     })
