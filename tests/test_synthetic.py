@@ -78,3 +78,20 @@ def test_mr_intensities_differ_by_organ(tmp_path):
     assert bladder_free["kidney_left"] > bladder_free["liver"]
     ds = pydicom.dcmread(series.paths[0])
     assert ds.Modality == "MR" and ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.4"
+
+
+def test_phantom_volume_voxels_sit_where_the_affine_says():
+    """The NIfTI affine (RAS) maps each labelled voxel into its organ in LPS."""
+    from radpath.synthetic.phantom import ORGANS
+    from radpath.synthetic.volumes import LPS_TO_RAS, phantom_volume
+
+    geometry = SliceGeometry.named("axial-rows-flipped", rows=40, columns=50, slices=30, pixel_spacing=(8.0, 8.0),
+                                   slice_spacing=8.0, center=(0.0, 0.0, 40.0))
+    image, labels = phantom_volume(geometry, "CT", noise=0.0)
+    values, label_values = np.asanyarray(image.dataobj), np.asanyarray(labels.dataobj)
+    liver = next(organ for organ in ORGANS if organ.name == "liver")
+    index = np.argwhere(label_values == LABELS["liver"])
+    assert len(index) > 50
+    lps = (np.linalg.inv(LPS_TO_RAS) @ image.affine @ np.c_[index, np.ones(len(index))].T).T[:, :3]
+    assert liver.shape.contains(lps).all()
+    assert (values[label_values == LABELS["liver"]] == liver.ct_hu).all()
