@@ -35,8 +35,11 @@ CLASSES = ["kidney_left", "kidney_right"]
 def measured(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     """(wall seconds, peak RSS in MiB) of ``command`` under GNU time."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
-        subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", report.name, *command], env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        done = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", report.name, *command], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # 126: the stage ran and found no kidney (skipped); still a full TotalSegmentator run.
+        if done.returncode not in (0, 126):
+            raise SystemExit(f"{command[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
         wall, rss_kib = report.read().split()[-2:]
     return float(wall), float(rss_kib) / 1024
 
@@ -72,7 +75,10 @@ def main() -> int:
         bare = [str(bin_dir / "TotalSegmentator"), "-i", str(element / "nifti" / "ct.nii.gz"), "-o",
                 str(root / "bare"), "--fast", "--device", args.device, "--roi_subset", *CLASSES, "--nr_thr_resamp",
                 "1", "--nr_thr_saving", "1"]
-        stage = [str(bin_dir / "radpath"), "stage", "segment"]
+        # The stage as its container runs it (joins `radpath stage` once it is in the pipeline).
+        stage = [sys.executable, "-c", "import sys; from radpath.batch import run_stage; "
+                 "from radpath.settings import Settings; from radpath.stages.segment import run_segment; "
+                 "sys.exit(run_stage('segment', run_segment, Settings.from_env()).exit_code)"]
         contenders = {"TotalSegmentator CLI": (bare, bare_env), "radpath stage segment": (stage, stage_env)}
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
         for round_ in range(args.repeat):
