@@ -39,6 +39,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from radpath.anatomy import load_master  # noqa: E402
 from radpath.segmentation.standin import MARKER, STANDIN_MODELS, STANDIN_WEIGHTS, StandinModel  # noqa: E402
 from radpath.synthetic import LABELS, SliceGeometry  # noqa: E402
 from radpath.synthetic.volumes import phantom_volume  # noqa: E402
@@ -77,15 +78,6 @@ TRAINED_CLASSES = (
     "lung_upper_lobe_right", "lung_middle_lobe_right", "lung_lower_lobe_right", "lung_left", "lung_right",
     "esophagus", "small_bowel", "duodenum", "colon", "urinary_bladder", "prostate", "heart",
 )
-
-#: total_mr has whole lungs where the phantom (named by task total) has lobes.
-MR_CLASS_OF_PHANTOM = {
-    "lung_upper_lobe_right": "lung_right",
-    "lung_middle_lobe_right": "lung_right",
-    "lung_lower_lobe_right": "lung_right",
-    "lung_upper_lobe_left": "lung_left",
-    "lung_lower_lobe_left": "lung_left",
-}
 
 #: Phantom grids for training: (rows, columns, slices, pixel spacing, slice spacing,
 #: centre z, orientation). The whole body in varied spacings and cuts, plus part-body
@@ -240,11 +232,10 @@ def shared_cases(shared: Path, scratch: Path) -> dict[str, list[tuple[str, nib.N
 
 
 def phantom_cases(modality: str) -> list[tuple[str, nib.Nifti1Image, nib.Nifti1Image, float]]:
-    task_ids = class_map("total" if modality == "CT" else "total_mr")
-    remap = {}
-    for name, label in LABELS.items():
-        task_name = name if modality == "CT" else MR_CLASS_OF_PHANTOM.get(name, name)
-        remap[label] = task_ids[task_name]
+    task = "total" if modality == "CT" else "total_mr"
+    task_ids, master = class_map(task), load_master()
+    # The phantom is named by task total; total_mr has whole lungs where it has lobes.
+    remap = {label: task_ids[master.counterpart(name, task)] for name, label in LABELS.items()}
     cases = []
     for number, (rows, columns, slices, pixel, step, z, orientation) in enumerate(PHANTOM_GRIDS):
         geometry = SliceGeometry.named(

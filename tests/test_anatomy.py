@@ -250,3 +250,18 @@ def test_bodypart_command_gives_a_reason_when_no_organ(tmp_path):
     line = json.loads(run.stdout)
     assert run.returncode == 0
     assert line["organ"] is None and line["region"] == "abdomen" and "no organ" in line["reason"]
+
+
+@pytest.mark.parametrize(
+    ("class_name", "task", "expected"),
+    [
+        ("liver", "total_mr", "liver"),
+        ("kidney_left", "total_mr", "kidney_left"),
+        ("lung_middle_lobe_right", "total_mr", "lung_right"),
+        ("lung_upper_lobe_left", "total_mr", "lung_left"),
+        ("lung_lower_lobe_left", "total", "lung_lower_lobe_left"),
+        ("not_a_class", "total_mr", None),
+    ],
+)
+def test_class_counterpart_in_another_task_comes_from_the_master(class_name, task, expected):
+    assert MASTER.counterpart(class_name, task) == expected

@@ -13,6 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from radpath.anatomy import load_master
 from radpath.batch import run_stage
 from radpath.manifest import Manifest, Status
 from radpath.segmentation.standin import STANDIN_MODELS, STANDIN_WEIGHTS, is_standin, weights_path
@@ -204,14 +205,12 @@ def test_each_phantom_organ_is_segmented(modality, tmp_path):
     image, labels = phantom_volume(PHANTOM_TESTS[modality], modality, seed=7)
     values = np.asanyarray(labels.dataobj)
     task = "total" if modality == "CT" else "total_mr"
-    # total_mr has whole lungs where the phantom has lobes.
-    expected = {}
+    # The phantom is named by task total; total_mr has whole lungs where it has lobes.
+    master, expected = load_master(), {}
     for name, label in LABELS.items():
-        if not (values == label).any():
-            continue
-        target = name if task == "total" else {"left": "lung_left", "right": "lung_right"}[name.rsplit("_", 1)[1]] \
-            if name.startswith("lung_") else name
-        expected[target] = expected.get(target, np.zeros(values.shape, bool)) | (values == label)
+        if (values == label).any():
+            target = master.counterpart(name, task)
+            expected[target] = expected.get(target, np.zeros(values.shape, bool)) | (values == label)
     assert len(expected) >= 8
     source = tmp_path / "phantom.nii.gz"
     nib.save(image, source)

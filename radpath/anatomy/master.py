@@ -96,6 +96,25 @@ class Master:
         """TotalSegmentator classes of an organ for a task (``total`` / ``total_mr``)."""
         return [c for c in self.organs[organ]["totalsegmentator"] if c["task"] == task]
 
+    def counterpart(self, class_name: str, task: str) -> str | None:
+        """The class of ``task`` that covers ``class_name``, a class of another task: the
+        same class where both tasks have it, else the organ's class of the same side with
+        no subpart (``total_mr``'s ``lung_left`` for ``total``'s left lobes)."""
+        for organ in self.organs:
+            entries = self.organs[organ]["totalsegmentator"]
+            source = next((c for c in entries if c["class"] == class_name), None)
+            if source is None:
+                continue
+            candidates = [c for c in entries if c["task"] == task]
+            for match in (
+                lambda c: c["class"] == class_name,
+                lambda c: c["laterality"] == source["laterality"] and c["subpart"] is None,
+            ):
+                found = next((c["class"] for c in candidates if match(c)), None)
+                if found:
+                    return found
+        return None
+
     # -- building the indexes ----------------------------------------------------------
 
     @classmethod

@@ -122,7 +122,7 @@ def choose_weights(
     """The official weights when they are on disk; otherwise radpath's stand-ins if allowed
     (fast models only: a full-resolution request runs fast and says so); otherwise
     :class:`WeightsMissing` naming what is missing and how to fetch it."""
-    from radpath.segmentation.standin import STANDIN_WEIGHTS, is_standin
+    from radpath.segmentation.standin import STANDIN_MODELS, STANDIN_WEIGHTS, is_standin
 
     try:
         spec = check_weights(task, speed, roi_subset=roi_subset, robust_crop=robust_crop)
@@ -135,7 +135,7 @@ def choose_weights(
         standin = all(is_standin(folder) for folder in spec.folders(root))
         return WeightsChoice(spec, root, standin)
     notes = []
-    if speed == "full" or (speed == "fastest" and task == "total_mr"):
+    if not set(model_spec(task, speed).task_ids) <= {model.task_id for model in STANDIN_MODELS}:
         notes.append(f"stand-in weights exist for the fast models only: {speed} runs as fast")
         speed = "fast"
     spec = check_weights(task, speed, root=STANDIN_WEIGHTS, roi_subset=roi_subset, robust_crop=robust_crop)

@@ -23,14 +23,12 @@ def phantom_volume(geometry: SliceGeometry, modality: str = "CT", noise: float =
     :data:`radpath.synthetic.phantom.LABELS`)."""
     import nibabel as nib
 
-    columns, rows = np.meshgrid(np.arange(geometry.columns), np.arange(geometry.rows), indexing="ij")
     values = np.empty((geometry.columns, geometry.rows, geometry.slices), dtype=np.float32)
     labels = np.empty(values.shape, dtype=np.uint8)
     rng = np.random.default_rng(seed)
     for k in range(geometry.slices):
-        index = np.stack([columns, rows, np.full_like(columns, k), np.ones_like(columns)], axis=-1)
-        points = (index @ geometry.affine.T)[..., :3]
-        values[..., k], labels[..., k] = sample(points, modality)
+        # slice_points is (row, column); NIfTI's first axis is the column.
+        values[..., k], labels[..., k] = sample(geometry.slice_points(k).transpose(1, 0, 2), modality)
     values += rng.normal(0.0, noise, size=values.shape).astype(np.float32)
     affine = LPS_TO_RAS @ geometry.affine
     image = nib.Nifti1Image(np.round(values).astype(np.int16), affine)
