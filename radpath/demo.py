@@ -58,7 +58,11 @@ def run_demo(output: Path) -> int:
     output = output.resolve()
     workflow_dir = make_demo_run(output)
     console.print(f"demo input: phantom CT and kidney biopsy slide of one patient in [bold]{workflow_dir / 'batch'}[/]")
-    settings = Settings.from_env({"WORKFLOW_DIR": str(workflow_dir), "BATCH_NAME": "batch"})
+    # No official TotalSegmentator weights on a fresh machine: the demo opts in to radpath's
+    # stand-ins (official weights still win where installed; the log says which ran).
+    settings = Settings.from_env(
+        {"WORKFLOW_DIR": str(workflow_dir), "BATCH_NAME": "batch", "TOTALSEG_STANDIN_WEIGHTS": "true"}
+    )
     results = run_pipeline(settings, INPUT_DIR)
     missing = [name for name in stages.PIPELINE if name not in stages.REGISTRY]
     table = Table(title="radpath demo: elements")

@@ -4,7 +4,8 @@
     .venv/bin/python scripts/train_standin_weights.py [--shared ../shared/data] [--iterations N]
 
 Writes ``radpath/segmentation/standin-weights/`` in TotalSegmentator's weights layout and
-then runs TotalSegmentator's own API on the evaluation inputs, printing Dice per organ.
+prints each training case's Dice under nnU-Net's sliding-window predictor; the tests in
+``tests/test_segment_standin.py`` then check them through TotalSegmentator's own API.
 
 Training data (read, never copied into the repository):
 - TotalSegmentator's reference outputs in ``../shared/data``: the abdominal CT
@@ -15,7 +16,7 @@ Training data (read, never copied into the repository):
 Each case goes through exactly what TotalSegmentator does before nnU-Net sees an image
 (``as_closest_canonical``, ``change_spacing`` to the model's spacing as int32, written
 and read back as NIfTI) and then nnU-Net's own ``DefaultPreprocessor`` (transpose,
-crop to non-zero). Normalisation (nnU-Net's CTNormalization / ZScoreNormalization) is
+crop to non-zero, resampling to the network's coarser grid, see ``NETWORK_SPACING``). Normalisation (nnU-Net's CTNormalization / ZScoreNormalization) is
 applied per sample to a random box, because TotalSegmentator crops the image to the
 organ before the second pass and a z-score depends on what is left.
 """
@@ -44,18 +45,30 @@ from radpath.segmentation.standin import MARKER, STANDIN_MODELS, STANDIN_WEIGHTS
 from radpath.synthetic import LABELS, SliceGeometry  # noqa: E402
 from radpath.synthetic.volumes import phantom_volume  # noqa: E402
 
-#: Patch (z, y, x) per spacing: wide enough in-plane to see the spine beside a kidney (left
-#: from right) and tall enough to see a lung's base or apex from a lobe boundary.
-PATCHES = {3.0: (64, 80, 80), 6.0: (48, 64, 64)}
+#: The grid each stand-in network works on (mm), coarser than the model it replaces:
+#: nnU-Net's own preprocessor resamples TotalSegmentator's 3 mm input to it and resamples
+#: the probabilities back, so the real inference path is unchanged. On 6 mm one patch holds
+#: a whole abdomen: every step sees every organ, and left from right by the spine, which
+#: made two CPUs enough (at 3 mm the same network had not learnt the kidneys after 800
+#: steps; at 6 mm it had after 600). MR keeps a finer grid for the small example MR's
+#: pancreas and gallbladder.
+NETWORK_SPACING = {"CT": 6.0, "MR": 4.5}
+#: Training steps (one patch each): MR's are more, for the eleven organs of one small image.
+ITERATIONS = {"CT": 3000, "MR": 5000}
+#: Patch (z, y, x): 288 x 384 x 384 mm on the CT grid, 216 x 360 x 360 mm on MR's: the
+#: spine in view beside either kidney.
+PATCHES = {"CT": (48, 64, 64), "MR": (48, 80, 80)}
 ARCHITECTURE = {
     "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
     "arch_kwargs": {
         "n_stages": 5,
-        "features_per_stage": [4, 16, 32, 48, 64],  # few at full resolution, where the cost is
+        # 8 at full resolution: the head separates ~20 classes from these (4 could not tell
+        # the kidneys from the spleen); the deep stages carry the context.
+        "features_per_stage": [8, 16, 32, 64, 96],
         "conv_op": "torch.nn.modules.conv.Conv3d",
         "kernel_sizes": [[3, 3, 3]] * 5,
         "strides": [[1, 1, 1]] + [[2, 2, 2]] * 4,
-        "n_conv_per_stage": [1, 2, 2, 2, 2],
+        "n_conv_per_stage": [1, 1, 2, 2, 2],
         "n_conv_per_stage_decoder": [1, 1, 1, 1],
         "conv_bias": True,
         "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
@@ -68,16 +81,17 @@ ARCHITECTURE = {
     "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
 }
 
-#: The organs the stand-ins learn (the rest of TotalSegmentator's classes, bones, muscles
-#: and vessels, are background to them): the soft-tissue organs biopsies come from, which
-#: is what radpath asks TotalSegmentator for. A tiny network on two CPUs learns these in
-#: minutes; a hundred classes it would not.
+#: The organs the stand-ins learn; every other class (bones, muscles, vessels, bowel) is
+#: background to them. These are the phantom's organs and the large organs of the shared
+#: references the tests check (total_mr names the lungs whole and the spine "vertebrae").
+#: A network this small on two CPUs learns these in minutes; every class more slows it.
 TRAINED_CLASSES = (
-    "spleen", "kidney_right", "kidney_left", "gallbladder", "liver", "stomach", "pancreas",
-    "adrenal_gland_right", "adrenal_gland_left", "lung_upper_lobe_left", "lung_lower_lobe_left",
-    "lung_upper_lobe_right", "lung_middle_lobe_right", "lung_lower_lobe_right", "lung_left", "lung_right",
-    "esophagus", "small_bowel", "duodenum", "colon", "urinary_bladder", "prostate", "heart",
+    "liver", "spleen", "kidney_right", "kidney_left", "stomach", "gallbladder", "pancreas",
+    "lung_upper_lobe_left", "lung_lower_lobe_left", "lung_upper_lobe_right", "lung_middle_lobe_right",
+    "lung_lower_lobe_right", "lung_left", "lung_right", "urinary_bladder", "prostate",
+    "colon", "vertebrae", "autochthon_left", "autochthon_right",
 )
+
 
 #: Phantom grids for training: (rows, columns, slices, pixel spacing, slice spacing,
 #: centre z, orientation). The whole body in varied spacings and cuts, plus part-body
@@ -117,6 +131,7 @@ def class_map(task: str) -> dict[str, int]:
 
 
 def plans_and_dataset(model: StandinModel, intensity: dict, normalization: str) -> tuple[dict, dict]:
+    """nnU-Net's plans.json and dataset.json for ``model``, on the stand-in's network grid."""
     labels = {"background": 0, **class_map(model.task)}
     dataset = {
         "channel_names": {"0": model.modality},
@@ -128,12 +143,12 @@ def plans_and_dataset(model: StandinModel, intensity: dict, normalization: str) 
         "scripts/train_standin_weights.py for offline tests and the demo",
         MARKER: True,
     }
-    spacing = [model.spacing] * 3
+    spacing = [NETWORK_SPACING[model.modality]] * 3
     configuration = {
         "data_identifier": "nnUNetPlans_3d_fullres",
         "preprocessor_name": "DefaultPreprocessor",
         "batch_size": 2,
-        "patch_size": list(PATCHES[model.spacing]),
+        "patch_size": list(PATCHES[model.modality]),
         "median_image_size_in_voxels": [100, 100, 100],
         "spacing": spacing,
         "normalization_schemes": [normalization],
@@ -224,10 +239,11 @@ def shared_cases(shared: Path, scratch: Path) -> dict[str, list[tuple[str, nib.N
     mr_small = nib.load(str(small / "example_mr_sm.nii.gz"))
     return {
         "CT": [
-            ("ct-abdomen-totalseg", ct, ct_ref, 3.0),
+            ("ct-abdomen-totalseg", ct, ct_ref, 3.0),  # weights: share of the training patches
             ("example_ct_sm", ct_small, labels_on(ct_small, nib.load(str(small / "example_seg.nii.gz"))), 2.0),
         ],
-        "MR": [("example_mr_sm", mr_small, labels_on(mr_small, nib.load(str(small / "example_seg_mr.nii.gz"))), 4.0)],
+        # Eleven organs in a small volume, and unlike the phantom: 60% of MR's patches.
+        "MR": [("example_mr_sm", mr_small, labels_on(mr_small, nib.load(str(small / "example_seg_mr.nii.gz"))), 10.0)],
     }
 
 
@@ -268,7 +284,7 @@ class Sampler:
         if not case.present or self.rng.random() < 0.4:
             return np.zeros(3, int), shape
         low, high = case.boxes[int(self.rng.choice(case.present))]
-        margin = self.rng.integers(4, 24, size=3)
+        margin = self.rng.integers(2, 12, size=3)  # voxels of the network grid, like TotalSegmentator's crop margin
         return np.maximum(low - margin, 0), np.minimum(high + margin, shape)
 
     def patch(self) -> tuple[np.ndarray, np.ndarray]:
@@ -314,6 +330,19 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ce + (1 - dice[present]).mean()
 
 
+def deep_supervision_loss(outputs: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """nnU-Net's weighting: 1, 1/2, 1/4, ... from the full-resolution output down, the
+    coarsest output left out; targets subsampled to each output's grid."""
+    weights = [0.5**i for i in range(len(outputs))]
+    weights[-1] = 0.0
+    total = 0.0
+    for weight, logits in zip(weights, outputs):
+        if weight:
+            step = [a // b for a, b in zip(target.shape[1:], logits.shape[2:])]
+            total = total + weight * loss_fn(logits, target[:, :: step[0], :: step[1], :: step[2]])
+    return total / sum(weights)
+
+
 def train(model: StandinModel, cases: list[Case], plans: dict, dataset: dict, iterations: int, seed: int):
     from nnunetv2.preprocessing.normalization.default_normalization_schemes import (
         CTNormalization,
@@ -332,8 +361,11 @@ def train(model: StandinModel, cases: list[Case], plans: dict, dataset: dict, it
     lookup = np.zeros(max(dataset["labels"].values()) + 1, np.int16)
     lookup[trained] = np.arange(1, len(trained) + 1)
     cases = [Case(c.name, c.data, lookup[c.seg], c.weight) for c in cases]
+    # Deep supervision, as nnU-Net trains: the coarse decoder stages learn the context
+    # (which side, which lobe) from their own loss. nnU-Net's predictor switches it off;
+    # the weights are the same either way.
     network = nnUNetTrainer.build_network_architecture(
-        manager, configuration, 1, len(trained) + 1, enable_deep_supervision=False
+        manager, configuration, 1, len(trained) + 1, enable_deep_supervision=True
     )
     intensity = plans["foreground_intensity_properties_per_channel"]["0"]
     normalizer = (
@@ -348,7 +380,7 @@ def train(model: StandinModel, cases: list[Case], plans: dict, dataset: dict, it
     started, running = time.time(), None
     for iteration in range(1, iterations + 1):
         x, y = sampler.batch(1)  # one large patch beats two small ones: context tells left from right
-        loss = loss_fn(network(x), y)
+        loss = deep_supervision_loss(network(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(network.parameters(), 12)
@@ -358,6 +390,7 @@ def train(model: StandinModel, cases: list[Case], plans: dict, dataset: dict, it
         if iteration % 50 == 0 or iteration == iterations:
             print(f"  {model.task_id}: {iteration}/{iterations} loss {running:.3f} ({time.time() - started:.0f} s)",
                   flush=True)
+    network.decoder.deep_supervision = False
     network.eval()
     trained_labels = {"background": 0, **{f"label_{i}": i for i in range(1, len(trained) + 1)}}
     report_fit(network, cases, normalizer, manager, {**dataset, "labels": trained_labels})
@@ -384,17 +417,17 @@ def report_fit(network, cases: list[Case], normalizer, manager, dataset: dict) -
               flush=True)
 
 
-#: CTNormalization's clip and scale, set to a soft-tissue window (-160..240 HU, scaled by
-#: 40 HU) instead of nnU-Net's foreground statistics: organ contrasts of 10-40 HU become
-#: large enough for a tiny network to learn in minutes.
-SOFT_TISSUE_WINDOW = {
+#: CTNormalization's clip and scale, fixed instead of nnU-Net's foreground statistics:
+#: -1000..1000 HU keeps the lungs apart from the air outside the body (a soft-tissue
+#: window made them one value), scaled to about -5..5.
+CT_WINDOW = {
     "max": 3071.0,
-    "mean": 40.0,
-    "median": 40.0,
+    "mean": 0.0,
+    "median": 0.0,
     "min": -1024.0,
-    "percentile_00_5": -160.0,
-    "percentile_99_5": 240.0,
-    "std": 40.0,
+    "percentile_00_5": -1000.0,
+    "percentile_99_5": 1000.0,
+    "std": 200.0,
 }
 
 
@@ -449,32 +482,40 @@ def write_model(model: StandinModel, network, plans: dict, dataset: dict, root: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--iterations", type=int, default=1500)
-    parser.add_argument("--models", default=",".join(str(m.task_id) for m in STANDIN_MODELS))
+    parser.add_argument("--iterations", type=int, help="training steps (default: CT 3000, MR 5000)")
+    parser.add_argument("--modalities", default="CT,MR", help="which stand-ins to train (CT: 297 and 298, MR: 852)")
     parser.add_argument("--out", type=Path, default=STANDIN_WEIGHTS)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    wanted = {int(t) for t in args.models.split(",")}
+    wanted = set(args.modalities.split(","))
     with tempfile.TemporaryDirectory(prefix="radpath-standin-") as tmp:
         scratch = Path(tmp)
         shared = shared_cases(args.shared, scratch)
-        for model in STANDIN_MODELS:
-            if model.task_id not in wanted:
-                continue
-            sources = shared[model.modality] + phantom_cases(model.modality)
+        for modality in sorted(wanted):
+            # One network per modality serves all its models (CT: 297 and, as the crop
+            # model, 298): they differ only in the grid TotalSegmentator resamples to
+            # before nnU-Net resamples to the network's. It learns from the first one's.
+            models = [m for m in STANDIN_MODELS if m.modality == modality]
+            model = models[0]
+            sources = shared[modality] + phantom_cases(modality)
             cases = [preprocess(name, image, labels, model, scratch, w) for name, image, labels, w in sources]
-            print(f"{model.task_id} ({model.task}, {model.spacing} mm): "
+            print(f"{modality} ({model.task}, network on {NETWORK_SPACING[modality]} mm): "
                   + ", ".join(f"{c.name} {c.data.shape}" for c in cases), flush=True)
-            intensity = SOFT_TISSUE_WINDOW if model.modality == "CT" else {}
+            intensity = CT_WINDOW if modality == "CT" else {}
             plans, dataset = plans_and_dataset(model, intensity, normalization_of(model))
             dataset["numTraining"] = len(cases)
             dataset["training_cases"] = [c.name for c in cases]
-            network, trained = train(model, cases, copy.deepcopy(plans), dataset, args.iterations, args.seed)
+            iterations = args.iterations or ITERATIONS[modality]
+            network, trained = train(model, cases, copy.deepcopy(plans), dataset, iterations, args.seed)
             network = widen_head(network, trained, plans, dataset)
-            path = write_model(model, network, plans, dataset, args.out)
-            print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, "
-                  f"{sum(p.numel() for p in network.parameters())} parameters)", flush=True)
+            for target in models:
+                plans, dataset = plans_and_dataset(target, intensity, normalization_of(target))
+                dataset["numTraining"] = len(cases)
+                dataset["training_cases"] = [c.name for c in cases]
+                path = write_model(target, network, plans, dataset, args.out)
+                print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, "
+                      f"{sum(p.numel() for p in network.parameters())} parameters)", flush=True)
     return 0
 
 

@@ -15,10 +15,14 @@ def test_demo_runs_the_existing_stages_on_a_generated_patient(tmp_path: Path):
     assert run.returncode == 0, run.stderr
     (element,) = (tmp_path / "run/batch").iterdir()
     manifest = Manifest.load(element)
-    assert list(manifest.stages) == ["wsi-dicomize", "pair", "bodypart", "nifti"]
+    assert list(manifest.stages) == ["wsi-dicomize", "pair", "bodypart", "nifti", "segment"]
     assert all(record.status.value == "done" for record in manifest.stages.values())
     nifti = manifest.facts["nifti"]
     assert nifti["modality"] == "CT" and all(nifti["slices"])
     facts = manifest.facts["bodypart"]
     assert (facts["organ"], facts["laterality"], facts["task"]) == ("kidney", "left", "total")
+    segment = manifest.facts["segment"]
+    # The slide names the left kidney; the phantom's left kidney is ~1700 voxels on this grid.
+    assert segment["standin_weights"] is True and segment["task"] == "total"
+    assert segment["classes"]["kidney_left"] > 1000
     assert "radpath demo: elements" in run.stdout and "│ done" in run.stdout

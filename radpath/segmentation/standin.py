@@ -2,7 +2,7 @@
 
 The official weights are hundreds of megabytes behind a download that a CI machine or an
 offline cluster cannot make. The stand-ins are tiny nnU-Net v2 models (a PlainConvUNet
-with a few thousand to a few hundred thousand parameters) laid out exactly where
+of about a million parameters, on a coarser grid than the real ones) laid out exactly where
 TotalSegmentator looks for its fast models, so that its own inference path (cropping,
 resampling, nnU-Net's predictor, export) runs unchanged. They were trained by
 ``scripts/train_standin_weights.py`` on TotalSegmentator's reference outputs and radpath's

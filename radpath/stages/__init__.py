@@ -68,6 +68,12 @@ REGISTRY: dict[str, StageSpec] = {
             "run_bodypart",
             "resolve the organ and side of each element's slide (anatomy/master.json)",
         ),
+        StageSpec(
+            "segment",
+            "radpath.stages.segment",
+            "run_segment",
+            "segment the slide's organ in the NIfTI series with TotalSegmentator (CT: total, MR: total_mr)",
+        ),
     )
 }
 

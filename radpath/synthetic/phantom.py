@@ -51,12 +51,12 @@ ORGANS: tuple[Organ, ...] = (
     Organ("lung_lower_lobe_right", Ellipsoid(_RIGHT_LUNG.center, _RIGHT_LUNG.semi_axes, z_max=180), -850, 30),
     Organ("lung_upper_lobe_left", Ellipsoid(_LEFT_LUNG.center, _LEFT_LUNG.semi_axes, z_min=190), -850, 30),
     Organ("lung_lower_lobe_left", Ellipsoid(_LEFT_LUNG.center, _LEFT_LUNG.semi_axes, z_max=190), -850, 30),
-    Organ("liver", Ellipsoid((-60, -10, 70), (80, 75, 55)), 60, 200),
-    Organ("spleen", Ellipsoid((85, 45, 70), (30, 40, 45)), 45, 450),
-    Organ("kidney_right", Ellipsoid((-70, 65, -20), (28, 30, 50)), 30, 520),
-    Organ("kidney_left", Ellipsoid((70, 65, -5), (28, 30, 50)), 30, 520),
-    Organ("urinary_bladder", Ellipsoid((0, -40, -200), (45, 40, 35)), 10, 1200),
-    Organ("prostate", Ellipsoid((0, -15, -255), (20, 18, 18)), 40, 650),
+    Organ("liver", Ellipsoid((-60, -10, 70), (80, 75, 55)), 100, 200),
+    Organ("spleen", Ellipsoid((85, 45, 70), (30, 40, 45)), 115, 450),
+    Organ("kidney_right", Ellipsoid((-70, 65, -20), (28, 30, 50)), 170, 520),
+    Organ("kidney_left", Ellipsoid((70, 65, -5), (28, 30, 50)), 170, 520),
+    Organ("urinary_bladder", Ellipsoid((0, -40, -200), (45, 40, 35)), 5, 1200),
+    Organ("prostate", Ellipsoid((0, -15, -255), (20, 18, 18)), 45, 650),
 )
 
 #: Label value of each organ in label volumes (0 is background).
@@ -67,7 +67,9 @@ SPINE_CENTER = (0.0, 70.0)
 SPINE_RADIUS = 18.0
 BODY_Z_RANGE = (-300.0, 320.0)  # outside this the phantom is air (head and legs are not modelled)
 
-_CT_AIR, _CT_BODY, _CT_BONE = -1000.0, 20.0, 450.0
+# CT numbers as in a portal-venous abdominal CT, the body between organs as fat: organs
+# stand out by tens of HU over the noise, as they do on real scans.
+_CT_AIR, _CT_BODY, _CT_BONE = -1000.0, -90.0, 450.0
 _MR_AIR, _MR_BODY, _MR_BONE = 0.0, 320.0, 250.0
 
 
