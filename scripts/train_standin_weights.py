@@ -130,13 +130,16 @@ def class_map(task: str) -> dict[str, int]:
     return {name: int(index) for index, name in maps[task].items()}
 
 
-def plans_and_dataset(model: StandinModel, intensity: dict, normalization: str) -> tuple[dict, dict]:
+def plans_and_dataset(
+    model: StandinModel, intensity: dict, normalization: str, training_cases: list[str] = ()
+) -> tuple[dict, dict]:
     """nnU-Net's plans.json and dataset.json for ``model``, on the stand-in's network grid."""
     labels = {"background": 0, **class_map(model.task)}
     dataset = {
         "channel_names": {"0": model.modality},
         "labels": labels,
-        "numTraining": 0,
+        "numTraining": len(training_cases),
+        "training_cases": list(training_cases),
         "file_ending": ".nii.gz",
         "name": model.folder_name,
         "description": "radpath STAND-IN, not TotalSegmentator's official model: a tiny network trained by "
@@ -503,16 +506,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{modality} ({model.task}, network on {NETWORK_SPACING[modality]} mm): "
                   + ", ".join(f"{c.name} {c.data.shape}" for c in cases), flush=True)
             intensity = CT_WINDOW if modality == "CT" else {}
-            plans, dataset = plans_and_dataset(model, intensity, normalization_of(model))
-            dataset["numTraining"] = len(cases)
-            dataset["training_cases"] = [c.name for c in cases]
+            names = [c.name for c in cases]
+            plans, dataset = plans_and_dataset(model, intensity, normalization_of(model), names)
             iterations = args.iterations or ITERATIONS[modality]
             network, trained = train(model, cases, copy.deepcopy(plans), dataset, iterations, args.seed)
             network = widen_head(network, trained, plans, dataset)
             for target in models:
-                plans, dataset = plans_and_dataset(target, intensity, normalization_of(target))
-                dataset["numTraining"] = len(cases)
-                dataset["training_cases"] = [c.name for c in cases]
+                plans, dataset = plans_and_dataset(target, intensity, normalization_of(target), names)
                 path = write_model(target, network, plans, dataset, args.out)
                 print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, "
                       f"{sum(p.numel() for p in network.parameters())} parameters)", flush=True)
