@@ -89,6 +89,9 @@ class Lists:
         self.class_map = class_map
         raw_csv = pkgutil.get_data("totalsegmentator", "resources/totalsegmentator_snomed_mapping.csv")
         self.ts_rows = list(csv.DictReader(io.StringIO(raw_csv.decode("utf-8"))))
+        #: class → recommended display colour (sRGB), TotalSegmentator's own choice.
+        self.ts_colors = {row["Structure"]: [int(v) for v in row["DicomRGBColor"].split(",")]
+                          for row in self.ts_rows if row.get("DicomRGBColor")}
         self.tasks_of: dict[str, list[str]] = defaultdict(list)
         for task, labels in class_map.items():
             for name in labels.values():
@@ -142,6 +145,17 @@ def build_subpart(lists: Lists, key: str, data: dict) -> dict:
     }
 
 
+def body_part_examined(entry: dict, regions: dict) -> str | None:
+    """The organ's BodyPartExamined defined term (PS3.16 Annex L): its own term, not an
+    approach (ENDORENAL is how a probe reaches the kidney, KIDNEY is the kidney), else its
+    region's, else none."""
+    own = [t for t in entry["annex_l"] if not t.startswith("ENDO")] or entry["annex_l"]
+    if own:
+        return own[0]
+    region = regions.get(entry["region"] or "")
+    return region["annex_l"][0] if region and region["annex_l"] else None
+
+
 def build(lists: Lists, curated: dict) -> dict:
     organs: dict[str, dict] = {}
     # (code) → (organ key, subpart key or None, laterality or None)
@@ -181,7 +195,8 @@ def build(lists: Lists, curated: dict) -> dict:
                 by_code[lat["code"]] = (key, sub["key"], lat["laterality"])
         for extra in data.get("extra_classes", []):
             entry["totalsegmentator"].append(
-                {"class": extra["class"], "task": extra["task"], "laterality": extra.get("laterality"), "subpart": None}
+                {"class": extra["class"], "task": extra["task"], "laterality": extra.get("laterality"), "subpart": None,
+                 "color": lists.ts_colors.get(extra["class"])}
             )
 
     regions = {}
@@ -263,12 +278,21 @@ def build(lists: Lists, curated: dict) -> dict:
         entry = organs[organ]
         if anatomical and tasks:
             for task in tasks:
-                entry["totalsegmentator"].append({"class": name, "task": task, "laterality": side, "subpart": sub})
+                entry["totalsegmentator"].append(
+                    {"class": name, "task": task, "laterality": side, "subpart": sub, "color": lists.ts_colors.get(name)}
+                )
         else:
             entry["totalsegmentator_related"].append(name)
 
     for entry in organs.values():
+        entry["body_part_examined"] = body_part_examined(entry, regions)
         entry["totalsegmentator"].sort(key=lambda c: (c["task"], c["class"]))
+        # Classes TotalSegmentator gives no colour (total_mr's whole lungs) take a colour
+        # of the same organ and side (a lobe's), so one organ looks alike on CT and MR.
+        for item in entry["totalsegmentator"]:
+            if item["color"] is None:
+                item["color"] = next((c["color"] for c in entry["totalsegmentator"]
+                                      if c["color"] and c["laterality"] == item["laterality"]), None)
         entry["totalsegmentator_related"] = sorted(set(entry["totalsegmentator_related"]))
         if not entry["totalsegmentator"]:
             entry["provenance"].pop("totalsegmentator", None)
