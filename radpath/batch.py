@@ -33,6 +33,10 @@ class ElementSkipped(Exception):
     """Raised by a stage when an element has nothing to do; the message is the reason."""
 
 
+class MissingFact(RuntimeError):
+    """An earlier stage's decision is missing from the element's manifest."""
+
+
 @dataclass(frozen=True)
 class BatchElement:
     """One element of a batch, with the folders a stage uses."""

@@ -322,6 +322,15 @@ class StageOptions:
             form_key=True,
         )
     )
+    seg_encoder: str = _option(
+        Option(
+            "SEG_ENCODER",
+            choice("dcmqi", "highdicom"),
+            "dcmqi",
+            "DICOM SEG writer: dcmqi's itkimage2segimage, or highdicom (used anyway where dcmqi cannot)",
+            form_key=True,
+        )
+    )
     totalseg_robust_crop: bool = _option(
         Option("TOTALSEG_ROBUST_CROP", parse_bool, False, "TotalSegmentator's robust crop (small organs)", form_key=True)
     )

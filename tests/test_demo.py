@@ -15,7 +15,7 @@ def test_demo_runs_the_existing_stages_on_a_generated_patient(tmp_path: Path):
     assert run.returncode == 0, run.stderr
     (element,) = (tmp_path / "run/batch").iterdir()
     manifest = Manifest.load(element)
-    assert list(manifest.stages) == ["wsi-dicomize", "pair", "bodypart", "nifti", "segment"]
+    assert list(manifest.stages) == ["wsi-dicomize", "pair", "bodypart", "nifti", "segment", "merge", "seg-encode"]
     assert all(record.status.value == "done" for record in manifest.stages.values())
     nifti = manifest.facts["nifti"]
     assert nifti["modality"] == "CT" and all(nifti["slices"])
@@ -25,4 +25,13 @@ def test_demo_runs_the_existing_stages_on_a_generated_patient(tmp_path: Path):
     # The slide names the left kidney; the phantom's left kidney is ~1700 voxels on this grid.
     assert segment["standin_weights"] is True and segment["task"] == "total"
     assert segment["classes"]["kidney_left"] > 1000
+    # The left kidney only, as a SEG a viewer places on the CT's slices.
+    (part,) = manifest.facts["merge"]["parts"]
+    assert list(part["classes"]) == ["kidney_left"]
+    seg = manifest.facts["seg-encode"]
+    assert seg["encoder"] == "dcmqi" and seg["frames"] > 0
+    assert seg["segments"] == [{"label": "Kidney, left", "type": "64033007", "modifier": "7771000",
+                                "voxels": part["voxels"]}]
+    assert seg["series_description"] == "Kidney, left (TotalSegmentator + radpath stand-in weights)"
+    assert (element / "seg-encode" / seg["path"]).exists()
     assert "radpath demo: elements" in run.stdout and "│ done" in run.stdout

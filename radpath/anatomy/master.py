@@ -49,6 +49,24 @@ class Target:
     region: str | None = None
 
 
+@dataclass(frozen=True)
+class ClassSelection:
+    """What a mask is made of: the TotalSegmentator classes of one organ (of one side,
+    of one sub-part) in one task; ``note`` says where the task could not be as specific
+    as the slide."""
+
+    organ: str
+    task: str
+    laterality: str | None  # "left" / "right" when the mask is one side's only
+    subpart: str | None  # the sub-part the mask is, when the task has classes for it
+    entries: tuple[dict[str, Any], ...]
+    note: str | None = None
+
+    @property
+    def classes(self) -> list[str]:
+        return [c["class"] for c in self.entries]
+
+
 @dataclass
 class Master:
     data: dict[str, Any]
@@ -95,6 +113,31 @@ class Master:
     def classes(self, organ: str, task: str) -> list[dict[str, Any]]:
         """TotalSegmentator classes of an organ for a task (``total`` / ``total_mr``)."""
         return [c for c in self.organs[organ]["totalsegmentator"] if c["task"] == task]
+
+    def select_classes(
+        self, organ: str, task: str, laterality: str | None = None, subpart: str | None = None
+    ) -> ClassSelection:
+        """The classes of ``task`` whose union is the organ as the slide names it.
+
+        No side: every class of the organ (both kidneys, all five lobes). A side: that
+        side's classes only. A sub-part (a lobe): its classes, of that side where one is
+        named; where the task has no class for the sub-part (``total_mr`` has whole lungs,
+        no lobes) the selection falls back to the side's whole organ and says so.
+        """
+        side = laterality if laterality in ("left", "right") else None
+        candidates = [c for c in self.classes(organ, task) if side is None or c["laterality"] in (side, None)]
+        if subpart:
+            chosen = [c for c in candidates if c["subpart"] == subpart]
+            if chosen:
+                return ClassSelection(organ, task, side, subpart, tuple(chosen))
+        chosen = [c for c in candidates if c["subpart"] is None] or candidates
+        note = (
+            f"task {task} has no class for the {subpart.replace('_', ' ')} of the {organ}: "
+            f"the {f'{side} ' if side else ''}{organ} is segmented whole"
+            if subpart
+            else None
+        )
+        return ClassSelection(organ, task, side, None, tuple(chosen), note)
 
     def counterpart(self, class_name: str, task: str) -> str | None:
         """The class of ``task`` that covers ``class_name``, a class of another task: the

@@ -74,6 +74,18 @@ REGISTRY: dict[str, StageSpec] = {
             "run_segment",
             "segment the slide's organ in the NIfTI series with TotalSegmentator (CT: total, MR: total_mr)",
         ),
+        StageSpec(
+            "merge",
+            "radpath.stages.merge",
+            "run_merge",
+            "join the organ's class masks into one mask (union), or keep the side the slide names",
+        ),
+        StageSpec(
+            "seg-encode",
+            "radpath.stages.seg_encode",
+            "run_seg_encode",
+            "encode the mask as a DICOM SEG on the source series' slices (dcmqi; highdicom as second encoder)",
+        ),
     )
 }
 

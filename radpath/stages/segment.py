@@ -19,16 +19,12 @@ import logging
 from importlib import metadata
 
 from radpath.anatomy import load_master
-from radpath.batch import BatchElement, ElementSkipped
+from radpath.batch import BatchElement, ElementSkipped, MissingFact
 from radpath.segmentation.standin import weights_path
 from radpath.segmentation.weights import choose_weights, disable_usage_stats
 from radpath.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class MissingFact(RuntimeError):
-    """An earlier stage's decision is missing from the manifest."""
 
 
 def _device() -> str:

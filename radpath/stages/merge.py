@@ -1,0 +1,107 @@
+"""The ``merge`` stage: the organ's class masks → one binary mask, as the slide names it.
+
+No side named: the voxelwise union of every class of the organ (both kidneys, all lobes
+of both lungs), or with MERGE_BILATERAL=false one mask per side of a paired organ. A
+side or a lobe named: only that side's (lobe's) classes. The choice is
+``anatomy/master.json``'s (:meth:`radpath.anatomy.master.Master.select_classes`); the
+manifest records the classes that went in and their voxel counts. An empty union ends
+the element ``skipped``: an empty mask never reaches the encoder.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from radpath.anatomy import load_master
+from radpath.batch import BatchElement, ElementSkipped, MissingFact
+from radpath.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class MaskGridMismatch(ValueError):
+    """Class masks of one element do not share one voxel grid."""
+
+
+def run_merge(element: BatchElement, settings: Settings) -> None:
+    manifest = element.manifest()
+    segment, bodypart, nifti = (manifest.facts.get(k) for k in ("segment", "bodypart", "nifti"))
+    if not segment or not bodypart:
+        raise MissingFact("the bodypart and segment stages have not run on this element")
+    master, organ = load_master(), bodypart["organ"]
+    side = bodypart.get("laterality") if bodypart.get("laterality") in ("left", "right") else None
+    sides: list[str | None] = [side]
+    if side is None and not settings.options.merge_bilateral and master.organ(organ)["paired"]:
+        sides = ["left", "right"]  # MERGE_BILATERAL=false: one segment per side
+    folder = element.path / segment["folder"]
+    out_dir = element.out_dir or element.path / "merge"
+    parts, notes = [], []
+    for part_side in sides:
+        selection = master.select_classes(organ, segment["task"], part_side, bodypart.get("subpart"))
+        union, affine, counts = _union(folder, selection.classes)
+        part = {
+            "organ": organ,
+            "laterality": selection.laterality,
+            "subpart": selection.subpart,
+            "classes": counts,
+            "voxels": int(np.count_nonzero(union)),
+            "what": _what(selection),
+        }
+        if selection.note:
+            notes.append(selection.note)
+        if part["voxels"]:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            path = out_dir / ("_".join(filter(None, (organ, selection.subpart, selection.laterality))) + ".nii.gz")
+            nib_save(union, affine, path)
+            part["path"] = path.name
+        else:
+            notes.append(f"{part['what']}: no voxel in any of {', '.join(counts)}")
+        parts.append(part)
+    found = [p for p in parts if p["voxels"]]
+    manifest.update("merge", {"folder": out_dir.name, "task": segment["task"], "parts": found, "notes": notes})
+    manifest.save()
+    for note in notes:
+        log.info("%s: %s", element.name, note)
+    if not found:
+        series = (nifti or {}).get("series_description") or (nifti or {}).get("series_key", "?")
+        what = " and ".join(p["what"] for p in parts)
+        raise ElementSkipped(f"{what} not found in the field of view of series {series}")
+    for part in found:
+        log.info("%s: %s = %s: %d voxels", element.name, part["what"], " ∪ ".join(part["classes"]), part["voxels"])
+
+
+def _what(selection) -> str:
+    """"left upper lobe lung", "kidney": the part in words, for messages."""
+    return " ".join(filter(None, (selection.laterality, (selection.subpart or "").replace("_", " "), selection.organ)))
+
+
+def _union(folder, classes: list[str]):
+    """The voxelwise union of the class masks, their common affine and each one's count."""
+    import nibabel as nib
+
+    union, affine, counts = None, None, {}
+    for name in classes:
+        path = folder / f"{name}.nii.gz"
+        if not path.exists():
+            raise MissingFact(f"the segment stage wrote no mask for class {name} ({path})")
+        image = nib.load(str(path))
+        mask = np.asanyarray(image.dataobj) > 0
+        if union is None:
+            union, affine = mask.copy(), image.affine
+        elif mask.shape != union.shape or not np.allclose(image.affine, affine, atol=1e-4):
+            raise MaskGridMismatch(f"{name}.nii.gz is not on the grid of {classes[0]}.nii.gz")
+        else:
+            union |= mask
+        counts[name] = int(np.count_nonzero(mask))
+    return union, affine, counts
+
+
+def nib_save(mask: np.ndarray, affine: np.ndarray, path) -> None:
+    import nibabel as nib
+
+    image = nib.Nifti1Image(mask.astype(np.uint8), affine)
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    nib.save(image, str(path))

@@ -1,0 +1,154 @@
+"""The ``seg-encode`` stage: the merged mask(s) → one DICOM SEG referencing the source series.
+
+The masks are moved onto the source series' own grid through the affines
+(:mod:`radpath.seg.geometry`), described from ``anatomy/master.json``
+(:mod:`radpath.seg.description`) and written by dcmqi (SEG_ENCODER, default) or highdicom.
+Every SEG is checked before the stage says done: ``dciodvfy`` finds no error, and every
+frame lies on the slice it references with the source's orientation. A SEG that fails a
+check is removed, never left for the store stage.
+
+UIDs are derived from the source series and the segments, so a retried run writes the
+same SEG (the PACS keeps one copy); the SeriesNumber is the first free one above every
+series the element holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from radpath.anatomy import load_master
+from radpath.batch import BatchElement, ElementSkipped, MissingFact
+from radpath.dciodvfy import dciodvfy_available, verify
+from radpath.radiology.series import SeriesFiles, read_series_in
+from radpath.seg.description import Algorithm, SegSeries, describe_segment, series_description
+from radpath.seg.encoders import DcmqiEncoder, HighdicomEncoder, SegEncodeError
+from radpath.seg.geometry import SourceGrid, mask_on_source, nifti_mask
+from radpath.seg.readback import check_frames
+from radpath.seg.sources import complete_sources, derived_uid
+from radpath.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: SEG series numbers start here when the study's own are lower: clear of acquisitions.
+FIRST_SEG_SERIES_NUMBER = 300
+
+
+class SegValidationError(SegEncodeError):
+    """The written SEG failed dciodvfy or the geometry check; it was removed."""
+
+
+def algorithm_of(segment: dict) -> Algorithm:
+    """TotalSegmentator and its version; stand-in weights say so in the name."""
+    name = "TotalSegmentator + radpath stand-in weights" if segment.get("standin_weights") else "TotalSegmentator"
+    return Algorithm(name, str(segment.get("totalsegmentator") or "unknown"))
+
+
+def next_series_number(used: set[int]) -> int:
+    return max(used | {FIRST_SEG_SERIES_NUMBER - 1}) + 1
+
+
+def _source_series(element: BatchElement, series_key: str) -> tuple[SeriesFiles, set[int]]:
+    found = read_series_in(element.path)
+    for series in found:
+        if series.summary.key == series_key:
+            numbers = {s.summary.series_number for s in found if s.summary.series_number is not None}
+            return series, numbers
+    raise MissingFact(f"the source series {series_key} is no longer in the element")
+
+
+def run_seg_encode(element: BatchElement, settings: Settings) -> None:
+    manifest = element.manifest()
+    nifti, segment, merge = (manifest.facts.get(k) for k in ("nifti", "segment", "merge"))
+    if not nifti or not segment or not merge:
+        raise MissingFact("the nifti, segment and merge stages have not run on this element")
+    parts = [p for p in merge.get("parts", []) if p.get("voxels")]
+    if not parts:
+        raise ElementSkipped("the merge stage left no mask to encode")
+    master = load_master()
+    algorithm = algorithm_of(segment)
+    source, numbers = _source_series(element, nifti["series_key"])
+    grid = SourceGrid.from_series(source)
+    masks, segments = [], []
+    for part in parts:
+        mask, affine = nifti_mask(element.path / merge["folder"] / part["path"])
+        on_source = mask_on_source(mask, affine, grid)
+        if not on_source.any():
+            raise ElementSkipped(f"the {part['what']} mask lies outside every slice of the source series")
+        selection = master.select_classes(part["organ"], merge["task"], part["laterality"], part["subpart"])
+        masks.append(on_source)
+        segments.append(describe_segment(master, selection, algorithm))
+    organ = parts[0]["organ"]
+    identity = (nifti["series_key"], *(f"{s.property_type.value}/{s.modifier.value if s.modifier else ''}" for s in segments))
+    series = SegSeries(
+        series_instance_uid=derived_uid("seg-series", *identity),
+        sop_instance_uid=derived_uid("seg-instance", *identity),
+        series_number=next_series_number(numbers),
+        series_description=series_description(segments),
+        body_part=master.organ(organ).get("body_part_examined"),
+    )
+    out_dir = element.out_dir or element.path / "seg-encode"
+    out = out_dir / f"{organ}.seg.dcm"
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="radpath-seg-") as scratch:
+        grid, filled = complete_sources(grid, Path(scratch) / "sources", nifti["series_key"])
+        if filled:
+            notes.append("the source lacks " + ", ".join(filled) + ": filled in for the SEG (see source_uids)")
+        encoder = _encoder(settings.options.seg_encoder, grid, notes)
+        encoder.encode(masks, segments, grid, series, out)
+        problems = _validate(out, grid, notes)
+    if problems:
+        out.unlink(missing_ok=True)
+        raise SegValidationError(f"{encoder.name} wrote a SEG that fails its checks (removed): {'; '.join(problems[:5])}")
+    frames = check_frames(out, grid).frames
+    manifest.update("seg-encode", {
+        "folder": out_dir.name,
+        "path": out.name,
+        "encoder": encoder.name,
+        "series_instance_uid": series.series_instance_uid,
+        "sop_instance_uid": series.sop_instance_uid,
+        "series_number": series.series_number,
+        "series_description": series.series_description,
+        "body_part_examined": series.body_part,
+        "segments": [
+            {"label": s.label, "type": s.property_type.value, "modifier": s.modifier.value if s.modifier else None,
+             "voxels": int(m.sum())}
+            for s, m in zip(segments, masks)
+        ],
+        "frames": frames,
+        "bytes": out.stat().st_size,
+        "source_uids": filled,
+        "notes": notes,
+    })
+    manifest.save()
+    for note in notes:
+        log.info("%s: %s", element.name, note)
+    log.info("%s: SEG %s (%s, %d frames, series %d) by %s", element.name, out.name, series.series_description,
+             frames, series.series_number, encoder.name)
+
+
+def _encoder(choice: str, grid: SourceGrid, notes: list[str]):
+    if choice == "highdicom":
+        return HighdicomEncoder()
+    dcmqi = DcmqiEncoder()
+    if not dcmqi.available:
+        notes.append("dcmqi's itkimage2segimage is not installed: highdicom wrote the SEG")
+        return HighdicomEncoder()
+    if not grid.regular:
+        notes.append("the source slices are unevenly spaced, which dcmqi cannot encode: highdicom wrote the SEG")
+        return HighdicomEncoder()
+    return dcmqi
+
+
+def _validate(path: Path, grid: SourceGrid, notes: list[str]) -> list[str]:
+    """dciodvfy's errors and the frame geometry's problems, empty when the SEG is sound."""
+    problems = list(check_frames(path, grid).problems)
+    if dciodvfy_available():
+        result = verify(path)
+        problems.extend(f"dciodvfy: {e}" for e in result.errors)
+        if result.warnings:
+            notes.append(f"dciodvfy: {len(result.warnings)} warnings")
+    else:
+        notes.append("dciodvfy is not installed: the SEG was not validated against the standard")
+    return problems
