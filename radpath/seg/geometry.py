@@ -195,8 +195,23 @@ def nifti_mask(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data > 0, LPS_FROM_RAS @ image.affine
 
 
+def _cropped(mask: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mask's bounding box and its affine: an organ fills a fraction of the volume,
+    and moving only that box is several times faster than moving the whole grid."""
+    bounds = []
+    for axis in range(3):
+        filled = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        if not filled.size:
+            return mask, affine
+        bounds.append((int(filled[0]), int(filled[-1]) + 1))
+    shifted = affine.copy()
+    shifted[:3, 3] = affine[:3, :3] @ [low for low, _ in bounds] + affine[:3, 3]
+    return mask[tuple(slice(low, high) for low, high in bounds)], shifted
+
+
 def mask_on_source(mask: np.ndarray, mask_affine: np.ndarray, grid: SourceGrid) -> np.ndarray:
     """The mask on the source grid as (slices, rows, columns) booleans."""
+    mask, mask_affine = _cropped(mask, mask_affine)
     if grid.regular:
         # Index the grid as (k, j, i) directly: one gather, no transposed copy afterwards.
         return resample_nearest(mask, mask_affine, grid.affine @ _REVERSED_AXES, grid.shape).astype(bool, copy=False)
