@@ -12,16 +12,15 @@ Run: .venv/bin/python bench/nifti.py [--slices 300] [--repeat 5] [--json out.jso
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import abba_medians, emit, timed  # bench/common.py
 from radpath.batch import run_stage
 from radpath.radiology.nifti import dcm2niix_binary
 from radpath.settings import Settings
@@ -29,11 +28,9 @@ from radpath.stages.nifti import run_nifti
 from radpath.synthetic import SliceGeometry, write_series
 
 
-def timed(function) -> float:
-    subprocess.run(["sync"], check=True)
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
+def timer(function) -> float:
+    subprocess.run(["sync"], check=True)  # written files on disk before each round
+    return timed(function)
 
 
 def main() -> int:
@@ -72,12 +69,7 @@ def main() -> int:
             subprocess.run([str(Path(sys.executable).parent / "radpath"), "stage", "nifti"], env=env, check=True)
 
         contenders = {"dcm2niix": bare, "radpath in-process": in_process, "radpath stage process": stage_process}
-        times: dict[str, list[float]] = {name: [] for name in contenders}
-        for round_ in range(args.repeat):
-            order = list(contenders.items())
-            for name, function in order if round_ % 2 == 0 else order[::-1]:
-                times[name].append(timed(function))
-    medians = {name: statistics.median(values) for name, values in times.items()}
+        medians = abba_medians(contenders, args.repeat, timer)
     report = {
         "benchmark": f"NIfTI conversion, generated CT 512x512x{args.slices}",
         "input_mb": round(size / 1e6, 1),
@@ -86,10 +78,7 @@ def main() -> int:
         "ratio_in_process_vs_dcm2niix": round(medians["radpath in-process"] / medians["dcm2niix"], 2),
         "ratio_stage_process_vs_dcm2niix": round(medians["radpath stage process"] / medians["dcm2niix"], 2),
     }
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
-    return 0
+    return emit(report, args.json)
 
 
 if __name__ == "__main__":

@@ -18,13 +18,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from pydicom.uid import generate_uid
 
+from common import abba_medians, emit, timed  # bench/common.py
 from radpath.anatomy import load_master
 from radpath.dciodvfy import verify
 from radpath.radiology.nifti import convert_series
@@ -35,12 +35,6 @@ from radpath.seg.geometry import LPS_FROM_RAS, SourceGrid, mask_from_source, mas
 from radpath.seg.readback import check_frames
 from radpath.synthetic import SliceGeometry, write_series
 from radpath.synthetic.phantom import LABELS
-
-
-def timed(function) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
 
 
 def main() -> int:
@@ -88,15 +82,10 @@ def main() -> int:
 
         contenders = {"dcmqi CLI": bare, "radpath dcmqi": radpath_with(DcmqiEncoder()),
                       "radpath highdicom": radpath_with(HighdicomEncoder())}
-        times: dict[str, list[float]] = {name: [] for name in contenders}
-        for round_ in range(args.repeat):
-            order = list(contenders.items())
-            for name, function in order if round_ % 2 == 0 else order[::-1]:
-                times[name].append(timed(function))
+        medians = abba_medians(contenders, args.repeat)
         check_s = statistics.median(timed(checks) for _ in range(args.repeat))
         frames = int(liver.any(axis=(1, 2)).sum())
         sizes = {name: path.stat().st_size for name, path in outputs.items()}
-    medians = {name: statistics.median(values) for name, values in times.items()}
     floor = 32 * 1024 * frames
     report = {
         "benchmark": f"SEG encoding, liver on a generated CT 512x512x{args.slices}",
@@ -108,10 +97,7 @@ def main() -> int:
         "seg_bytes": sizes,
         "size_vs_32KiB_per_frame": {name: round(size / floor, 3) for name, size in sizes.items()},
     }
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
-    return 0
+    return emit(report, args.json)
 
 
 if __name__ == "__main__":

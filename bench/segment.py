@@ -24,6 +24,7 @@ from pathlib import Path
 
 import nibabel as nib
 
+from common import emit  # bench/common.py
 from radpath.manifest import Manifest
 from radpath.segmentation.standin import STANDIN_WEIGHTS
 from radpath.synthetic import SliceGeometry
@@ -98,10 +99,7 @@ def main() -> int:
         "ratio_rss_stage_vs_cli": round(rss["radpath stage segment"] / rss["TotalSegmentator CLI"], 3),
         "classes": facts["classes"],
     }
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
-    return 0
+    return emit(report, args.json)
 
 
 if __name__ == "__main__":
