@@ -22,7 +22,7 @@ from radpath.radiology.nifti import convert_series
 from radpath.radiology.series import read_series_in
 from radpath.seg.description import Algorithm, SegSeries, describe_segment, series_description
 from radpath.seg.encoders import DcmqiEncoder, EmptyMask, HighdicomEncoder
-from radpath.seg.geometry import LPS_FROM_RAS, SourceGrid, mask_from_source, mask_on_source, nifti_mask
+from radpath.seg.geometry import LPS_FROM_RAS, SourceGrid, mask_from_source, mask_on_source
 from radpath.seg.readback import check_frames, read_with_dcmqi, read_with_highdicom
 from radpath.seg.sources import complete_sources
 from radpath.settings import Settings

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from radpath.executables import wheel_tool
 from radpath.radiology.series import Frame, SeriesFiles
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -53,8 +53,7 @@ class Volume:
 
 def dcm2niix_binary() -> str:
     """The dcm2niix from the PyPI wheel (beside this Python), else one on PATH."""
-    beside = Path(sys.executable).parent / "dcm2niix"
-    found = str(beside) if beside.exists() else shutil.which("dcm2niix")
+    found = wheel_tool("dcm2niix")
     if not found:
         raise NiftiConversionError("dcm2niix not found: install radpath's nifti extra (pip install dcm2niix)")
     return found

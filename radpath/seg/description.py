@@ -1,8 +1,8 @@
 """What a segment is, in DICOM's words, from ``anatomy/master.json``.
 
-One :class:`SegmentDescription` per SEG (radpath writes one organ per object); both
-encoders (dcmqi's meta.json, highdicom's SegmentDescription) are filled from it, so the
-two cannot disagree about codes, colour or algorithm.
+One :class:`SegmentDescription` per segment and one :class:`SegSeries` per SEG object;
+both encoders (dcmqi's meta.json, highdicom's SegmentDescription) are filled from them,
+so the two cannot disagree about codes, colour or algorithm.
 """
 
 from __future__ import annotations
@@ -54,11 +54,11 @@ class Algorithm:
 
 @dataclass(frozen=True)
 class SegmentDescription:
-    """Everything the SEG says about its one segment and itself.
+    """Everything the SEG says about one segment.
 
     ``property_type`` is SegmentedPropertyTypeCodeSequence, ``modifier`` the
     SegmentedPropertyTypeModifierCodeSequence (laterality, only when the mask is one
-    side's), ``color`` the RecommendedDisplayCIELabValue's sRGB source,
+    side's), ``color`` the sRGB source of RecommendedDisplayCIELabValue.
     """
 
     label: str  # SegmentLabel

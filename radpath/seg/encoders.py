@@ -13,15 +13,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 import radpath
+from radpath.executables import wheel_tool
 from radpath.seg.description import SegmentDescription, SegSeries
 from radpath.seg.geometry import SourceGrid
 
@@ -57,9 +56,8 @@ def _check_masks(masks: list[np.ndarray], segments: list[SegmentDescription], gr
 
 
 def dcmqi_binary(name: str = "itkimage2segimage") -> str | None:
-    """dcmqi's tool from the PyPI wheel (beside this Python), else one on PATH."""
-    beside = Path(sys.executable).parent / name
-    return str(beside) if beside.exists() else shutil.which(name)
+    """dcmqi's tool from its PyPI wheel, else one on PATH."""
+    return wheel_tool(name)
 
 
 def dcmqi_meta(segments: list[SegmentDescription], series: SegSeries) -> dict:

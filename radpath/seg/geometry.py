@@ -10,6 +10,7 @@ row axis of many series), so masks are moved by their affines, never by array in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,7 @@ class SourceGrid:
     def normal(self) -> np.ndarray:
         return np.cross(self.row_direction, self.column_direction)
 
-    @property
+    @cached_property
     def slice_step(self) -> np.ndarray | None:
         """The vector from one slice to the next when the slices are evenly spaced along
         the normal, else None (a missing slice, a varying gap)."""

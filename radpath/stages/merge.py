@@ -54,7 +54,7 @@ def run_merge(element: BatchElement, settings: Settings) -> None:
         if part["voxels"]:
             out_dir.mkdir(parents=True, exist_ok=True)
             path = out_dir / ("_".join(filter(None, (organ, selection.subpart, selection.laterality))) + ".nii.gz")
-            nib_save(union, affine, path)
+            _save_mask(union, affine, path)
             part["path"] = path.name
         else:
             notes.append(f"{part['what']}: no voxel in any of {', '.join(counts)}")
@@ -98,7 +98,7 @@ def _union(folder, classes: list[str]):
     return union, affine, counts
 
 
-def nib_save(mask: np.ndarray, affine: np.ndarray, path) -> None:
+def _save_mask(mask: np.ndarray, affine: np.ndarray, path) -> None:
     import nibabel as nib
 
     image = nib.Nifti1Image(mask.astype(np.uint8), affine)

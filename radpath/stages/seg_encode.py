@@ -97,11 +97,10 @@ def run_seg_encode(element: BatchElement, settings: Settings) -> None:
             notes.append("the source lacks " + ", ".join(filled) + ": filled in for the SEG (see source_uids)")
         encoder = _encoder(settings.options.seg_encoder, grid, notes)
         encoder.encode(masks, segments, grid, series, out)
-        problems = _validate(out, grid, notes)
+        frames, problems = _validate(out, grid, notes)
     if problems:
         out.unlink(missing_ok=True)
         raise SegValidationError(f"{encoder.name} wrote a SEG that fails its checks (removed): {'; '.join(problems[:5])}")
-    frames = check_frames(out, grid).frames
     manifest.update("seg-encode", {
         "folder": out_dir.name,
         "path": out.name,
@@ -141,9 +140,11 @@ def _encoder(choice: str, grid: SourceGrid, notes: list[str]):
     return dcmqi
 
 
-def _validate(path: Path, grid: SourceGrid, notes: list[str]) -> list[str]:
-    """dciodvfy's errors and the frame geometry's problems, empty when the SEG is sound."""
-    problems = list(check_frames(path, grid).problems)
+def _validate(path: Path, grid: SourceGrid, notes: list[str]) -> tuple[int, list[str]]:
+    """The SEG's frame count, and dciodvfy's errors and the frame geometry's problems
+    (empty when the SEG is sound)."""
+    checked = check_frames(path, grid)
+    problems = list(checked.problems)
     if dciodvfy_available():
         result = verify(path)
         problems.extend(f"dciodvfy: {e}" for e in result.errors)
@@ -151,4 +152,4 @@ def _validate(path: Path, grid: SourceGrid, notes: list[str]) -> list[str]:
             notes.append(f"dciodvfy: {len(result.warnings)} warnings")
     else:
         notes.append("dciodvfy is not installed: the SEG was not validated against the standard")
-    return problems
+    return checked.frames, problems
