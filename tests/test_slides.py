@@ -203,6 +203,26 @@ def test_synthetic_vendor_slides_convert_through_radpath(tmp_path, kind):
         assert pydicom.dcmread(path, stop_before_pixels=True).PatientID == "RP-SLIDE-7"
 
 
+def test_converting_again_writes_the_same_uids(tmp_path):
+    """A re-run must not put a second copy of the slide into the PACS."""
+    import dataclasses
+
+    from radpath.synthetic import write_svs
+
+    made = write_svs(tmp_path / "again.svs", width=512, height=384, levels=2)
+
+    def uids(out: str, link=LINK) -> list[tuple[str, str, str]]:
+        slide = dicomize_slide(made.path, tmp_path / out, link, ConversionOptions(tile_size=256))
+        read = [pydicom.dcmread(p, stop_before_pixels=True) for p in slide.files]
+        return sorted((str(d.StudyInstanceUID), str(d.SeriesInstanceUID), str(d.SOPInstanceUID)) for d in read)
+
+    first, second = uids("first"), uids("second")
+    assert first == second
+    assert len({sop for _, _, sop in first}) == len(first) >= 2
+    other = uids("other", dataclasses.replace(LINK, patient_id="RP-SLIDE-8"))
+    assert not {sop for *_, sop in other} & {sop for *_, sop in first}
+
+
 def test_dicomize_command(shared_data, tmp_path):
     import subprocess
     import sys

@@ -14,18 +14,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from pydicom.uid import generate_uid
-
 from radpath.seg.geometry import SourceGrid
+from radpath.uids import derived_uid
 
 
 #: Attributes a SEG needs from each source, and where the file meta has a copy.
 _FROM_FILE_META = {"SOPInstanceUID": "MediaStorageSOPInstanceUID", "SOPClassUID": "MediaStorageSOPClassUID"}
-
-
-def derived_uid(kind: str, *identity: str) -> str:
-    """A UID that is the same whenever the same thing is named (``kind`` + identity)."""
-    return generate_uid(entropy_srcs=["radpath", kind, *identity])
 
 
 def complete_sources(grid: SourceGrid, scratch: Path, series_key: str) -> tuple[SourceGrid, dict[str, str]]:

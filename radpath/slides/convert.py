@@ -29,6 +29,7 @@ from pydicom.sequence import Sequence
 
 from radpath.anatomy import load_master, resolve_body_part
 from radpath.slides.linkage import SlideLink
+from radpath.uids import file_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +226,12 @@ def _add_laterality_modifier(site: AnatomicSite | None):
     return post_process
 
 
+def _slide_seed(path: Path, link: SlideLink | None) -> str:
+    """What the slide's UIDs are derived from: the file, and whom it is linked to."""
+    identity = (link.patient_id, link.study_instance_uid or "", link.accession_number or "") if link else ()
+    return "\0".join((file_fingerprint(path), *identity))
+
+
 def _series_and_study(files: list[Path]) -> tuple[str, str]:
     ds = pydicom.dcmread(files[0], stop_before_pixels=True)
     return str(ds.SeriesInstanceUID), str(ds.StudyInstanceUID)
@@ -245,6 +252,8 @@ def dicomize_slide(
 ) -> ConvertedSlide:
     """Convert one slide into ``out_root/<slide name>/``; nothing is left there on failure."""
     WsiDicomizer = load_wsidicomizer().WsiDicomizer
+    from radpath.slides.uids import DerivedSlideUids  # wsidicom: after load_wsidicomizer's guard
+
     path = Path(path)
     if is_dicom(path):
         return passthrough(path, out_root)
@@ -265,6 +274,7 @@ def dicomize_slide(
             include_thumbnail=options.include_thumbnail,
             include_confidential=link is not None,
             metadata_post_processor=_add_laterality_modifier(site),
+            uid_generator=DerivedSlideUids(_slide_seed(path, link)),
             workers=options.workers,
             chunk_size=CHUNK_SIZE,
             encoding=_encoding(options.transcoding),
