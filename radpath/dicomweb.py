@@ -304,6 +304,12 @@ class DicomWeb:
     def _store_datasets(self, datasets: list[Dataset]) -> list[str]:
         response = self._call("STOW-RS", self._store_raw, datasets)
         failed = _failed_instances(response)
+        # What the response neither confirms nor lists as failed was not stored either
+        # (Orthanc answers a full storage area with an empty response).
+        confirmed = {str(item.get("ReferencedSOPInstanceUID", "")) for item in response.get("ReferencedSOPSequence", [])}
+        named = confirmed | {f.sop_instance_uid for f in failed}
+        failed += [FailedInstance(str(ds.SOPInstanceUID), "not confirmed in the STOW-RS response")
+                   for ds in datasets if str(ds.SOPInstanceUID) not in named]
         if failed:
             raise StoreError(self.endpoint, failed, None)
         return [ds.SOPInstanceUID for ds in datasets]
