@@ -4,8 +4,8 @@ The demo input comes from the project's own generators only (no third-party data
 in the package): a phantom CT series of one fictitious patient and an Aperio-style slide
 of the same patient whose sidecar says "Niere links, Stanzbiopsie", laid out as Kaapana's
 GetInputOperator leaves a selected series (``batch/<SeriesInstanceUID>/get-input/``).
-Then every stage that exists runs in pipeline order, and a table shows each element's
-status.
+Then every stage runs in pipeline order, results go to a file store beside the run, and a
+table shows each element's status.
 """
 
 from __future__ import annotations
@@ -60,9 +60,11 @@ def run_demo(output: Path) -> int:
     console.print(f"demo input: phantom CT and kidney biopsy slide of one patient in [bold]{workflow_dir / 'batch'}[/]")
     # No official TotalSegmentator weights on a fresh machine: the demo opts in to radpath's
     # stand-ins (official weights still win where installed; the log says which ran).
-    settings = Settings.from_env(
-        {"WORKFLOW_DIR": str(workflow_dir), "BATCH_NAME": "batch", "TOTALSEG_STANDIN_WEIGHTS": "true"}
-    )
+    # No server either: results go to a file store beside the run (STORE_TARGET=folder).
+    settings = Settings.from_env({
+        "WORKFLOW_DIR": str(workflow_dir), "BATCH_NAME": "batch", "TOTALSEG_STANDIN_WEIGHTS": "true",
+        "STORE_TARGET": "folder", "STORE_FOLDER": str(output / "store"),
+    })
     results = run_pipeline(settings, INPUT_DIR)
     missing = [name for name in stages.PIPELINE if name not in stages.REGISTRY]
     table = Table(title="radpath demo: elements")
@@ -71,6 +73,9 @@ def run_demo(output: Path) -> int:
     for row in summarize(settings):
         table.add_row(row.element, row.status, row.stage or "-", row.detail)
     console.print(table)
+    for link in sorted((workflow_dir / "batch").glob("*/link/link.json")):
+        console.print(f"result: [bold]{link.parent}[/]: split view index.html, QC picture qc.png, link.json; "
+                      f"DICOM (SEG, KOS, slide, CT) in {output / 'store'}")
     if missing:
         console.print(f"stages not built yet: {', '.join(missing)}")
     worst = max((r.exit_code for r in results if r.exit_code != 126), default=0)

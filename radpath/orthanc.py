@@ -1,9 +1,9 @@
 """A local Orthanc with DICOMweb on loopback: the test PACS, and a local PACS for one machine.
 
 Orthanc does not start by itself here (no systemd); :class:`LocalOrthanc` writes its own
-configuration (HTTP on a free loopback port, remote access off, DICOM port off, storage
-in a folder of its own, the DICOMweb plugin at ``/dicom-web/``), starts the server, waits
-until it answers and stops it again.
+configuration (HTTP on a free loopback port, remote access off, DICOM port off unless
+asked for, storage in a folder of its own, the DICOMweb plugin at ``/dicom-web/``), starts
+the server, waits until it answers and stops it again.
 """
 
 from __future__ import annotations
@@ -56,12 +56,19 @@ class LocalOrthanc:
         credentials: Credentials | None = None,
         port: int | None = None,
         name: str = "radpath",
+        dicom_port: int | None = None,
+        lua_script: str | None = None,
     ):
+        """``dicom_port`` turns on Orthanc's DIMSE server (AE title ``ORTHANC``, any caller);
+        ``lua_script`` is loaded as Orthanc Lua (e.g. a ``ReceivedInstanceFilter`` that
+        refuses instances, to see how a refusal surfaces)."""
         self._own_storage = storage is None
         self.storage = Path(storage) if storage else Path(tempfile.mkdtemp(prefix="radpath-orthanc-"))
         self.credentials = credentials
         self.port = port or free_port()
         self.name = name
+        self.dicom_port = dicom_port
+        self.lua_script = lua_script
         self.process: subprocess.Popen | None = None
 
     @property
@@ -92,6 +99,11 @@ class LocalOrthanc:
         }
         if self.credentials:
             config["RegisteredUsers"] = {self.credentials.username: self.credentials.password}
+        if self.dicom_port:
+            config.update({"DicomServerEnabled": True, "DicomPort": self.dicom_port, "DicomAet": "ORTHANC",
+                           "DicomCheckCalledAet": False})
+        if self.lua_script:
+            config["LuaScripts"] = [str(self.storage / "filter.lua")]
         return config
 
     def start(self, timeout_s: float = 20.0) -> LocalOrthanc:
@@ -99,6 +111,8 @@ class LocalOrthanc:
         if binary is None:
             raise OrthancUnavailable("Orthanc is not installed (Debian: orthanc orthanc-dicomweb; make setup)")
         self.storage.mkdir(parents=True, exist_ok=True)
+        if self.lua_script:
+            (self.storage / "filter.lua").write_text(self.lua_script)
         config_path = self.storage / "orthanc.json"
         config_path.write_text(json.dumps(self.config(), indent=2))
         log_path = self.storage / "orthanc.log"

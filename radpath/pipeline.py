@@ -15,17 +15,25 @@ from radpath.manifest import Manifest
 from radpath.settings import Settings
 
 
-def run_pipeline(settings: Settings, input_dir: str) -> list[BatchResult]:
-    """Run every registered stage in pipeline order; ``input_dir`` feeds the first."""
+def run_pipeline(settings: Settings, input_dir: str, until: str | None = None) -> list[BatchResult]:
+    """Run every registered stage in pipeline order (up to and including ``until``);
+    ``input_dir`` feeds the first."""
+    if until is not None:
+        stages.get(until)  # an unknown name fails here, not after hours of work
     results = []
     upstream = input_dir
     for spec in stages.in_pipeline_order():
-        layout = dataclasses.replace(
-            settings.layout, operator_in_dir=upstream, operator_out_dir=spec.name, task_id=spec.name
-        )
-        results.append(run_stage(spec.name, spec.load(), dataclasses.replace(settings, layout=layout)))
+        results.append(run_stage(spec.name, spec.load(), stage_settings(settings, spec.name, upstream)))
         upstream = spec.name
+        if spec.name == until:
+            break
     return results
+
+
+def stage_settings(settings: Settings, stage: str, upstream: str) -> Settings:
+    """``settings`` laid out for ``stage`` reading ``upstream``'s output folder."""
+    layout = dataclasses.replace(settings.layout, operator_in_dir=upstream, operator_out_dir=stage, task_id=stage)
+    return dataclasses.replace(settings, layout=layout)
 
 
 @dataclass(frozen=True)

@@ -402,9 +402,42 @@ class StageOptions:
         )
     )
 
+    store_folder: Path | None = _option(
+        Option(
+            "STORE_FOLDER",
+            Path,
+            help="the file store STORE_TARGET=folder writes to (<study>/<series>/<instance>.dcm)",
+        )
+    )
+    viewer_base_url: str = _option(
+        Option(
+            "VIEWER_BASE_URL",
+            parse_url,
+            "http://localhost",
+            "where OHIF (/ohif/viewer) and SLIM (/slim) are served: the Kaapana host, or radpath view's address",
+        )
+    )
+
     def __post_init__(self) -> None:
         if self.laterality == "":
             object.__setattr__(self, "laterality", None)
+
+
+@dataclass(frozen=True)
+class DimseSettings:
+    """DIMSE C-STORE peer for STORE_TARGET=dimse: Kaapana's CTP (called AE ``kp-<project>``,
+    calling AE = the dataset's name; both default from the run conf's forms)."""
+
+    host: str | None = _option(
+        Option("DIMSE_HOST", parse_optional_text, help="C-STORE peer, e.g. ctp-dicom-service.<namespace>.svc")
+    )
+    port: int = _option(Option("DIMSE_PORT", parse_positive_int, 11112, "C-STORE peer's port"))
+    called_ae: str | None = _option(
+        Option("DIMSE_CALLED_AE", parse_optional_text, help="called AE title (Kaapana: kp-<project name>)")
+    )
+    calling_ae: str | None = _option(
+        Option("DIMSE_CALLING_AE", parse_optional_text, help="calling AE title (Kaapana: the dataset's name)")
+    )
 
 
 @dataclass(frozen=True)
@@ -414,6 +447,7 @@ class Settings:
     layout: RunLayout
     dicomweb: DicomWebSettings
     options: StageOptions
+    dimse: DimseSettings
     conf: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -428,6 +462,7 @@ class Settings:
             layout=layout,
             dicomweb=_build(DicomWebSettings, env, {}),
             options=_build(StageOptions, env, form),
+            dimse=_build(DimseSettings, env, {}),
             conf=conf,
         )
 
@@ -446,4 +481,4 @@ def _read_conf(layout: RunLayout) -> dict[str, Any]:
 
 def all_options() -> list[Option]:
     """Every declared option, for documentation and Kaapana's Task API file."""
-    return [opt for cls in (RunLayout, DicomWebSettings, StageOptions) for _, opt in _options_of(cls)]
+    return [opt for cls in (RunLayout, DicomWebSettings, DimseSettings, StageOptions) for _, opt in _options_of(cls)]

@@ -2,7 +2,8 @@
 # Sets up everything radpath needs on a fresh Debian machine, idempotently:
 #   1. Debian packages: Orthanc + DICOMweb plugin (test PACS), dicom3tools (dciodvfy),
 #      dcmtk, libturbojpeg0 (opentile's JPEG tile access for SVS/NDPI), time (GNU time:
-#      per-process peak memory in the benchmarks);
+#      per-process peak memory in the benchmarks), chromium (headless: the viewer pages
+#      radpath writes, opened in the tests);
 #   2. a virtual environment in .venv (or $RADPATH_VENV) with radpath and all extras,
 #      every pip install pinned through constraints.txt (torch 2.13.0 CPU build).
 # A second run does nothing unless setup.cfg or constraints.txt changed.
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 VENV="${RADPATH_VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
 EXTRAS="${RADPATH_EXTRAS:-all,test}"
-APT_PACKAGES=(orthanc orthanc-dicomweb dicom3tools dcmtk libturbojpeg0 time)
+APT_PACKAGES=(orthanc orthanc-dicomweb dicom3tools dcmtk libturbojpeg0 time chromium)
 
 say() { printf '[setup] %s\n' "$*"; }
 

@@ -86,6 +86,18 @@ REGISTRY: dict[str, StageSpec] = {
             "run_seg_encode",
             "encode the mask as a DICOM SEG on the source series' slices (dcmqi; highdicom as second encoder)",
         ),
+        StageSpec(
+            "store",
+            "radpath.stages.store",
+            "run_store",
+            "put the pair in the PACS, each instance once: source series, slide, SEG (STOW-RS, DIMSE or a folder)",
+        ),
+        StageSpec(
+            "link",
+            "radpath.stages.link",
+            "run_link",
+            "record the pair as a KOS in the radiology study; link.json, QC picture and split-view page",
+        ),
     )
 }
 

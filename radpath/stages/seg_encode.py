@@ -15,7 +15,7 @@ series the element holds.
 from __future__ import annotations
 
 import logging
-import tempfile
+import shutil
 from pathlib import Path
 
 from radpath.anatomy import load_master
@@ -26,11 +26,14 @@ from radpath.seg.description import Algorithm, SegSeries, describe_segment, seri
 from radpath.seg.encoders import DcmqiEncoder, HighdicomEncoder, SegEncodeError
 from radpath.seg.geometry import SourceGrid, mask_on_source, nifti_mask
 from radpath.seg.readback import check_frames
-from radpath.seg.sources import complete_sources, derived_uid
+from radpath.seg.sources import complete_sources
 from radpath.settings import Settings
+from radpath.uids import derived_uid
 
 log = logging.getLogger(__name__)
 
+#: Folder (in the stage's output) of source copies with their missing UIDs filled in.
+SOURCES_FOLDER = "sources"
 #: SEG series numbers start here when the study's own are lower: clear of acquisitions.
 FIRST_SEG_SERIES_NUMBER = 300
 
@@ -80,7 +83,10 @@ def run_seg_encode(element: BatchElement, settings: Settings) -> None:
         masks.append(on_source)
         segments.append(describe_segment(master, selection, algorithm))
     organ = parts[0]["organ"]
-    identity = (nifti["series_key"], *(f"{s.property_type.value}/{s.modifier.value if s.modifier else ''}" for s in segments))
+    # Named by the source series, the organ and side of each segment, and the algorithm:
+    # a re-run writes the same SEG, a new TotalSegmentator version a new one beside it.
+    identity = (nifti["series_key"], algorithm.name, algorithm.version,
+                *(f"{s.property_type.value}/{s.modifier.value if s.modifier else ''}" for s in segments))
     series = SegSeries(
         series_instance_uid=derived_uid("seg-series", *identity),
         sop_instance_uid=derived_uid("seg-instance", *identity),
@@ -91,13 +97,15 @@ def run_seg_encode(element: BatchElement, settings: Settings) -> None:
     out_dir = element.out_dir or element.path / "seg-encode"
     out = out_dir / f"{organ}.seg.dcm"
     notes: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="radpath-seg-") as scratch:
-        grid, filled = complete_sources(grid, Path(scratch) / "sources", nifti["series_key"])
-        if filled:
-            notes.append("the source lacks " + ", ".join(filled) + ": filled in for the SEG (see source_uids)")
-        encoder = _encoder(settings.options.seg_encoder, grid, notes)
-        encoder.encode(masks, segments, grid, series, out)
-        frames, problems = _validate(out, grid, notes)
+    # Completed copies of sources that lack UIDs stay beside the SEG: the store stage
+    # stores them, or the SEG's references would name instances no PACS holds.
+    shutil.rmtree(out_dir / SOURCES_FOLDER, ignore_errors=True)
+    grid, filled = complete_sources(grid, out_dir / SOURCES_FOLDER, nifti["series_key"])
+    if filled:
+        notes.append("the source lacks " + ", ".join(filled) + f": filled in for the SEG (copies in {SOURCES_FOLDER}/)")
+    encoder = _encoder(settings.options.seg_encoder, grid, notes)
+    encoder.encode(masks, segments, grid, series, out)
+    frames, problems = _validate(out, grid, notes)
     if problems:
         out.unlink(missing_ok=True)
         raise SegValidationError(f"{encoder.name} wrote a SEG that fails its checks (removed): {'; '.join(problems[:5])}")
@@ -118,6 +126,7 @@ def run_seg_encode(element: BatchElement, settings: Settings) -> None:
         "frames": frames,
         "bytes": out.stat().st_size,
         "source_uids": filled,
+        "sources_folder": SOURCES_FOLDER if filled else None,
         "notes": notes,
     })
     manifest.save()
