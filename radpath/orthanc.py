@@ -58,10 +58,12 @@ class LocalOrthanc:
         name: str = "radpath",
         dicom_port: int | None = None,
         lua_script: str | None = None,
+        extra_config: dict | None = None,
     ):
         """``dicom_port`` turns on Orthanc's DIMSE server (AE title ``ORTHANC``, any caller);
         ``lua_script`` is loaded as Orthanc Lua (e.g. a ``ReceivedInstanceFilter`` that
-        refuses instances, to see how a refusal surfaces)."""
+        refuses instances, to see how a refusal surfaces); ``extra_config`` is merged into
+        the configuration last (e.g. a storage quota)."""
         self._own_storage = storage is None
         self.storage = Path(storage) if storage else Path(tempfile.mkdtemp(prefix="radpath-orthanc-"))
         self.credentials = credentials
@@ -69,6 +71,7 @@ class LocalOrthanc:
         self.name = name
         self.dicom_port = dicom_port
         self.lua_script = lua_script
+        self.extra_config = extra_config or {}
         self.process: subprocess.Popen | None = None
 
     @property
@@ -104,6 +107,7 @@ class LocalOrthanc:
                            "DicomCheckCalledAet": False})
         if self.lua_script:
             config["LuaScripts"] = [str(self.storage / "filter.lua")]
+        config.update(self.extra_config)
         return config
 
     def start(self, timeout_s: float = 20.0) -> LocalOrthanc:

@@ -1,4 +1,4 @@
-"""`radpath demo`: the main job on generated data, with the stages that exist so far."""
+"""`radpath demo`: the main job on generated data, every stage, no server."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from pathlib import Path
 from radpath.manifest import Manifest
 
 
-def test_demo_runs_the_existing_stages_on_a_generated_patient(tmp_path: Path):
+def test_demo_runs_the_pipeline_on_a_generated_patient(tmp_path: Path):
     run = subprocess.run([sys.executable, "-m", "radpath.cli", "demo", "--output", str(tmp_path)],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     (element,) = (tmp_path / "run/batch").iterdir()
     manifest = Manifest.load(element)
-    assert list(manifest.stages) == ["wsi-dicomize", "pair", "bodypart", "nifti", "segment", "merge", "seg-encode"]
+    assert list(manifest.stages) == ["wsi-dicomize", "pair", "bodypart", "nifti", "segment", "merge", "seg-encode",
+                                     "store", "link"]
     assert all(record.status.value == "done" for record in manifest.stages.values())
     nifti = manifest.facts["nifti"]
     assert nifti["modality"] == "CT" and all(nifti["slices"])
@@ -34,4 +35,12 @@ def test_demo_runs_the_existing_stages_on_a_generated_patient(tmp_path: Path):
                                 "voxels": part["voxels"]}]
     assert seg["series_description"] == "Kidney, left (TotalSegmentator + radpath stand-in weights)"
     assert (element / "seg-encode" / seg["path"]).exists()
+    # Stored in the demo's file store (no server), linked, and a page to open.
+    store = tmp_path / "store"
+    assert (store / manifest.facts["link"]["ohif"].split("StudyInstanceUIDs=")[1].split("&")[0]).is_dir()
+    kos = manifest.facts["link"]
+    assert kos["kos_sent"] is True and kos["target"] == f"folder {store}"
+    for name in ("link.json", "qc.png", "index.html", "link.kos.dcm"):
+        assert (element / "link" / name).is_file(), name
     assert "radpath demo: elements" in run.stdout and "│ done" in run.stdout
+    assert "index.html" in run.stdout

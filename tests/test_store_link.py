@@ -137,6 +137,19 @@ def test_an_instance_the_pacs_refuses_fails_the_element_with_its_uid_and_reason(
     assert "store" not in Manifest.load(element).facts  # nothing reported as stored
 
 
+def test_a_full_pacs_fails_the_element_naming_what_was_not_stored(made_run, tmp_path):
+    """Orthanc with a full storage area answers STOW-RS without confirming or refusing."""
+    workflow_dir, element = fresh_copy(made_run, tmp_path)
+    quota = {"MaximumStorageSize": 1, "MaximumStorageMode": "Reject"}  # 1 MB: part of the CT fits
+    with LocalOrthanc(storage=tmp_path / "pacs", extra_config=quota) as pacs:
+        stored, linked = store_and_link(workflow_dir, DICOMWEB_URL=pacs.dicomweb_url)
+    (outcome,) = stored.elements
+    assert outcome.status is Status.FAILED
+    assert "not confirmed in the STOW-RS response" in outcome.detail
+    assert "source " in outcome.detail  # which instances, by kind and SOP Instance UID
+    assert linked.elements == [] and "store" not in Manifest.load(element).facts
+
+
 def test_an_unreachable_pacs_fails_after_bounded_retries(made_run, tmp_path):
     workflow_dir, element = fresh_copy(made_run, tmp_path)
     stored, _ = store_and_link(workflow_dir, DICOMWEB_URL=f"http://127.0.0.1:{free_port()}/dicom-web")
