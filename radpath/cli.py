@@ -95,6 +95,44 @@ def _dicomize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _get_input(args: argparse.Namespace) -> int:
+    import logging
+
+    from radpath.getinput import fetch_selection
+
+    try:
+        settings = Settings.from_env()
+        settings.layout.require_workflow_dir()
+        report = fetch_selection(settings, settings.layout.operator_out_dir or "get-input")
+    except SettingsError as err:
+        print(f"radpath get-input: {err}", file=sys.stderr)
+        return 2
+    for line in report.missing:
+        logging.getLogger("radpath.getinput").error("get-input: %s", line)
+    if not report.fetched and not report.missing:
+        print("radpath get-input: the run selects no series (conf data_form.identifiers)", file=sys.stderr)
+        return 126
+    # Series that did arrive go on; the missing ones are named above.
+    return 0 if report.fetched else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from radpath.pipeline import element_table, summarize
+
+    try:
+        settings = Settings.from_env()
+        settings.layout.require_workflow_dir()
+    except SettingsError as err:
+        print(f"radpath report: {err}", file=sys.stderr)
+        return 2
+    rows = summarize(settings)
+    Console(width=160).print(element_table(rows, f"radpath: elements of {settings.layout.batch_dir}"))
+    # The run's verdict, after every element has had its chance: failed if any failed.
+    return 1 if any(row.status == "failed" for row in rows) else 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from radpath.demo import run_demo
 
@@ -136,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transcoding", choices=["jpeg", "jpeg2000", "jpeg2000-lossless", "htj2k"], default="jpeg")
     p.add_argument("--output", "-o", required=True, help="output folder (one sub-folder per slide)")
     p.set_defaults(func=_dicomize)
+
+    p = sub.add_parser("get-input", help="retrieve the run's selected series (conf data_form.identifiers) "
+                       "into the batch layout, as Kaapana's GetInputOperator")
+    p.set_defaults(func=_get_input)
+
+    p = sub.add_parser("report", help="each element's status, last stage and reason (exit 1 if any failed)")
+    p.set_defaults(func=_report)
 
     p = sub.add_parser("demo", help="generate a demo patient and run the main job on it")
     p.add_argument("--output", "-o", default="radpath-demo", help="output folder (default: radpath-demo)")

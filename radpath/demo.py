@@ -15,10 +15,9 @@ import shutil
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from radpath import stages
-from radpath.pipeline import run_pipeline, summarize
+from radpath.pipeline import element_table, run_pipeline, summarize
 from radpath.settings import Settings
 from radpath.synthetic import SliceGeometry, SyntheticStudy, write_series, write_svs
 
@@ -67,12 +66,7 @@ def run_demo(output: Path) -> int:
     })
     results = run_pipeline(settings, INPUT_DIR)
     missing = [name for name in stages.PIPELINE if name not in stages.REGISTRY]
-    table = Table(title="radpath demo: elements")
-    for column in ("element", "status", "stage", "detail"):
-        table.add_column(column)
-    for row in summarize(settings):
-        table.add_row(row.element, row.status, row.stage or "-", row.detail)
-    console.print(table)
+    console.print(element_table(summarize(settings), "radpath demo: elements"))
     for link in sorted((workflow_dir / "batch").glob("*/link/link.json")):
         console.print(f"result: [bold]{link.parent}[/]: split view index.html, QC picture qc.png, link.json; "
                       f"DICOM (SEG, KOS, slide, CT) in {output / 'store'}")

@@ -59,3 +59,15 @@ def summarize(settings: Settings) -> list[ElementSummary]:
         else:
             rows.append(ElementSummary(element.name, "pending", None, "no stage has run on it"))
     return rows
+
+
+def element_table(rows: list[ElementSummary], title: str):
+    """The rows as a rich table (command line, task logs)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("element", "status", "stage", "detail"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row.element, row.status, row.stage or "-", row.detail)
+    return table

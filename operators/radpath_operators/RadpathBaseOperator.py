@@ -1,0 +1,26 @@
+"""The base of radpath's operators: Kaapana's KaapanaBaseOperator where the ``kaapana``
+plugin package is importable (a Kaapana platform), radpath's LocalStageOperator otherwise
+(plain Airflow, ``radpath run``). Both take the same arguments; a stage operator only
+names its stage, image, resources and options."""
+
+from __future__ import annotations
+
+try:
+    from kaapana.blueprints.kaapana_global_variables import DEFAULT_REGISTRY, KAAPANA_BUILD_VERSION
+    from kaapana.operators.KaapanaBaseOperator import KaapanaBaseOperator as RadpathBaseOperator
+
+    IN_KAAPANA = True
+except ImportError:  # plain Airflow: the stage runs as a local subprocess
+    from radpath_operators.LocalStageOperator import LocalStageOperator as RadpathBaseOperator
+
+    DEFAULT_REGISTRY, KAAPANA_BUILD_VERSION = "local-only", "latest"
+    IN_KAAPANA = False
+
+__all__ = ["RadpathBaseOperator", "DEFAULT_REGISTRY", "KAAPANA_BUILD_VERSION", "IN_KAAPANA", "form_env"]
+
+
+def form_env(**options: object) -> dict[str, str]:
+    """Operator-level defaults as the env vars a stage reads (None: not set, the workflow
+    form or the stage's default decides)."""
+    return {key.upper(): str(value).lower() if isinstance(value, bool) else str(value)
+            for key, value in options.items() if value is not None}

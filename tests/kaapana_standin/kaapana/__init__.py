@@ -1,0 +1,1 @@
+"""Stand-in for Kaapana's plugin package (tests only; see ../README.md)."""

@@ -1,0 +1,2 @@
+DEFAULT_REGISTRY = "registry.example.org/kaapana"
+KAAPANA_BUILD_VERSION = "0.6.0-test"

@@ -1,0 +1,109 @@
+"""The DAGs as Airflow parses them, standalone and (with the stand-in ``kaapana`` package
+of tests/kaapana_standin) as on a Kaapana platform."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+STANDIN = REPO / "tests" / "kaapana_standin"
+PIPELINE = ["get-input", "wsi-dicomize", "pair", "bodypart", "nifti", "segment", "merge", "seg-encode", "store",
+            "link", "report"]
+
+#: Loads the DAG folder in a fresh interpreter and prints what a test needs as JSON.
+PROBE = r"""
+import json, sys, time
+from airflow.models import DagBag
+started = time.perf_counter()
+bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
+seconds = time.perf_counter() - started
+out = {"errors": {k: v[-500:] for k, v in bag.import_errors.items()}, "seconds": seconds, "dags": {},
+       "heavy": sorted(m for m in ("torch", "radpath", "totalsegmentator", "wsidicomizer", "pydicom")
+                       if m in sys.modules)}
+for dag_id, dag in bag.dags.items():
+    tasks = {}
+    for task in dag.tasks:
+        tasks[task.task_id] = {
+            "upstream": sorted(task.upstream_task_ids), "class": type(task).__name__,
+            "base": [c.__name__ for c in type(task).__mro__],
+            "image": getattr(task, "image", None), "env": getattr(task, "env_vars", None),
+            "ram": getattr(task, "ram_mem_mb", None), "gpu": getattr(task, "gpu_mem_mb", None),
+            "in": getattr(task, "operator_in_dir", None), "out": getattr(task, "operator_out_dir", None),
+        }
+    out["dags"][dag_id] = {"tasks": tasks, "schedule": str(dag.schedule_interval),
+                           "form": (dag.default_args or {}).get("ui_forms", {}).get("workflow_form")}
+print(json.dumps(out))
+"""
+
+
+def parse_dags(tmp_path: Path, kaapana: bool) -> dict:
+    paths = [str(REPO / "operators")] + ([str(STANDIN)] if kaapana else [])
+    env = {"PYTHONPATH": ":".join(paths), "AIRFLOW_HOME": str(tmp_path / "airflow"),
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+           "PATH": "/usr/bin:/bin"}
+    run = subprocess.run([sys.executable, "-c", PROBE, str(REPO / "dags")], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory) -> dict:
+    return parse_dags(tmp_path_factory.mktemp("standalone"), kaapana=False)
+
+
+@pytest.fixture(scope="module")
+def on_kaapana(tmp_path_factory) -> dict:
+    return parse_dags(tmp_path_factory.mktemp("kaapana"), kaapana=True)
+
+
+def chain(tasks: dict) -> list[str]:
+    """The task ids in dependency order, asserting the graph is one straight line."""
+    (first,) = [t for t, spec in tasks.items() if not spec["upstream"]]
+    order = [first]
+    while True:
+        after = [t for t, spec in tasks.items() if spec["upstream"] == [order[-1]]]
+        if not after:
+            return order
+        (following,) = after
+        order.append(following)
+
+
+@pytest.mark.parametrize("where", ["standalone", "on_kaapana"])
+def test_radpath_map_parses_light_and_is_the_designed_pipeline(where, request):
+    parsed = request.getfixturevalue(where)
+    assert parsed["errors"] == {}
+    assert parsed["heavy"] == []  # no torch, no radpath, no pydicom while a scheduler parses
+    tasks = parsed["dags"]["radpath-map"]["tasks"]
+    assert chain(tasks) == PIPELINE
+    for before, after in zip(PIPELINE, PIPELINE[1:]):  # each stage reads the one before it
+        assert tasks[after]["in"] == tasks[before]["out"] == before, (before, after)
+    form = parsed["dags"]["radpath-map"]["form"]["properties"]
+    assert {"organ", "laterality", "totalseg_speed", "merge_bilateral", "store_target", "allow_unlinked"} <= set(form)
+
+
+def test_on_kaapana_operators_are_kaapana_operators_with_findable_images(on_kaapana):
+    tasks = on_kaapana["dags"]["radpath-map"]["tasks"]
+    for task_id in PIPELINE[1:]:
+        spec = tasks[task_id]
+        assert "KaapanaBaseOperator" in spec["base"], task_id
+        assert spec["image"] == f"registry.example.org/kaapana/radpath-{task_id}:0.6.0-test"
+    assert tasks["segment"]["gpu"] and tasks["segment"]["ram"] >= 8000
+    assert tasks["wsi-dicomize"]["ram"] >= 4000
+    # Kaapana's build finds every image line of every operator file.
+    pattern = re.compile(r"^\s*-?\s*image\s*[:=]\s*f?[\"']\{DEFAULT_REGISTRY\}/(?P<image_name>[^:]+):", re.M)
+    found = set()
+    for path in (REPO / "operators" / "radpath_operators").glob("*Operator.py"):
+        found.update(pattern.findall(path.read_text()))
+    assert {f"radpath-{t}" for t in PIPELINE[1:]} <= found
+
+
+def test_standalone_operators_run_radpath_locally(standalone):
+    tasks = standalone["dags"]["radpath-map"]["tasks"]
+    assert all("LocalStageOperator" in tasks[t]["base"] for t in PIPELINE)
