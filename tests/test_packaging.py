@@ -63,3 +63,29 @@ def test_the_extras_the_images_install_exist():
     for folder, text in dockerfiles().items():
         for spec in re.findall(r'"\.\[([^\]]+)\]"', text):
             assert set(spec.split(",")) <= extras, (folder, spec)
+
+
+def test_the_charts_and_the_manifest_agree_with_what_is_built():
+    import yaml
+
+    chart = yaml.safe_load((REPO / "helm/radpath-workflow/Chart.yaml").read_text())
+    assert chart["apiVersion"] == "v1" and chart["version"] == __version__
+    assert {"kaapanaworkflow", "gpurequired"} <= set(chart["keywords"])
+    assert chart["annotations"]["ui-visible-name"]
+    (dependency,) = yaml.safe_load((REPO / "helm/radpath-workflow/requirements.yaml").read_text())["dependencies"]
+    assert dependency["name"] == "dag-installer-chart" and "services/utils/dag-installer-chart" in dependency["repository"]
+    values = yaml.safe_load((REPO / "helm/radpath-workflow/values.yaml").read_text())
+    assert values["global"] == {"image": "dag-radpath", "action": "copy"}
+    dag_image = (REPO / "helm/dag-image/Dockerfile").read_text()
+    assert label(dag_image, "IMAGE") == "dag-radpath" and "FROM local-only/base-installer:latest" in dag_image
+
+    manifest = yaml.safe_load((REPO / "extension-manifest.yaml").read_text())
+    assert manifest["version"] == __version__ and manifest["dag_image"] == "dag-radpath"
+    dag_ids = {m for path in (REPO / "dags").glob("dag_*.py")
+               for m in re.findall(r'dag_id="([^"]+)"', path.read_text())}
+    assert {dag["id"] for dag in manifest["dags"]} == dag_ids
+    assert {image["name"] for image in manifest["images"]} == {f"radpath-{name}" for name in dockerfiles()}
+    weights = yaml.safe_load((REPO / "helm/totalsegmentator-weights/values.yaml").read_text())
+    from radpath.segmentation.weights import DOWNLOAD_NAMES
+
+    assert set(weights["tasks"]) == set(DOWNLOAD_NAMES.values())  # every model radpath may run

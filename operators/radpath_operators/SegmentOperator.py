@@ -6,10 +6,14 @@ from datetime import timedelta
 
 from radpath_operators.RadpathBaseOperator import (
     DEFAULT_REGISTRY,
+    IN_KAAPANA,
     KAAPANA_BUILD_VERSION,
     RadpathBaseOperator,
     form_env,
 )
+
+#: Where helm/totalsegmentator-weights puts the official weights on a Kaapana platform.
+KAAPANA_WEIGHTS = "/kaapana/mounted/workflows/models/totalsegmentator"
 
 
 class SegmentOperator(RadpathBaseOperator):
@@ -27,7 +31,11 @@ class SegmentOperator(RadpathBaseOperator):
             dag=dag,
             name=name,
             image=f"{DEFAULT_REGISTRY}/radpath-segment:{KAAPANA_BUILD_VERSION}",
-            env_vars={**form_env(totalseg_speed=totalseg_speed), **(env_vars or {})},
+            env_vars={
+                **({"TOTALSEG_WEIGHTS_PATH": KAAPANA_WEIGHTS} if IN_KAAPANA else {}),
+                **form_env(totalseg_speed=totalseg_speed),
+                **(env_vars or {}),
+            },
             ram_mem_mb=16000, gpu_mem_mb=11000, execution_timeout=timedelta(hours=3),
             **kwargs,
         )
