@@ -1,9 +1,11 @@
 """Segmentation: radpath's segment stage vs TotalSegmentator's own command line, same NIfTI.
 
-In one run, medians of ``--repeat`` rounds (ABBA order), each a fresh process measured by
+In one run, medians of ``--repeat`` rounds (order reversed every other round), each a fresh process measured by
 GNU time (wall seconds, peak RSS): ``TotalSegmentator -i … -o … --fast --roi_subset …
 --device cpu`` (the bare tool) and ``radpath stage segment`` on an element holding the
-same NIfTI and asking for the kidney (the same two classes). Both run the same weights:
+same NIfTI and asking for the kidney (the same two classes), and TotalSegmentator's Python
+API called with the same arguments by a two-line script (what the stage calls: stage vs
+API is radpath's own cost). All run the same weights:
 the official ones when installed, else radpath's stand-ins (``--weights standin``, the
 default here, where no official weights can be downloaded). Where a GPU is present, pass
 ``--device gpu`` to record that run too.
@@ -76,13 +78,17 @@ def main() -> int:
         bare = [str(bin_dir / "TotalSegmentator"), "-i", str(element / "nifti" / "ct.nii.gz"), "-o",
                 str(root / "bare"), "--fast", "--device", args.device, "--roi_subset", *CLASSES, "--nr_thr_resamp",
                 "1", "--nr_thr_saving", "1"]
-        # The stage as its container runs it (joins `radpath stage` once it is in the pipeline).
-        stage = [sys.executable, "-c", "import sys; from radpath.batch import run_stage; "
-                 "from radpath.settings import Settings; from radpath.stages.segment import run_segment; "
-                 "sys.exit(run_stage('segment', run_segment, Settings.from_env()).exit_code)"]
-        contenders = {"TotalSegmentator CLI": (bare, bare_env), "radpath stage segment": (stage, stage_env)}
+        # TotalSegmentator's Python API with the same arguments and nothing else: what the
+        # stage calls, so stage vs API is radpath's own cost and API vs CLI TotalSegmentator's.
+        api = [sys.executable, "-c", "from totalsegmentator.python_api import totalsegmentator; "
+               f"totalsegmentator({str(element / 'nifti' / 'ct.nii.gz')!r}, {str(root / 'api')!r}, task='total', "
+               f"roi_subset={CLASSES!r}, fast=True, device={args.device!r}, nr_thr_resamp=1, nr_thr_saving=1, "
+               "quiet=True)"]
+        stage = [str(bin_dir / "radpath"), "stage", "segment"]  # as its container runs it
+        contenders = {"TotalSegmentator CLI": (bare, bare_env), "TotalSegmentator API": (api, bare_env),
+                      "radpath stage segment": (stage, stage_env)}
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
-        for round_ in range(args.repeat):
+        for round_ in range(args.repeat):  # ABC, CBA, ...: no contender always runs first
             order = list(contenders.items())
             for name, (command, command_env) in order if round_ % 2 == 0 else order[::-1]:
                 runs[name].append(measured(command, command_env))
@@ -97,6 +103,8 @@ def main() -> int:
         "median_peak_rss_mib": {name: round(v) for name, v in rss.items()},
         "ratio_wall_stage_vs_cli": round(wall["radpath stage segment"] / wall["TotalSegmentator CLI"], 3),
         "ratio_rss_stage_vs_cli": round(rss["radpath stage segment"] / rss["TotalSegmentator CLI"], 3),
+        "ratio_wall_stage_vs_api": round(wall["radpath stage segment"] / wall["TotalSegmentator API"], 3),
+        "ratio_wall_api_vs_cli": round(wall["TotalSegmentator API"] / wall["TotalSegmentator CLI"], 3),
         "classes": facts["classes"],
     }
     return emit(report, args.json)

@@ -5,9 +5,9 @@ instances the target already holds, and send the others. :func:`store_new` does 
 so a re-run sends nothing twice: radpath's UIDs are derived from what each object was
 made from, and whatever the target already holds is skipped.
 
-Instances are sent in the order given: what is referenced before what refers to it
-(source and slide series, then the SEG; the link stage's KOS last), so a failure part
-way leaves nothing in the PACS whose references dangle.
+Instances are sent in the order given, one kind at a time: what is referenced before what
+refers to it (source and slide series, then the SEG; the link stage's KOS last), and a
+refusal stops the rest, so nothing in the PACS refers to an instance that is missing.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import Protocol
 
@@ -85,12 +86,22 @@ class StoreReport:
 
 
 def store_new(target: StoreTarget, instances: Sequence[Instance]) -> StoreReport:
-    """Send the instances ``target`` does not hold yet (in order); report both sets."""
+    """Send the instances ``target`` does not hold yet; report both sets.
+
+    One kind after the other, in the order given, stopping at the first refusal: a SEG
+    is never sent when its source series could not be stored.
+    """
     held = target.held(instances)
     new = [i for i in instances if i.sop_instance_uid not in held]
-    if new:
-        target.send(new)
+    for _, group in groupby(new, key=lambda i: i.what):
+        target.send(list(group))
     return StoreReport(new, [i for i in instances if i.sop_instance_uid in held])
+
+
+def _listing(failures: list[str], shown: int = 5) -> str:
+    """The first few failures in full, then how many more (a CT can fail 500 times over)."""
+    more = len(failures) - shown
+    return "; ".join(failures[:shown]) + (f"; and {more} more" if more > 0 else "")
 
 
 def _by_series(instances: Iterable[Instance]) -> dict[tuple[str, str], list[Instance]]:
@@ -124,8 +135,8 @@ class DicomWebTarget:
         try:
             self.pacs.store([i.path for i in instances])
         except StoreError as err:
-            listing = "; ".join(
-                f"{kinds.get(f.sop_instance_uid, 'instance')} {f.sop_instance_uid}: {f.reason}" for f in err.failed
+            listing = _listing(
+                [f"{kinds.get(f.sop_instance_uid, 'instance')} {f.sop_instance_uid}: {f.reason}" for f in err.failed]
             )
             raise StoreFailed(f"the PACS at {self.pacs.endpoint} refused {len(err.failed)} instance(s): "
                               f"{listing}") from None
@@ -136,8 +147,8 @@ class DicomWebTarget:
         held = self.held(instances)
         lost = [i for i in instances if i.sop_instance_uid not in held]
         if lost:
-            listing = "; ".join(f"{i.what} {i.sop_instance_uid}: confirmed by STOW-RS but not found by QIDO-RS "
-                                "(refused after the response, e.g. by a filter)" for i in lost)
+            listing = _listing([f"{i.what} {i.sop_instance_uid}: confirmed by STOW-RS but not found by QIDO-RS "
+                                "(refused after the response, e.g. by a filter)" for i in lost])
             raise StoreFailed(f"the PACS at {self.pacs.endpoint} did not keep {len(lost)} instance(s): {listing}")
 
 
@@ -168,25 +179,29 @@ class DimseTarget:
             text = report.read_text(errors="replace") if report.exists() else ""
         refused = _dcmsend_refused(text, instances)
         if refused or done.returncode != 0:
-            detail = "; ".join(refused) or (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+            detail = _listing(refused) or (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
             raise StoreFailed(f"C-STORE to {self.called_ae}@{self.host}:{self.port} failed: {detail}")
 
 
-#: A file's line in dcmsend's report: its number, name, SOP instance and status words.
-_REPORT_STATUS = re.compile(r"^\s*\d+\s*\|\s*(?P<file>.+?)\s*\|.*?\|\s*(?P<status>[^|]+?)\s*$")
-
-
 def _dcmsend_refused(report: str, instances: Sequence[Instance]) -> list[str]:
-    """'<what> <SOP UID>: <status>' for every file dcmsend's report does not call a success."""
-    by_path = {str(i.path): i for i in instances}
+    """'<what> <SOP UID>: <why>' for every instance dcmsend's report does not show stored.
+
+    The report has one block per file ("Filename : …", "DIMSE Status : 0x0000 (Success)");
+    a file dcmsend could not read has no block at all, and dcmsend still exits 0.
+    """
+    statuses: dict[str, str] = {}
+    for block in report.split("\n\n"):
+        fields = dict(
+            (key.strip(), value.strip()) for key, sep, value in (line.partition(":") for line in block.splitlines()) if sep
+        )
+        if "Filename" in fields:
+            statuses[fields["Filename"]] = fields.get("DIMSE Status", "no status")
     refused = []
-    for line in report.splitlines():
-        match = _REPORT_STATUS.match(line)
-        if not match or match["file"] not in by_path:
-            continue
-        status = match["status"]
-        if not status.lower().startswith("success"):
-            instance = by_path[match["file"]]
+    for instance in instances:
+        status = statuses.get(str(instance.path))
+        if status is None:
+            refused.append(f"{instance.what} {instance.sop_instance_uid}: not sent (dcmsend could not use the file)")
+        elif not re.search(r"\((Success|Warning)", status):
             refused.append(f"{instance.what} {instance.sop_instance_uid}: {status}")
     return refused
 

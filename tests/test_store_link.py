@@ -5,6 +5,7 @@ split-view page show what a person expects."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import threading
@@ -176,6 +177,25 @@ def test_dimse_to_a_pacs_sends_each_instance_once(made_run, tmp_path):
         assert {"CT", "SM", "SEG", "KO"} <= {row[TAG_MODALITY]["Value"][0] for row in client.find_series()}
         store_and_link(workflow_dir, **env)
         assert all(c["sent"] == 0 for c in Manifest.load(element).facts["store"]["counts"].values())
+
+
+def test_a_dimse_refusal_names_the_instance_and_the_status(made_run, tmp_path):
+    """CTP cannot be queried: what dcmsend's report says is all there is (no DICOMWEB_URL).
+    Orthanc with a full storage area refuses C-STOREs with a status."""
+    workflow_dir, element = fresh_copy(made_run, tmp_path)
+    quota = {"MaximumStorageSize": 1, "MaximumStorageMode": "Reject"}  # 1 MB: part of the CT fits
+    with LocalOrthanc(storage=tmp_path / "pacs", dicom_port=free_port(), extra_config=quota) as pacs:
+        stored, _ = store_and_link(workflow_dir, STORE_TARGET="dimse", DIMSE_HOST="127.0.0.1",
+                                   DIMSE_PORT=str(pacs.dicom_port), DIMSE_CALLED_AE="ORTHANC")
+        modalities = {row[TAG_MODALITY]["Value"][0] for row in
+                      DicomWeb(Settings.from_env({"DICOMWEB_URL": pacs.dicomweb_url}).dicomweb).find_series()}
+    (outcome,) = stored.elements
+    assert outcome.status is Status.FAILED
+    # Refused instances by kind, SOP Instance UID and C-STORE status; the slide and the
+    # SEG never went out after their source was refused.
+    assert re.search(r"source [0-9.]+: 0xa700 \(Refused: OutOfResources\)", outcome.detail), outcome.detail
+    assert "and " in outcome.detail and "SEG" not in outcome.detail
+    assert modalities == {"CT"} and "store" not in Manifest.load(element).facts
 
 
 @pytest.fixture(scope="module")

@@ -51,14 +51,16 @@ def pair_files(element: BatchElement, manifest: Manifest) -> PairFiles:
     if len(sources) != 1:
         raise MissingFact(f"the source series {nifti['series_key']} is no longer in the element")
     slide_uid = pair.get("slide_series_instance_uid")
-    slides = [i.path for s in found if slide_uid and s.summary.series_instance_uid == slide_uid for i in s.instances]
+    # One file per instance: a slide may sit both in the input and in a stage's output.
+    slides = list({i.sop_instance_uid: i.path for s in found if slide_uid and s.summary.series_instance_uid == slide_uid
+                   for i in s.instances}.values())
     if not slides:
         raise MissingFact(f"the slide series {slide_uid} is not in the element")
     return PairFiles(sources[0], slides, seg_folder / seg["path"])
 
 
 def _unique(instances) -> list[Instance]:
-    """One per SOP Instance UID (a slide may sit both in the input and the converted folder)."""
+    """One per SOP Instance UID."""
     seen: dict[str, Instance] = {}
     for instance in instances:
         seen.setdefault(instance.sop_instance_uid, instance)
