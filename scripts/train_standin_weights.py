@@ -283,10 +283,16 @@ class Sampler:
         self.p = weights / weights.sum()
 
     def box(self, case: Case) -> tuple[np.ndarray, np.ndarray]:
+        """The whole image, or the box around some of its organs: TotalSegmentator crops to
+        the union of the roi_subset's classes, one organ (a kidney request) or many."""
         shape = np.array(case.data.shape)
-        if not case.present or self.rng.random() < 0.4:
+        draw = self.rng.random()
+        if not case.present or draw < 0.4:
             return np.zeros(3, int), shape
-        low, high = case.boxes[int(self.rng.choice(case.present))]
+        count = 1 if draw < 0.7 else int(self.rng.integers(2, len(case.present) + 1))
+        chosen = self.rng.choice(case.present, size=min(count, len(case.present)), replace=False)
+        low = np.min([case.boxes[int(c)][0] for c in chosen], axis=0)
+        high = np.max([case.boxes[int(c)][1] for c in chosen], axis=0)
         margin = self.rng.integers(2, 12, size=3)  # voxels of the network grid, like TotalSegmentator's crop margin
         return np.maximum(low - margin, 0), np.minimum(high + margin, shape)
 
