@@ -25,7 +25,7 @@ from radpath.link.viewers import ViewerLinks
 from radpath.seg.geometry import SourceGrid
 from radpath.seg.readback import check_frames
 from radpath.settings import Settings
-from radpath.stages.seg_encode import algorithm_of
+from radpath.stages.seg_encode import FIRST_SEG_SERIES_NUMBER, algorithm_of
 from radpath.stages.store import PairFiles, pair_files
 from radpath.storage import Instance, store_new, store_target
 
@@ -81,7 +81,7 @@ def run_link(element: BatchElement, settings: Settings) -> None:
     slide_label = str(slide.get("ContainerIdentifier") or slide.get("SeriesDescription") or slide.SeriesInstanceUID)
     identity = LinkIdentity(seg.SeriesInstanceUID, slide.SeriesInstanceUID)
     kos = build_link_kos(seg, sources, slides, identity, organ_label, slide_label,
-                         series_number=int(seg.get("SeriesNumber") or 300) + 1)
+                         series_number=int(seg.get("SeriesNumber") or FIRST_SEG_SERIES_NUMBER) + 1)
 
     out_dir = element.out_dir or element.path / "link"
     out_dir.mkdir(parents=True, exist_ok=True)
