@@ -6,8 +6,11 @@
 A stage is a function of one :class:`BatchElement`. It returns normally when the element
 is done, raises :class:`ElementSkipped` with a reason a person understands when there is
 nothing to do for it, and any other exception marks the element failed. One failing
-element never stops the others. Exit codes follow Kaapana: 0 ok, 126 nothing to do
-(Kaapana marks the task skipped), 1 when any element failed.
+element never stops the others. Exit codes follow Kaapana: 0 when any element is done,
+126 nothing to do (Kaapana marks the task skipped), 1 when elements failed and none is
+done. A batch with some failed elements still exits 0 so the next task carries on with
+the others (a failing task would stop the whole chain); the failures are logged as
+errors here and the ``report`` task at the end fails the run for them.
 """
 
 from __future__ import annotations
@@ -81,11 +84,15 @@ class BatchResult:
 
     @property
     def exit_code(self) -> int:
+        if any(r.status is Status.DONE for r in self.elements):
+            return EXIT_OK
         if any(r.status is Status.FAILED for r in self.elements):
             return EXIT_FAILED
-        if not any(r.status is Status.DONE for r in self.elements):
-            return EXIT_NOTHING_TO_DO
-        return EXIT_OK
+        return EXIT_NOTHING_TO_DO
+
+    @property
+    def failed(self) -> list[ElementResult]:
+        return [r for r in self.elements if r.status is Status.FAILED]
 
     def counts(self) -> dict[str, int]:
         return {s.value: sum(r.status is s for r in self.elements) for s in Status}

@@ -49,7 +49,9 @@ def test_middle_element_failing_leaves_the_others_done(tmp_path: Path):
         ("b", Status.FAILED),
         ("c", Status.DONE),
     ]
-    assert result.exit_code == EXIT_FAILED == 1
+    # The task goes on (a failing task would stop a and c downstream); report fails the run.
+    assert result.exit_code == EXIT_OK == 0
+    assert [r.element for r in result.failed] == ["b"]
     for name, status in (("a", "done"), ("b", "failed"), ("c", "done")):
         on_disk = json.loads((tmp_path / "batch" / name / MANIFEST_NAME).read_text())
         assert on_disk["status"] == status
@@ -58,6 +60,11 @@ def test_middle_element_failing_leaves_the_others_done(tmp_path: Path):
     assert b.stages["copy"].error == "ValueError: series b has no pixel data"
     assert (tmp_path / "batch" / "c" / "out" / "output.txt").read_text() == "C"
     assert Manifest.load(tmp_path / "batch" / "c").facts == {"copy": {"chars": 1}}
+
+
+def test_batch_where_every_element_failed_exits_1(tmp_path: Path):
+    result = run_stage("copy", copy_unless_b, make_batch(tmp_path, ["b"]))
+    assert result.exit_code == EXIT_FAILED == 1
 
 
 def test_empty_batch_exits_126(tmp_path: Path):

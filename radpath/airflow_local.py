@@ -1,0 +1,135 @@
+"""A local Airflow on one machine: radpath's own DAGs under their own ``AIRFLOW_HOME``
+(SQLite, migrated on first use), each run through ``dag.test()``.
+
+The same DAG files and operators that Kaapana schedules, run here without scheduler,
+webserver or Kubernetes: each task runs its stage in a subprocess (see
+``operators/radpath_operators/LocalStageOperator.py``) and its log lines reach the caller
+as they are written. The run happens in a child interpreter because Airflow reads its
+configuration (home, database) once, at import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: The checkout holding radpath: its ``dags/`` and ``operators/`` are what Kaapana installs.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DAGS_FOLDER = REPO_ROOT / "dags"
+OPERATORS_FOLDER = REPO_ROOT / "operators"
+#: The child's last line: the run's outcome as JSON after this prefix.
+RESULT_PREFIX = "radpath-airflow-result: "
+
+
+class LocalAirflowError(RuntimeError):
+    """Airflow could not be set up or the DAG could not be loaded (not: a task failed)."""
+
+
+@dataclass(frozen=True)
+class DagRunOutcome:
+    """What a finished run left: its state, run id and each task's state."""
+
+    dag_id: str
+    run_id: str
+    state: str
+    task_states: dict[str, str | None]
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "success"
+
+
+@dataclass(frozen=True)
+class LocalAirflow:
+    """An Airflow home for radpath's DAGs; run folders go to ``data_dir/<run_id>``."""
+
+    home: Path
+    data_dir: Path
+
+    def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        if not DAGS_FOLDER.is_dir() or not OPERATORS_FOLDER.is_dir():
+            raise LocalAirflowError(
+                f"radpath's DAGs are not beside the package ({DAGS_FOLDER}): a local Airflow run needs a "
+                "checkout of radpath (pip install -e .); run the stages without Airflow instead (--no-airflow)"
+            )
+        python_path = [str(OPERATORS_FOLDER), *filter(None, [os.environ.get("PYTHONPATH")])]
+        return {
+            **os.environ,
+            **(extra or {}),
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
+            "RADPATH_DATA_DIR": str(self.data_dir),
+            "PYTHONPATH": os.pathsep.join(python_path),
+        }
+
+    def migrate(self) -> None:
+        """Create (or upgrade) the SQLite metadata database; a no-op once done."""
+        import airflow
+
+        marker = self.home / f".radpath-migrated-{airflow.__version__}"
+        if marker.exists():
+            return
+        self.home.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=self.environment(),
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise LocalAirflowError(f"airflow db migrate in {self.home} failed: {done.stderr.strip()[-1500:]}")
+        marker.touch()
+
+    def run(self, dag_id: str, conf: dict, env: dict[str, str] | None = None,
+            on_line: Callable[[str], None] | None = None) -> DagRunOutcome:
+        """Run ``dag_id`` once with ``conf`` (as the Workflow Launcher would post it)."""
+        self.migrate()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        process = subprocess.Popen([sys.executable, "-m", "radpath.airflow_local", dag_id, json.dumps(conf)],
+                                   env=self.environment(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True)
+        assert process.stdout is not None
+        lines, result = [], None
+        for raw in process.stdout:
+            line = raw.rstrip("\n")
+            if line.startswith(RESULT_PREFIX):
+                result = json.loads(line[len(RESULT_PREFIX):])
+                continue
+            lines.append(line)
+            if on_line is not None:
+                on_line(line)
+        code = process.wait()
+        if result is None:
+            tail = "\n".join(lines[-30:])
+            raise LocalAirflowError(f"the local Airflow run of {dag_id} ended (exit {code}) without a result:\n{tail}")
+        if "error" in result:
+            raise LocalAirflowError(result["error"])
+        return DagRunOutcome(dag_id, result["run_id"], result["state"], result["task_states"], lines)
+
+
+def _run_in_child(dag_id: str, conf: dict) -> dict:
+    from airflow.models import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS_FOLDER), include_examples=False)
+    if bag.import_errors:
+        errors = "; ".join(f"{path}: {error.strip().splitlines()[-1]}" for path, error in bag.import_errors.items())
+        return {"error": f"the DAG folder {DAGS_FOLDER} has import errors: {errors}"}
+    dag = bag.get_dag(dag_id)
+    if dag is None:
+        return {"error": f"no DAG {dag_id!r} in {DAGS_FOLDER} (there are: {', '.join(sorted(bag.dag_ids))})"}
+    dag_run = dag.test(run_conf=conf)
+    return {
+        "run_id": dag_run.run_id,
+        "state": str(dag_run.state),
+        "task_states": {ti.task_id: (str(ti.state) if ti.state else None) for ti in dag_run.get_task_instances()},
+    }
+
+
+if __name__ == "__main__":
+    outcome = _run_in_child(sys.argv[1], json.loads(sys.argv[2]))
+    print(RESULT_PREFIX + json.dumps(outcome), flush=True)
