@@ -4,8 +4,9 @@ In one run, medians of ``--repeat`` rounds (order reversed every other round), e
 GNU time (wall seconds, peak RSS): ``TotalSegmentator -i … -o … --fast --roi_subset …
 --device cpu`` (the bare tool) and ``radpath stage segment`` on an element holding the
 same NIfTI and asking for the kidney (the same two classes), and TotalSegmentator's Python
-API called with the same arguments by a two-line script (what the stage calls: stage vs
-API is radpath's own cost). All run the same weights:
+API called with the same arguments from ``python -c`` (a reference: nnU-Net's spawned
+workers import torch late under a main module without TotalSegmentator, which the stage
+avoids, see radpath/segmentation/runner.py). All run the same weights:
 the official ones when installed, else radpath's stand-ins (``--weights standin``, the
 default here, where no official weights can be downloaded). Where a GPU is present, pass
 ``--device gpu`` to record that run too.

@@ -6,7 +6,8 @@ CUDA is present, else ``cpu``, where the full-resolution models would take hours
 runs use fast mode unless TOTALSEG_FULL_ON_CPU insists, and the log and manifest say so.
 Weights are checked before the run (see :mod:`radpath.segmentation.weights`); with
 TOTALSEG_STANDIN_WEIGHTS and no official weights, radpath's stand-in models run instead
-(:mod:`radpath.segmentation.standin`), and the log and manifest say so.
+(:mod:`radpath.segmentation.standin`), and the log and manifest say so. Each run happens
+in a process of its own (:mod:`radpath.segmentation.runner`, which explains why).
 
 Per-class masks land in the element's output folder as ``<class>.nii.gz``; the classes
 and their voxel counts go into the manifest. An organ whose classes are all empty ends
@@ -20,17 +21,10 @@ from importlib import metadata
 
 from radpath.anatomy import load_master
 from radpath.batch import BatchElement, ElementSkipped, MissingFact
-from radpath.segmentation.standin import weights_path
-from radpath.segmentation.weights import choose_weights, disable_usage_stats
+from radpath.segmentation.runner import segment_in_own_process
 from radpath.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def _device() -> str:
-    import torch
-
-    return "gpu" if torch.cuda.is_available() else "cpu"
 
 
 def run_segment(element: BatchElement, settings: Settings) -> None:
@@ -45,40 +39,22 @@ def run_segment(element: BatchElement, settings: Settings) -> None:
     if not classes:
         raise ElementSkipped(f"TotalSegmentator cannot segment {organ} on {modality} (no class in task {task})")
     options = settings.options
-    device, speed, notes = _device(), options.totalseg_speed, []
-    if device == "cpu" and speed == "full" and not options.totalseg_full_on_cpu:
-        speed = "fast"
-        notes.append("CPU: fast mode instead of full resolution (set TOTALSEG_FULL_ON_CPU=true to insist)")
-    disable_usage_stats()  # before anything of TotalSegmentator's runs
-    choice = choose_weights(
-        task,
-        speed,
-        allow_standin=options.totalseg_standin_weights,
-        roi_subset=True,
-        robust_crop=options.totalseg_robust_crop,
-    )
-    spec, speed = choice.spec, choice.spec.speed
-    notes.extend(choice.notes)
-    if choice.standin:
-        log.warning("%s: segmenting with radpath's STAND-IN weights from %s", element.name, choice.root)
-    from totalsegmentator.python_api import totalsegmentator
-
     out_dir = element.out_dir or element.path / "segment"
-    source = element.path / nifti["folder"] / nifti["path"]
-    with weights_path(choice.root):
-        totalsegmentator(
-            source,
-            out_dir,
-            task=task,
-            roi_subset=classes,
-            fast=speed == "fast",
-            fastest=speed == "fastest",
-            device=device,
-            robust_crop=options.totalseg_robust_crop,
-            nr_thr_resamp=options.totalseg_threads,
-            nr_thr_saving=options.totalseg_threads,
-            quiet=True,
-        )
+    request = {
+        "source": str(element.path / nifti["folder"] / nifti["path"]),
+        "out_dir": str(out_dir),
+        "task": task,
+        "classes": classes,
+        "speed": options.totalseg_speed,
+        "full_on_cpu": options.totalseg_full_on_cpu,
+        "allow_standin": options.totalseg_standin_weights,
+        "robust_crop": options.totalseg_robust_crop,
+        "threads": options.totalseg_threads,
+    }
+    run = segment_in_own_process(request, element.path)
+    device, speed, notes = run["device"], run["speed"], run["notes"]
+    if run["standin_weights"]:
+        log.warning("%s: segmenting with radpath's STAND-IN weights from %s", element.name, run["weights_root"])
     counts = _voxel_counts(out_dir, classes)
     manifest = element.manifest()
     manifest.update("segment", {
@@ -86,10 +62,10 @@ def run_segment(element: BatchElement, settings: Settings) -> None:
         "task": task,
         "speed": speed,
         "device": device,
-        "models": list(spec.task_ids) + ([spec.crop_model[0]] if spec.crop_model else []),
+        "models": run["models"],
         "totalsegmentator": metadata.version("TotalSegmentator"),
-        "weights": choice.label,
-        "standin_weights": choice.standin,
+        "weights": run["weights"],
+        "standin_weights": run["standin_weights"],
         "classes": counts,
         "notes": notes,
     })
