@@ -2,13 +2,12 @@
 
 Datasets are built once; each round resolves every case. Reports the median of ROUNDS
 rounds after one warm-up round (the master is loaded and indexed before timing).
-Run: .venv/bin/python bench/anatomy_resolver.py [--rounds N]
+Run: .venv/bin/python bench/anatomy_resolver.py [--rounds N] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from anatomy_cases import CASES, dataset_for  # noqa: E402
+from common import emit  # noqa: E402  (bench/common.py)
 
 from radpath.anatomy import load_master, resolve_body_part  # noqa: E402
 
@@ -24,6 +24,7 @@ from radpath.anatomy import load_master, resolve_body_part  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     t0 = time.perf_counter()
     master = load_master()
@@ -45,8 +46,7 @@ def main() -> int:
         "resolutions_per_s_min": round(min(rates)),
         "master_load_and_index_s": round(load_s, 3),
     }
-    print(json.dumps(report, indent=2))
-    return 0
+    return emit(report, args.json)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ class DagRunOutcome:
     state: str
     task_states: dict[str, str | None]
     log: list[str] = field(default_factory=list)
+    #: Runs this one triggered (radpath-wsi-import → radpath-map), run here in turn.
+    triggered: list[DagRunOutcome] = field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
@@ -109,25 +111,39 @@ class LocalAirflow:
             raise LocalAirflowError(f"the local Airflow run of {dag_id} ended (exit {code}) without a result:\n{tail}")
         if "error" in result:
             raise LocalAirflowError(result["error"])
-        return DagRunOutcome(dag_id, result["run_id"], result["state"], result["task_states"], lines)
+        first, *then = [DagRunOutcome(r["dag_id"], r["run_id"], r["state"], r["task_states"], lines)
+                        for r in result["runs"]]
+        return DagRunOutcome(first.dag_id, first.run_id, first.state, first.task_states, lines, then)
 
 
 def _run_in_child(dag_id: str, conf: dict) -> dict:
-    from airflow.models import DagBag
+    """Run ``dag_id``, then every run it triggered (no scheduler here would start them)."""
+    from airflow.models import DagBag, DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
 
     bag = DagBag(dag_folder=str(DAGS_FOLDER), include_examples=False)
     if bag.import_errors:
         errors = "; ".join(f"{path}: {error.strip().splitlines()[-1]}" for path, error in bag.import_errors.items())
         return {"error": f"the DAG folder {DAGS_FOLDER} has import errors: {errors}"}
-    dag = bag.get_dag(dag_id)
-    if dag is None:
+    if bag.get_dag(dag_id) is None:
         return {"error": f"no DAG {dag_id!r} in {DAGS_FOLDER} (there are: {', '.join(sorted(bag.dag_ids))})"}
-    dag_run = dag.test(run_conf=conf)
-    return {
-        "run_id": dag_run.run_id,
-        "state": str(dag_run.state),
-        "task_states": {ti.task_id: (str(ti.state) if ti.state else None) for ti in dag_run.get_task_instances()},
-    }
+    bag.sync_to_db()  # a DAG that another triggers must be known to the metadata database
+    pending, runs = [(dag_id, conf)], []
+    while pending:
+        next_id, next_conf = pending.pop(0)
+        dag_run = bag.get_dag(next_id).test(run_conf=next_conf)
+        runs.append({
+            "dag_id": next_id,
+            "run_id": dag_run.run_id,
+            "state": str(dag_run.state),
+            "task_states": {ti.task_id: (str(ti.state) if ti.state else None) for ti in dag_run.get_task_instances()},
+        })
+        with create_session() as session:  # queued by a TriggerDagRunOperator: run it here instead
+            for queued in session.query(DagRun).filter(DagRun.state == DagRunState.QUEUED).all():
+                pending.append((queued.dag_id, dict(queued.conf or {})))
+                session.delete(queued)
+    return {"runs": runs}
 
 
 if __name__ == "__main__":

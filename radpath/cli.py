@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -95,25 +96,55 @@ def _dicomize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _get_input(args: argparse.Namespace) -> int:
+def _fill_batch(command: str, fill, nothing: str) -> int:
+    """Run ``fill(settings, out_dir)`` (a get-input variant); exit 126 when it found nothing."""
     import logging
 
-    from radpath.getinput import fetch_selection
+    from radpath.dicomweb import DicomWebError
 
     try:
         settings = Settings.from_env()
         settings.layout.require_workflow_dir()
-        report = fetch_selection(settings, settings.layout.operator_out_dir or "get-input")
     except SettingsError as err:
-        print(f"radpath get-input: {err}", file=sys.stderr)
+        print(f"radpath {command}: {err}", file=sys.stderr)
         return 2
+    try:
+        report = fill(settings, settings.layout.operator_out_dir or command)
+    except (DicomWebError, OSError, ValueError) as err:
+        print(f"radpath {command}: {err}", file=sys.stderr)
+        return 1
     for line in report.missing:
-        logging.getLogger("radpath.getinput").error("get-input: %s", line)
+        logging.getLogger("radpath.getinput").error("%s: %s", command, line)
     if not report.fetched and not report.missing:
-        print("radpath get-input: the run selects no series (conf data_form.identifiers)", file=sys.stderr)
+        print(f"radpath {command}: {nothing}", file=sys.stderr)
         return 126
-    # Series that did arrive go on; the missing ones are named above.
+    # What did arrive goes on; the missing ones are named above.
     return 0 if report.fetched else 1
+
+
+def _get_input(args: argparse.Namespace) -> int:
+    from radpath.getinput import fetch_selection
+
+    return _fill_batch("get-input", fetch_selection,
+                       "the run selects nothing (conf data_form.identifiers or data_form.input_folder)")
+
+
+def _find_unlinked(args: argparse.Namespace) -> int:
+    from radpath.dicomweb import DicomWeb
+    from radpath.discovery import find_unlinked_slides
+    from radpath.getinput import fetch_series
+
+    def fill(settings: Settings, out_dir: str):
+        found = find_unlinked_slides(DicomWeb(settings.dicomweb), settings.options.batch_limit)
+        return fetch_series(settings, found.chosen, out_dir)
+
+    return _fill_batch("find-unlinked", fill, "no unlinked slide with radiology in the PACS")
+
+
+def _get_slides(args: argparse.Namespace) -> int:
+    from radpath.getinput import copy_uploaded_slides
+
+    return _fill_batch("get-slides", copy_uploaded_slides, "no slide files in SLIDES_FOLDER")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -136,7 +167,57 @@ def _report(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from radpath.demo import run_demo
 
-    return run_demo(Path(args.output))
+    return run_demo(Path(args.output), use_airflow=not args.no_airflow)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from radpath.benchmarks import run_benchmarks
+
+    out_dir = Path(args.output)
+    summary = run_benchmarks(out_dir, short=args.short)
+    print((out_dir / "bench-report.md").read_text())
+    return 1 if any("error" in entry for entry in summary["benchmarks"]) else 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from radpath.mainjob import MainJob, run_main_job, selection_conf
+
+    output = Path(args.output).resolve()
+    form = {key: value for key, value in (("organ", args.organ), ("laterality", args.laterality),
+                                          ("totalseg_speed", args.speed)) if value}
+    env = {"RADPATH_LOG_LEVEL": "INFO"}
+    if args.standin_weights:
+        env["TOTALSEG_STANDIN_WEIGHTS"] = "true"
+    if args.dicomweb:
+        from radpath.dicomweb import DicomWeb, DicomWebError
+        from radpath.discovery import series_for_selection
+
+        env["DICOMWEB_URL"] = args.dicomweb
+        if args.user:
+            env["DICOMWEB_USERNAME"] = args.user
+        try:
+            pacs = DicomWeb(Settings.from_env({**os.environ, **env}).dicomweb)
+            series = series_for_selection(pacs, args.study, args.series, args.patient)
+        except (SettingsError, DicomWebError) as err:
+            print(f"radpath run: {err}", file=sys.stderr)
+            return 2
+        if not series:
+            print("radpath run: the selection finds no series (give --study, --series or --patient)",
+                  file=sys.stderr)
+            return 2
+        conf = selection_conf(series=series, workflow_form=form)
+    else:
+        if not Path(args.input).is_dir():
+            print(f"radpath run: input folder {args.input} does not exist", file=sys.stderr)
+            return 2
+        conf = selection_conf(input_folder=Path(args.input), workflow_form=form)
+    store = args.store or ("pacs" if args.dicomweb else "folder")
+    if store == "folder":
+        env.update({"STORE_TARGET": "folder", "STORE_FOLDER": str(output / "store")})
+    else:
+        env["STORE_TARGET"] = "dicomweb"
+    result = run_main_job(MainJob(output, conf, env, use_airflow=not args.no_airflow))
+    return result.exit_code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,11 +260,49 @@ def build_parser() -> argparse.ArgumentParser:
                        "into the batch layout, as Kaapana's GetInputOperator")
     p.set_defaults(func=_get_input)
 
+    p = sub.add_parser("find-unlinked", help="retrieve up to BATCH_LIMIT slide series that have radiology "
+                       "and no radpath link yet into the batch layout (radpath-batch)")
+    p.set_defaults(func=_find_unlinked)
+
+    p = sub.add_parser("get-slides", help="one batch element per uploaded slide file of SLIDES_FOLDER "
+                       "(radpath-wsi-import)")
+    p.set_defaults(func=_get_slides)
+
     p = sub.add_parser("report", help="each element's status, last stage and reason (exit 1 if any failed)")
     p.set_defaults(func=_report)
 
+    p = sub.add_parser("run", help="the main job on this machine: pair slides and CT/MR, segment, store, link",
+                       description="Input: a folder (radiology DICOM and slides, vendor slides with a sidecar "
+                       "or radpath-slides.csv naming the patient), or a DICOMweb server with a selection. "
+                       "Credentials come from the environment (DICOMWEB_PASSWORD or DICOMWEB_TOKEN), never "
+                       "from the command line.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="folder of radiology DICOM and slides")
+    source.add_argument("--dicomweb", metavar="URL", help="DICOMweb base URL to read from (and store to)")
+    p.add_argument("--study", action="append", default=[], help="StudyInstanceUID (repeatable; --dicomweb)")
+    p.add_argument("--series", action="append", default=[], help="SeriesInstanceUID (repeatable; --dicomweb)")
+    p.add_argument("--patient", action="append", default=[], help="PatientID (repeatable; --dicomweb)")
+    p.add_argument("--user", help="DICOMweb basic-auth user (password from DICOMWEB_PASSWORD)")
+    p.add_argument("--output", "-o", default="radpath-output", help="output folder (default: radpath-output)")
+    p.add_argument("--store", choices=["folder", "pacs"],
+                   help="results to OUTPUT/store (default with --input) or back to the DICOMweb server "
+                   "(default with --dicomweb)")
+    p.add_argument("--organ", help="organ override (a key of anatomy/master.json)")
+    p.add_argument("--laterality", choices=["left", "right", "bilateral"], help="side override")
+    p.add_argument("--speed", choices=["fast", "fastest", "full"], help="TotalSegmentator resolution")
+    p.add_argument("--standin-weights", action="store_true",
+                   help="without official TotalSegmentator weights, use radpath's small stand-ins (trial runs)")
+    p.add_argument("--no-airflow", action="store_true", help="run the stages in this process, not under Airflow")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("bench", help="run every benchmark (bare tool vs radpath, same run); Markdown + JSON report")
+    p.add_argument("--output", "-o", default="bench-report", help="report folder (default: bench-report)")
+    p.add_argument("--short", action="store_true", help="small inputs, one round (CI)")
+    p.set_defaults(func=_bench)
+
     p = sub.add_parser("demo", help="generate a demo patient and run the main job on it")
     p.add_argument("--output", "-o", default="radpath-demo", help="output folder (default: radpath-demo)")
+    p.add_argument("--no-airflow", action="store_true", help="run the stages in this process, not under Airflow")
     p.set_defaults(func=_demo)
     return parser
 

@@ -1,9 +1,13 @@
-"""Standalone get-input: the run's selected series into the batch layout, as Kaapana's
-GetInputOperator leaves them (``batch/<SeriesInstanceUID>/<out dir>/``).
+"""Filling the batch layout as Kaapana's GetInputOperator leaves it
+(``batch/<element>/<out dir>/``), from three sources:
 
-The selection is the run conf's ``data_form.identifiers`` (SeriesInstanceUIDs, what the
-data explorer posts); each series is found by QIDO-RS and retrieved by WADO-RS. A series
-the PACS does not have is reported by UID and the others still arrive.
+- the run conf's ``data_form.identifiers`` (SeriesInstanceUIDs, what the data explorer
+  posts): standalone get-input of ``radpath-map``;
+- the PACS's unlinked slides (:mod:`radpath.discovery`): ``radpath-batch``;
+- a folder of uploaded slide files (``SLIDES_FOLDER``): ``radpath-wsi-import``.
+
+Series are found by QIDO-RS and retrieved by WADO-RS. A series the PACS does not have is
+reported by UID and the others still arrive.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from radpath.dicomweb import TAG_STUDY_UID, DicomWeb, DicomWebError
 from radpath.settings import Settings
@@ -30,9 +35,22 @@ def selected_series(settings: Settings) -> list[str]:
 
 
 def fetch_selection(settings: Settings, out_dir: str = "get-input") -> InputReport:
-    """Retrieve every selected series into ``batch/<uid>/<out_dir>``."""
+    """Retrieve every selected series into ``batch/<uid>/<out_dir>``; or, where the conf
+    names a local ``data_form.input_folder`` (``radpath run --input``), group its files by
+    patient (:mod:`radpath.localinput`)."""
+    folder = (settings.conf.get("data_form") or {}).get("input_folder")
+    if folder:
+        from radpath.localinput import stage_input_folder, write_rejected
+
+        staged = stage_input_folder(Path(folder), settings.layout.batch_dir, out_dir)
+        write_rejected(settings.layout.workflow_dir, out_dir, staged.rejected)
+        return InputReport(staged.elements, [f"{r.file}: {r.reason}" for r in staged.rejected])
+    return fetch_series(settings, selected_series(settings), out_dir)
+
+
+def fetch_series(settings: Settings, wanted: list[str], out_dir: str) -> InputReport:
+    """Retrieve each series of ``wanted`` into ``batch/<uid>/<out_dir>``."""
     report = InputReport()
-    wanted = selected_series(settings)
     if not wanted:
         return report
     pacs = DicomWeb(settings.dicomweb)
@@ -51,3 +69,39 @@ def fetch_selection(settings: Settings, out_dir: str = "get-input") -> InputRepo
         report.fetched.append(series_uid)
         log.info("get-input [%d/%d] %s: %d instances", number, len(wanted), series_uid, len(paths))
     return report
+
+
+def copy_uploaded_slides(settings: Settings, out_dir: str) -> InputReport:
+    """One element per slide file of ``SLIDES_FOLDER``: ``batch/<slide name>/<out_dir>/``
+    with the slide, its sidecar and the folder's ``radpath-slides.csv`` (a 3DHISTECH
+    ``.mrxs`` brings its data folder)."""
+    from radpath.slides.linkage import CSV_NAME
+    from radpath.stages.wsi_dicomize import slide_files
+
+    report = InputReport()
+    folder = settings.options.slides_folder
+    if folder is None:
+        raise FileNotFoundError("SLIDES_FOLDER is not set: name the folder of uploaded slides "
+                                "(workflow form slides_folder)")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"SLIDES_FOLDER {folder} is not a folder")
+    for slide in slide_files(folder):
+        target = settings.layout.batch_dir / _element_name(slide, folder) / out_dir
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        companions = [p for p in (slide.with_name(slide.name + ".json"), slide.with_suffix(".json"),
+                                  slide.parent / CSV_NAME, folder / CSV_NAME) if p.is_file()]
+        for path in [slide, *companions]:
+            shutil.copy2(path, target / path.name)
+        data_folder = slide.with_suffix("")
+        if slide.suffix.lower() == ".mrxs" and data_folder.is_dir():
+            shutil.copytree(data_folder, target / data_folder.name)
+        report.fetched.append(slide.name)
+        log.info("get-slides: %s", target.parent.name)
+    return report
+
+
+def _element_name(slide: Path, folder: Path) -> str:
+    """The element folder: the slide's path under the upload folder, made one name."""
+    relative = slide.relative_to(folder).as_posix()
+    return "".join(c if c.isalnum() or c in "-._" else "_" for c in relative)

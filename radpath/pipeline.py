@@ -45,8 +45,12 @@ class ElementSummary:
 
 
 def summarize(settings: Settings) -> list[ElementSummary]:
-    """Each element's final status, the stage it ended at and why (from its manifest)."""
-    rows = []
+    """Each element's final status, the stage it ended at and why (from its manifest),
+    after the input files that never became part of an element (named by file)."""
+    from radpath.localinput import read_rejected
+
+    rows = [ElementSummary(r.file, "failed", "input", r.reason)
+            for r in read_rejected(settings.layout.require_workflow_dir())]
     for element in iter_elements(settings.layout):
         manifest = Manifest.load(element.path)
         ended = manifest.ended_at()

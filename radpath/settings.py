@@ -402,6 +402,23 @@ class StageOptions:
         )
     )
 
+    batch_limit: int = _option(
+        Option(
+            "BATCH_LIMIT",
+            parse_positive_int,
+            20,
+            "radpath-batch: at most this many unlinked slides per scheduled run (the rest wait for the next)",
+            form_key=True,
+        )
+    )
+    slides_folder: Path | None = _option(
+        Option(
+            "SLIDES_FOLDER",
+            Path,
+            help="radpath-wsi-import: the folder of uploaded slide files with their sidecars or radpath-slides.csv",
+            form_key=True,
+        )
+    )
     store_folder: Path | None = _option(
         Option(
             "STORE_FOLDER",

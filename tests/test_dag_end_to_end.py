@@ -107,3 +107,75 @@ def test_radpath_map_skips_a_slide_that_names_no_organ(airflow, run_env, pacs, t
     lines = [line for line in run.log if "bodypart [1/1]" in line and "skipped" in line]
     assert lines and "organ" in lines[0], "\n".join(run.log[-60:])
     assert "SEG" not in modalities(pacs, uids["ct_study"])
+
+
+@pytest.fixture(scope="module")
+def own_orthanc(tmp_path_factory):
+    """A PACS of its own: radpath-batch looks at every slide in it."""
+    from radpath.orthanc import LocalOrthanc
+
+    pacs = LocalOrthanc(storage=tmp_path_factory.mktemp("batch-orthanc")).start()
+    yield pacs
+    pacs.stop()
+
+
+def test_radpath_batch_processes_exactly_the_unlinked_complete_pairs(airflow, run_env, own_orthanc, tmp_path):
+    env = {**run_env, "DICOMWEB_URL": own_orthanc.dicomweb_url}
+    pacs = DicomWeb(Settings.from_env({"DICOMWEB_URL": own_orthanc.dicomweb_url}).dicomweb)
+    linked = put_patient(pacs, tmp_path, "RP-BATCH-A", slide_site="right kidney")
+    slide_only = put_patient(pacs, tmp_path, "RP-BATCH-C", ct=False, slide_site="left kidney")
+
+    def batch_run():
+        run = airflow.run("radpath-batch", {}, env)
+        assert run.succeeded, "\n".join(run.log[-60:])
+        return sorted(p.name for p in (airflow.data_dir / run.run_id / "batch").iterdir())
+
+    # The first run pairs A (C's patient has no CT/MR); afterwards A counts as linked.
+    assert batch_run() == [linked["slide_series"]]
+    assert len(modalities(pacs, linked["ct_study"])["SEG"]) == 1
+    complete = put_patient(pacs, tmp_path, "RP-BATCH-B", slide_site="left kidney")
+
+    assert batch_run() == [complete["slide_series"]]
+    assert len(modalities(pacs, complete["ct_study"])["SEG"]) == 1
+    assert len(modalities(pacs, linked["ct_study"])["SEG"]) == 1  # A not done twice
+    assert "SEG" not in modalities(pacs, slide_only["slide_study"])  # C: no radiology, nothing made
+
+
+def test_radpath_wsi_import_stores_uploaded_slides_and_hands_them_to_radpath_map(airflow, run_env, pacs, tmp_path):
+    uids = put_patient(pacs, tmp_path, "RP-IMPORT-1", slide=False)
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    svs = write_svs(uploads / "biopsy.svs", width=2048, height=1536, levels=2)
+    (uploads / "biopsy.svs.json").write_text(
+        '{"patient_id": "RP-IMPORT-1", "anatomic_site": "Niere links, Stanzbiopsie"}')
+    (uploads / "broken.svs").write_bytes(b"not a slide at all")
+    (uploads / "broken.svs.json").write_text('{"patient_id": "RP-IMPORT-1"}')
+    conf = {"workflow_form": {"slides_folder": str(uploads)}}
+
+    run = airflow.run("radpath-wsi-import", conf, run_env)
+    # broken.svs failed (named in the log) and fails the verdict; biopsy.svs went on.
+    assert run.task_states["store"] == "success" and run.task_states["trigger-map"] == "success", (
+        "\n".join(run.log[-80:]))
+    assert run.task_states["report"] == "failed" and not run.succeeded
+    assert any("broken.svs" in line and "failed" in line for line in run.log), "\n".join(run.log[-60:])
+    slides = pacs.find_series(patient_id="RP-IMPORT-1", modality="SM")
+    assert len(slides) == 1 and svs.path.name
+
+    (mapped,) = run.triggered
+    assert mapped.dag_id == "radpath-map" and mapped.succeeded, mapped.task_states
+    found = modalities(pacs, uids["ct_study"])
+    assert len(found["SEG"]) == 1 and len(found["KO"]) == 1, found
+
+
+def test_find_unlinked_takes_at_most_the_limit_and_counts_the_rest(own_orthanc, tmp_path):
+    from radpath.discovery import find_unlinked_slides
+
+    pacs = DicomWeb(Settings.from_env({"DICOMWEB_URL": own_orthanc.dicomweb_url}).dicomweb)
+    new = [put_patient(pacs, tmp_path, f"RP-LIMIT-{n}", slide_site="liver")["slide_series"] for n in (1, 2)]
+    found = find_unlinked_slides(pacs, limit=1)
+    assert len(found.chosen) == 1 and found.chosen[0] in new
+    assert found.left_for_later == 1
+    everything = find_unlinked_slides(pacs, limit=10)
+    assert sorted(everything.chosen) == sorted(new) and everything.left_for_later == 0
+    with pytest.raises(ValueError, match="at least 1"):
+        find_unlinked_slides(pacs, limit=0)

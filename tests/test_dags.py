@@ -42,11 +42,14 @@ print(json.dumps(out))
 """
 
 
-def parse_dags(tmp_path: Path, kaapana: bool) -> dict:
+CLEANER = "workflow-cleaner"  # Kaapana's LocalWorkflowCleanerOperator, after the verdict
+
+
+def parse_dags(tmp_path: Path, kaapana: bool, **env_extra: str) -> dict:
     paths = [str(REPO / "operators")] + ([str(STANDIN)] if kaapana else [])
     env = {"PYTHONPATH": ":".join(paths), "AIRFLOW_HOME": str(tmp_path / "airflow"),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
-           "PATH": "/usr/bin:/bin"}
+           "PATH": "/usr/bin:/bin", **env_extra}
     run = subprocess.run([sys.executable, "-c", PROBE, str(REPO / "dags")], env=env, capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -81,7 +84,7 @@ def test_radpath_map_parses_light_and_is_the_designed_pipeline(where, request):
     assert parsed["errors"] == {}
     assert parsed["heavy"] == []  # no torch, no radpath, no pydicom while a scheduler parses
     tasks = parsed["dags"]["radpath-map"]["tasks"]
-    assert chain(tasks) == PIPELINE
+    assert chain(tasks) == PIPELINE + ([CLEANER] if where == "on_kaapana" else [])
     for before, after in zip(PIPELINE, PIPELINE[1:]):  # each stage reads the one before it
         assert tasks[after]["in"] == tasks[before]["out"] == before, (before, after)
     form = parsed["dags"]["radpath-map"]["form"]["properties"]
@@ -107,3 +110,29 @@ def test_on_kaapana_operators_are_kaapana_operators_with_findable_images(on_kaap
 def test_standalone_operators_run_radpath_locally(standalone):
     tasks = standalone["dags"]["radpath-map"]["tasks"]
     assert all("LocalStageOperator" in tasks[t]["base"] for t in PIPELINE)
+
+
+@pytest.mark.parametrize("where", ["standalone", "on_kaapana"])
+def test_radpath_batch_finds_unlinked_slides_then_runs_the_same_pipeline_daily(where, request):
+    parsed = request.getfixturevalue(where)
+    batch = parsed["dags"]["radpath-batch"]
+    assert chain(batch["tasks"]) == ["find-unlinked", *PIPELINE[1:]] + ([CLEANER] if where == "on_kaapana" else [])
+    assert batch["tasks"]["wsi-dicomize"]["in"] == "find-unlinked"
+    assert batch["schedule"] == "@daily"
+    assert "batch_limit" in batch["form"]["properties"] and "organ" in batch["form"]["properties"]
+
+
+def test_radpath_batch_schedule_comes_from_an_airflow_variable(tmp_path):
+    parsed = parse_dags(tmp_path, kaapana=False, AIRFLOW_VAR_RADPATH_BATCH_SCHEDULE="30 2 * * 1-5")
+    assert parsed["dags"]["radpath-batch"]["schedule"] == "30 2 * * 1-5"
+
+
+@pytest.mark.parametrize("where", ["standalone", "on_kaapana"])
+def test_radpath_wsi_import_converts_stores_then_triggers_radpath_map(where, request):
+    parsed = request.getfixturevalue(where)
+    tasks = parsed["dags"]["radpath-wsi-import"]["tasks"]
+    assert tasks["wsi-dicomize"]["upstream"] == ["get-slides"]
+    assert tasks["store"]["upstream"] == ["wsi-dicomize"] and tasks["store"]["in"] == "wsi-dicomize"
+    assert tasks["trigger-map"]["upstream"] == ["store"] and tasks["trigger-map"]["class"] == "TriggerMapOperator"
+    assert tasks["report"]["upstream"] == ["store"]
+    assert "slides_folder" in parsed["dags"]["radpath-wsi-import"]["form"]["properties"]

@@ -1,4 +1,5 @@
-"""`radpath demo`: the main job on generated data, every stage, no server."""
+"""`radpath demo`: the main job on generated data, every stage, no server, through the
+radpath-map DAG under a local Airflow."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from radpath.manifest import Manifest
 def test_demo_runs_the_pipeline_on_a_generated_patient(tmp_path: Path):
     run = subprocess.run([sys.executable, "-m", "radpath.cli", "demo", "--output", str(tmp_path)],
                          capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
-    (element,) = (tmp_path / "run/batch").iterdir()
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (workflow_dir,) = (tmp_path / "runs").iterdir()
+    assert workflow_dir.name.startswith("manual__")  # an Airflow run id: the DAG ran it
+    (element,) = (workflow_dir / "batch").iterdir()
     manifest = Manifest.load(element)
     assert list(manifest.stages) == ["wsi-dicomize", "pair", "bodypart", "nifti", "segment", "merge", "seg-encode",
                                      "store", "link"]
@@ -42,5 +45,7 @@ def test_demo_runs_the_pipeline_on_a_generated_patient(tmp_path: Path):
     assert kos["kos_sent"] is True and kos["target"] == f"folder {store}"
     for name in ("link.json", "qc.png", "index.html", "link.kos.dcm"):
         assert (element / "link" / name).is_file(), name
-    assert "radpath demo: elements" in run.stdout and "│ done" in run.stdout
-    assert "index.html" in run.stdout
+    assert "radpath: elements of" in run.stdout and "│ done" in run.stdout
+    assert f"result: {element}/link" in " ".join(run.stdout.split())
+    assert "segment" in run.stdout and "1/1" in run.stdout  # the progress bars' final state
+    assert any((tmp_path / "logs").glob("radpath-run-*.log"))

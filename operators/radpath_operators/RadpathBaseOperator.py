@@ -5,18 +5,31 @@ names its stage, image, resources and options."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 try:
-    from kaapana.blueprints.kaapana_global_variables import DEFAULT_REGISTRY, KAAPANA_BUILD_VERSION
+    from kaapana.blueprints.kaapana_global_variables import (
+        AIRFLOW_WORKFLOW_DIR,
+        DEFAULT_REGISTRY,
+        KAAPANA_BUILD_VERSION,
+    )
     from kaapana.operators.KaapanaBaseOperator import KaapanaBaseOperator as RadpathBaseOperator
 
     IN_KAAPANA = True
+
+    def run_data_root() -> Path:
+        """Where run folders are, as Airflow's own processes see them."""
+        return Path(AIRFLOW_WORKFLOW_DIR)
+
 except ImportError:  # plain Airflow: the stage runs as a local subprocess
     from radpath_operators.LocalStageOperator import LocalStageOperator as RadpathBaseOperator
+    from radpath_operators.LocalStageOperator import data_root as run_data_root
 
     DEFAULT_REGISTRY, KAAPANA_BUILD_VERSION = "local-only", "latest"
     IN_KAAPANA = False
 
-__all__ = ["RadpathBaseOperator", "DEFAULT_REGISTRY", "KAAPANA_BUILD_VERSION", "IN_KAAPANA", "form_env"]
+__all__ = ["RadpathBaseOperator", "DEFAULT_REGISTRY", "KAAPANA_BUILD_VERSION", "IN_KAAPANA", "form_env",
+           "run_data_root"]
 
 
 def form_env(**options: object) -> dict[str, str]:

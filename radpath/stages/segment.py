@@ -73,9 +73,10 @@ def run_segment(element: BatchElement, settings: Settings) -> None:
     for note in notes:
         log.info("%s: %s", element.name, note)
     if not any(counts.values()):
-        raise ElementSkipped(
-            f"{organ} not found in the field of view of series {nifti.get('series_description') or nifti['series_key']}"
-        )
+        caveat = (" by radpath's stand-in weights (small models that may miss what TotalSegmentator's official "
+                  "weights find)" if run["standin_weights"] else "")
+        raise ElementSkipped(f"{organ} not found in the field of view of series "
+                             f"{nifti.get('series_description') or nifti['series_key']}{caveat}")
     present = ", ".join(f"{name} {count}" for name, count in counts.items() if count)
     log.info("%s: %s on %s (%s, %s): %s voxels", element.name, organ, modality, speed, device, present)
 

@@ -6,6 +6,9 @@ then the SEG. References go before what refers to them, so a failure part way le
 no SEG whose source is missing. STORE_TARGET picks the way (:mod:`radpath.storage`):
 STOW-RS standalone, DIMSE C-STORE to CTP in Kaapana, or a folder. The link stage stores
 its KOS the same way once this stage has put the pair in place.
+
+Right after wsi-dicomize (``radpath-wsi-import``: no pair yet, no SEG) it stores the
+element's converted slides, so that ``radpath-map`` can then start from them.
 """
 
 from __future__ import annotations
@@ -67,11 +70,25 @@ def _unique(instances) -> list[Instance]:
     return list(seen.values())
 
 
+def converted_slides(element: BatchElement, manifest: Manifest) -> dict[str, list[Instance]]:
+    """The slides wsi-dicomize wrote (or passed through) for this element."""
+    slides = (manifest.facts.get("wsi_dicomize") or {}).get("slides") or []
+    uids = {s["series_instance_uid"] for s in slides if s.get("series_instance_uid")}
+    if not uids:
+        raise MissingFact("wsi-dicomize has recorded no slide series for this element")
+    found = [i.path for s in read_series_in(element.path) if s.summary.series_instance_uid in uids
+             for i in s.instances]
+    return {"slide": _unique(Instance.read(path, "slide") for path in found)}
+
+
 def run_store(element: BatchElement, settings: Settings) -> None:
     manifest = element.manifest()
-    instances = pair_files(element, manifest).instances()
+    if "seg-encode" in manifest.facts or "pair" in manifest.facts:
+        instances = pair_files(element, manifest).instances()
+    else:  # radpath-wsi-import: slides only, before any pairing
+        instances = converted_slides(element, manifest)
     target = store_target(settings)
-    ordered = [*instances["source"], *instances["slide"], *instances["SEG"]]
+    ordered = [instance for kind in instances.values() for instance in kind]
     report = store_new(target, ordered)
     manifest = element.manifest()
     manifest.update("store", {

@@ -1,0 +1,44 @@
+"""The task chains radpath's DAGs share, built in one place so the three DAGs cannot drift
+apart: from a batch of slides and/or CT/MR series to linked results, and the verdict."""
+
+from __future__ import annotations
+
+from radpath_operators.BodypartOperator import BodypartOperator
+from radpath_operators.LinkOperator import LinkOperator
+from radpath_operators.MergeOperator import MergeOperator
+from radpath_operators.NiftiOperator import NiftiOperator
+from radpath_operators.PairOperator import PairOperator
+from radpath_operators.RadpathBaseOperator import IN_KAAPANA
+from radpath_operators.ReportOperator import ReportOperator
+from radpath_operators.SegEncodeOperator import SegEncodeOperator
+from radpath_operators.SegmentOperator import SegmentOperator
+from radpath_operators.StoreOperator import StoreOperator
+from radpath_operators.WsiDicomizeOperator import WsiDicomizeOperator
+
+
+def pair_segment_link(dag, input_operator):
+    """wsi-dicomize → pair → bodypart → nifti → segment → merge → seg-encode → store → link
+    after ``input_operator``; returns the last task (link)."""
+    wsi_dicomize = WsiDicomizeOperator(dag=dag, input_operator=input_operator)
+    pair = PairOperator(dag=dag, input_operator=wsi_dicomize)
+    bodypart = BodypartOperator(dag=dag, input_operator=pair)
+    nifti = NiftiOperator(dag=dag, input_operator=bodypart)
+    segment = SegmentOperator(dag=dag, input_operator=nifti)
+    merge = MergeOperator(dag=dag, input_operator=segment)
+    seg_encode = SegEncodeOperator(dag=dag, input_operator=merge)
+    store = StoreOperator(dag=dag, input_operator=seg_encode)
+    link = LinkOperator(dag=dag, input_operator=store)
+    input_operator >> wsi_dicomize >> pair >> bodypart >> nifti >> segment >> merge >> seg_encode >> store >> link
+    return link
+
+
+def verdict(dag, last):
+    """``report`` after ``last`` whatever happened upstream (it fails the run if any element
+    failed); on Kaapana the run folder is then cleaned, as Kaapana's own DAGs do."""
+    report = ReportOperator(dag=dag, input_operator=last)
+    last >> report
+    if IN_KAAPANA:
+        from kaapana.operators.LocalWorkflowCleanerOperator import LocalWorkflowCleanerOperator
+
+        report >> LocalWorkflowCleanerOperator(dag=dag, clean_workflow_dir=True)
+    return report

@@ -1,0 +1,146 @@
+"""A folder of a user's files as the batch layout: one element per patient, holding that
+patient's radiology DICOM and slides (DICOM, or vendor files with their sidecar or a
+``radpath-slides.csv`` naming the patient).
+
+What cannot be used is listed by file name with the reason (unreadable DICOM, DICOM
+without PatientID, files of no kind radpath reads) in ``rejected-inputs.json`` beside the
+batch, and ``radpath report`` fails the run for it; the usable files still go on.
+Elements are named like Kaapana's (a SeriesInstanceUID: the patient's first CT/MR series,
+else its first slide series), so no patient identity appears in folder names or logs.
+Files are linked, not copied: a gigapixel slide is not duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+
+from radpath.slides.convert import SLIDE_SUFFIXES, is_dicom
+from radpath.slides.linkage import CSV_NAME, LinkError, LinkSources, is_linkage_file
+
+log = logging.getLogger(__name__)
+
+REJECTED_NAME = "rejected-inputs.json"
+UNLINKED = ""  # the group of slides no source links to a patient (wsi-dicomize decides)
+
+
+@dataclass
+class Rejected:
+    file: str  # relative to the input folder
+    reason: str
+
+
+@dataclass
+class StagedInput:
+    elements: list[str] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+@dataclass
+class _Group:
+    files: list[Path] = field(default_factory=list)
+    radiology_series: set[str] = field(default_factory=set)
+    slide_series: set[str] = field(default_factory=set)
+    vendor_slides: list[Path] = field(default_factory=list)
+
+    def name(self) -> str:
+        for uids in (self.radiology_series, self.slide_series):
+            if uids:
+                return min(uids)
+        return _safe(self.vendor_slides[0].name) if self.vendor_slides else "unnamed"
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-._" else "_" for c in text)
+
+
+def _dicom_header(path: Path):
+    """The header, or None when the file is not DICOM at all; raises when it is broken."""
+    if is_dicom(path):
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    if path.suffix.lower() != ".dcm":
+        return None
+    header = pydicom.dcmread(path, stop_before_pixels=True, force=True)  # Part-10 without preamble
+    if "SOPClassUID" not in header:
+        raise ValueError("no DICM preamble and no SOP Class UID")
+    return header
+
+
+def stage_input_folder(folder: Path, batch_dir: Path, out_dir: str) -> StagedInput:
+    """Group ``folder``'s files by patient into ``batch_dir/<element>/<out_dir>/``."""
+    folder = folder.resolve()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"input folder {folder} does not exist")
+    links = LinkSources.for_element(folder, None, {})
+    groups: dict[str, _Group] = defaultdict(_Group)
+    staged = StagedInput()
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(
+        part.startswith(".") for part in p.relative_to(folder).parts))
+    mrxs_data = {p.with_suffix("") for p in files if p.suffix.lower() == ".mrxs"}
+    for path in files:
+        name = path.relative_to(folder).as_posix()
+        if is_linkage_file(path) or any(parent in mrxs_data for parent in path.parents):
+            continue  # sidecars, the CSV and MRXS data files travel with their slide
+        try:
+            header = _dicom_header(path)
+        except Exception as err:  # pydicom raises many types for broken files
+            staged.rejected.append(Rejected(name, f"not readable as DICOM ({type(err).__name__}: {err})"))
+            continue
+        if header is not None:
+            patient = str(header.get("PatientID") or "")
+            if not patient:
+                staged.rejected.append(Rejected(name, "DICOM without PatientID: cannot tell whose it is"))
+                continue
+            group = groups[patient]
+            series = str(header.get("SeriesInstanceUID") or "")
+            (group.slide_series if header.get("Modality") == "SM" else group.radiology_series).add(series)
+            group.files.append(path)
+        elif path.suffix.lower() in SLIDE_SUFFIXES:
+            try:
+                link = links.find(path)
+            except LinkError as err:
+                staged.rejected.append(Rejected(name, str(err)))
+                continue
+            group = groups[link.patient_id if link else UNLINKED]
+            group.vendor_slides.append(path)
+            group.files.append(path)
+        else:
+            staged.rejected.append(Rejected(name, "neither DICOM nor a slide format radpath reads "
+                                                  f"({', '.join(sorted(SLIDE_SUFFIXES))})"))
+    for group in groups.values():
+        element = batch_dir / group.name() / out_dir
+        shutil.rmtree(element, ignore_errors=True)
+        element.mkdir(parents=True)
+        for path in group.files:
+            target = element / _safe(path.relative_to(folder).as_posix())
+            os.symlink(path, target)
+            companions = [c for c in (path.with_name(path.name + ".json"), path.with_suffix(".json"))
+                          if c.is_file() and c != path]
+            for companion in companions[:1]:
+                shutil.copy2(companion, element / (target.name + ".json"))
+            if path.suffix.lower() == ".mrxs" and path.with_suffix("").is_dir():
+                os.symlink(path.with_suffix(""), element / target.with_suffix("").name)
+        if group.vendor_slides and (folder / CSV_NAME).is_file():
+            shutil.copy2(folder / CSV_NAME, element / CSV_NAME)
+        staged.elements.append(group.name())
+        log.info("input: element %s: %d file(s)", group.name(), len(group.files))
+    return staged
+
+
+def write_rejected(workflow_dir: Path, out_dir: str, rejected: list[Rejected]) -> None:
+    """Record rejected inputs beside the batch (read by ``radpath report``)."""
+    target = workflow_dir / out_dir / REJECTED_NAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps([item.__dict__ for item in rejected], indent=2))
+
+
+def read_rejected(workflow_dir: Path) -> list[Rejected]:
+    return [Rejected(**item) for path in sorted(workflow_dir.glob(f"*/{REJECTED_NAME}"))
+            for item in json.loads(path.read_text())]

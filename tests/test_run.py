@@ -1,0 +1,51 @@
+"""`radpath run --input`: a user's folder of radiology DICOM, a vendor slide with its
+sidecar and a file that is neither, through the main job in this process."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from radpath.manifest import Manifest
+from radpath.synthetic import write_svs
+
+pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
+
+
+def test_run_on_the_prostate_mr_with_a_biopsy_slide_and_a_corrupt_file(shared_data: Path, tmp_path: Path):
+    folder = tmp_path / "input"
+    shutil.copytree(shared_data / "mr-prostate-adc", folder / "mr")
+    patient_id = pydicom.dcmread(next((folder / "mr").iterdir()), stop_before_pixels=True).PatientID
+    slide = write_svs(folder / "prostate-core.svs", width=2048, height=1536, levels=2)
+    (folder / "prostate-core.svs.json").write_text(json.dumps({"patient_id": patient_id,
+                                                               "anatomic_site": "Prostatabiopsie"}))
+    (folder / "scan-0042.dcm").write_bytes(b"\x00" * 64 + b"truncated while copying")
+    output = tmp_path / "out"
+
+    run = subprocess.run([sys.executable, "-m", "radpath.cli", "run", "--input", str(folder), "--output",
+                          str(output), "--standin-weights", "--no-airflow"],
+                         capture_output=True, text=True, timeout=900)
+    text = " ".join(run.stdout.split())
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]  # the corrupt file
+    assert "scan-0042.dcm │ failed │ input │ not readable as DICOM" in text, text[-3000:]
+
+    (workflow_dir,) = (output / "runs").iterdir()
+    (element,) = (workflow_dir / "batch").iterdir()  # MR and slide: one patient, one element
+    manifest = Manifest.load(element)
+    assert manifest.facts["bodypart"]["organ"] == "prostate"
+    assert manifest.facts["nifti"]["modality"] == "MR"
+    assert manifest.status.value in ("done", "skipped"), manifest.stages
+    if manifest.status.value == "skipped":  # the stand-in MR model may miss the prostate: it says so
+        name, record = manifest.ended_at()
+        assert name == "segment" and "prostate" in record.reason and "stand-in" in record.reason, record
+        assert f"{element.name} │ skipped │ segment │ prostate" in text
+    else:
+        assert (element / "link" / "link.json").is_file() and f"{element.name} │ done" in text
+    assert slide.path.name in (manifest.facts["wsi_dicomize"]["slides"][0]["file"])
+    assert patient_id not in run.stdout + run.stderr  # no patient identity on the terminal
