@@ -170,6 +170,17 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.output), use_airflow=not args.no_airflow)
 
 
+def _view(args: argparse.Namespace) -> int:
+    from radpath.viewer.assets import ViewerUnavailable
+    from radpath.viewer.view import NothingToView, view
+
+    try:
+        return view(Path(args.path), Path(args.screenshot) if args.screenshot else None)
+    except (NothingToView, ViewerUnavailable) as err:
+        print(f"radpath view: {err}", file=sys.stderr)
+        return 2
+
+
 def _bench(args: argparse.Namespace) -> int:
     from radpath.benchmarks import run_benchmarks
 
@@ -294,6 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="without official TotalSegmentator weights, use radpath's small stand-ins (trial runs)")
     p.add_argument("--no-airflow", action="store_true", help="run the stages in this process, not under Airflow")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("view", help="open one element's result in the real viewers on 127.0.0.1 (OHIF, fetched "
+                       "on first use): the split page, CT/MR + SEG beside the slide")
+    p.add_argument("path", help="an element folder of a finished run, its link/ folder or link.json")
+    p.add_argument("--screenshot", help="load the page in headless Chromium, save a PNG here, and end")
+    p.set_defaults(func=_view)
 
     p = sub.add_parser("bench", help="run every benchmark (bare tool vs radpath, same run); Markdown + JSON report")
     p.add_argument("--output", "-o", default="bench-report", help="report folder (default: bench-report)")

@@ -15,17 +15,19 @@ import json
 import shutil
 from pathlib import Path
 
-from radpath.synthetic import SliceGeometry, SyntheticStudy, write_series, write_svs
+from radpath.synthetic import SliceGeometry, SyntheticPatient, SyntheticStudy, write_series, write_svs
 
 INPUT_DIR = "get-input"
 
 
-def write_demo_input(folder: Path) -> Path:
-    """The demo patient's files as a user would bring them: CT series, slide, sidecar."""
+def write_demo_input(folder: Path, modality: str = "CT", patient: SyntheticPatient | None = None) -> Path:
+    """The demo patient's files as a user would bring them: CT (or MR) series, slide, sidecar."""
     shutil.rmtree(folder, ignore_errors=True)
-    study = SyntheticStudy(description="CT ABDOMEN (radpath demo phantom)")
+    study = SyntheticStudy(patient=patient or SyntheticPatient(),
+                           description=f"{modality} ABDOMEN (radpath demo phantom)")
     geometry = SliceGeometry(128, 128, 60, (3.0, 3.0), 5.0, center=(0.0, 0.0, 10.0))
-    write_series(folder / "ct", modality="CT", geometry=geometry, study=study, description="Phantom CT")
+    write_series(folder / modality.lower(), modality=modality, geometry=geometry, study=study,
+                 description=f"Phantom {modality}")
     slide = write_svs(folder / "biopsy-kidney.svs", width=2048, height=1536, levels=2)
     sidecar = {
         "patient_id": study.patient.patient_id,

@@ -3,7 +3,8 @@
 #   1. Debian packages: Orthanc + DICOMweb plugin (test PACS), dicom3tools (dciodvfy),
 #      dcmtk, libturbojpeg0 (opentile's JPEG tile access for SVS/NDPI), time (GNU time:
 #      per-process peak memory in the benchmarks), chromium (headless: the viewer pages
-#      radpath writes, opened in the tests);
+#      radpath writes, opened in the tests), and Node.js with npm (OHIF's built viewer and
+#      playwright-core come from npm on first use of `radpath view` and the viewer tests);
 #   2. a virtual environment in .venv (or $RADPATH_VENV) with radpath and all extras,
 #      every pip install pinned through constraints.txt (torch 2.13.0 CPU build).
 # A second run does nothing unless setup.cfg or constraints.txt changed.
@@ -13,7 +14,9 @@ cd "$(dirname "$0")/.."
 VENV="${RADPATH_VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
 EXTRAS="${RADPATH_EXTRAS:-all,test}"
-APT_PACKAGES=(orthanc orthanc-dicomweb dicom3tools dcmtk libturbojpeg0 time chromium)
+APT_PACKAGES=(orthanc orthanc-dicomweb dicom3tools dcmtk libturbojpeg0 time chromium nodejs)
+# Debian's nodejs comes without npm (a package of its own); NodeSource's nodejs has it.
+command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
 
 say() { printf '[setup] %s\n' "$*"; }
 
