@@ -61,7 +61,8 @@ def run_demo(output: Path, use_airflow: bool = True) -> int:
     console = wide_console()
     output = output.resolve()
     folder = write_demo_input(output / "input")
-    console.print(f"demo input: phantom CT and kidney biopsy slide of one patient in [bold]{folder}[/]")
+    console.print(f"demo input: phantom CT and kidney biopsy slide of one patient in [bold]{folder}[/]",
+                  soft_wrap=True)
     # No official TotalSegmentator weights on a fresh machine: the demo opts in to radpath's
     # stand-ins (official weights still win where installed; the log says which ran).
     # No server either: results go to a file store beside the run (STORE_TARGET=folder).

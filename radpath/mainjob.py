@@ -143,7 +143,8 @@ def run_main_job(job: MainJob, console: Console | None = None) -> JobResult:
         from radpath.airflow_local import LocalAirflow
 
         airflow = LocalAirflow(home=output / "airflow", data_dir=output / "runs")
-        console.print(f"running radpath-map under a local Airflow ({airflow.home}); full log: {log_file}")
+        console.print(f"running radpath-map under a local Airflow ({airflow.home}); full log: {log_file}",
+                      soft_wrap=True)
         with open(log_file, "w", encoding="utf-8") as handle, progress:
             def on_line(line: str) -> None:
                 handle.write(line + "\n")
@@ -159,7 +160,7 @@ def run_main_job(job: MainJob, console: Console | None = None) -> JobResult:
         (workflow_dir / "conf" / "conf.json").write_text(json.dumps(job.conf, indent=2))
         settings = Settings.from_env({**os.environ, **job.env, "WORKFLOW_DIR": str(workflow_dir),
                                       "BATCH_NAME": "batch"})
-        console.print(f"running the stages in this process; full log: {log_file}")
+        console.print(f"running the stages in this process; full log: {log_file}", soft_wrap=True)
         with _logs_to(log_file, progress), progress:
             _fill_input(settings)
             run_pipeline(settings, INPUT_STAGE)
@@ -181,9 +182,11 @@ def _fill_input(settings: Settings) -> None:
 
 def _print_results(console: Console, workflow_dir: Path, store_folder: str | None) -> None:
     for link in sorted(workflow_dir.glob("batch/*/link/link.json")):
-        console.print(f"result: [bold]{link.parent}[/]: split view index.html, QC picture qc.png, link.json")
+        # soft_wrap: a path is never broken across lines (people copy it)
+        console.print(f"result: [bold]{link.parent}[/]: split view index.html, QC picture qc.png, link.json",
+                      soft_wrap=True)
     if store_folder:
-        console.print(f"DICOM written (SEG, KOS, slides, sources): {store_folder}")
+        console.print(f"DICOM written (SEG, KOS, slides, sources): {store_folder}", soft_wrap=True)
 
 
 def selection_conf(input_folder: Path | None = None, series: list[str] | None = None,

@@ -46,6 +46,6 @@ def test_demo_runs_the_pipeline_on_a_generated_patient(tmp_path: Path):
     for name in ("link.json", "qc.png", "index.html", "link.kos.dcm"):
         assert (element / "link" / name).is_file(), name
     assert "radpath: elements of" in run.stdout and "│ done" in run.stdout
-    assert f"result: {element}/link" in " ".join(run.stdout.split())
+    assert f"result: {element}/link:" in run.stdout  # whole, on one line, to copy
     assert "segment" in run.stdout and "1/1" in run.stdout  # the progress bars' final state
     assert any((tmp_path / "logs").glob("radpath-run-*.log"))
