@@ -28,7 +28,7 @@ class Benchmark:
 
 
 BENCHMARKS = (
-    Benchmark("anatomy_resolver.py", "body-part resolver throughput (no bare tool: resolutions per second)",
+    Benchmark("anatomy_resolver.py", "body-part resolver vs a bare synonym substring scan of the same fields",
               ("--rounds", "7"), ("--rounds", "2")),
     Benchmark("wsi_dicomize.py", "slide conversion: radpath stage vs wsidicomizer (and cp)",
               ("--repeat", "3"), ("--repeat", "1", "--big-gib", "0")),

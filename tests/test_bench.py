@@ -25,9 +25,6 @@ def test_bench_short_reports_every_benchmark_with_its_ratios(shared_data, tmp_pa
     assert names == [Path(b.script).stem for b in BENCHMARKS]
     for entry in summary["benchmarks"]:
         assert "error" not in entry, entry
-        if entry["benchmark"] == "anatomy_resolver":  # no bare tool: throughput
-            assert entry["report"]["resolutions_per_s_median"] > 0
-            continue
         assert entry["ratios"] and all(value > 0 for value in entry["ratios"].values()), entry
     table = (tmp_path / "bench-report.md").read_text()
     assert "ratio_wall_stage_vs_cli" in table and "ratio_radpath_vs_wsidicomizer" in table
