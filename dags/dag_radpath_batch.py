@@ -8,24 +8,15 @@ slides (workflow form, default 20), oldest first, so a backlog of hundreds drain
 several runs; one run at a time, so two runs never pick the same slide.
 """
 
-from datetime import datetime, timedelta
-
 from airflow.models import DAG, Variable
 from radpath_operators.chains import pair_segment_link, verdict
 from radpath_operators.FindUnlinkedOperator import FindUnlinkedOperator
-from radpath_operators.forms import BATCH_FIELDS, MAP_FIELDS, ui_forms
+from radpath_operators.forms import BATCH_FIELDS, MAP_FIELDS, default_args
 
 SCHEDULE_VARIABLE = "radpath_batch_schedule"
 schedule = Variable.get(SCHEDULE_VARIABLE, default_var="@daily")
 
-args = {
-    "ui_visible": True,
-    "ui_forms": ui_forms(**BATCH_FIELDS, **MAP_FIELDS),
-    "owner": "kaapana",
-    "start_date": datetime(2026, 1, 1),
-    "retries": 0,
-    "retry_delay": timedelta(seconds=30),
-}
+args = default_args(**BATCH_FIELDS, **MAP_FIELDS)
 
 dag = DAG(
     dag_id="radpath-batch",

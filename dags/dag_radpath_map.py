@@ -8,21 +8,12 @@ on ends skipped or failed with its reason while the others continue. Parsing thi
 imports Airflow and radpath's thin operators only.
 """
 
-from datetime import datetime, timedelta
-
 from airflow.models import DAG
 from radpath_operators.chains import pair_segment_link, verdict
-from radpath_operators.forms import MAP_FIELDS, ui_forms
+from radpath_operators.forms import MAP_FIELDS, default_args
 from radpath_operators.RadpathGetInputOperator import RadpathGetInputOperator
 
-args = {
-    "ui_visible": True,
-    "ui_forms": ui_forms(**MAP_FIELDS),
-    "owner": "kaapana",
-    "start_date": datetime(2026, 1, 1),
-    "retries": 0,
-    "retry_delay": timedelta(seconds=30),
-}
+args = default_args(**MAP_FIELDS)
 
 dag = DAG(
     dag_id="radpath-map",

@@ -7,24 +7,15 @@ images carrying that identity, stored in the PACS, and then handed to ``radpath-
 mount (e.g. below ``/kaapana/mounted/data``).
 """
 
-from datetime import datetime, timedelta
-
 from airflow.models import DAG
 from radpath_operators.chains import verdict
-from radpath_operators.forms import IMPORT_FIELDS, MAP_FIELDS, ui_forms
+from radpath_operators.forms import IMPORT_FIELDS, MAP_FIELDS, default_args
 from radpath_operators.GetSlidesOperator import GetSlidesOperator
 from radpath_operators.StoreOperator import StoreOperator
 from radpath_operators.TriggerMapOperator import TriggerMapOperator
 from radpath_operators.WsiDicomizeOperator import WsiDicomizeOperator
 
-args = {
-    "ui_visible": True,
-    "ui_forms": ui_forms(**IMPORT_FIELDS, **MAP_FIELDS),
-    "owner": "kaapana",
-    "start_date": datetime(2026, 1, 1),
-    "retries": 0,
-    "retry_delay": timedelta(seconds=30),
-}
+args = default_args(**IMPORT_FIELDS, **MAP_FIELDS)
 
 dag = DAG(
     dag_id="radpath-wsi-import",

@@ -76,6 +76,12 @@ class StoreError(DicomWebError):
         self.failed = list(failed)
 
 
+def first_value(item: dict[str, Any], tag: str) -> Any:
+    """The first value of ``tag`` in a DICOM JSON object (QIDO-RS row), or None."""
+    values = item.get(tag, {}).get("Value") or [None]
+    return values[0]
+
+
 def redact_url(url: str) -> str:
     """``url`` without user:password, for messages and logs."""
     parts = urlsplit(url)

@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from radpath.dicomfiles import datasets_from_json
-from radpath.dicomweb import TAG_SERIES_UID, TAG_STUDY_UID, DicomWeb
+from radpath.dicomweb import TAG_SERIES_UID, TAG_STUDY_UID, DicomWeb, first_value
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,7 @@ LINK_SERIES_PREFIX = "radpath link"
 
 
 def _value(item: dict, tag: str) -> str:
-    values = item.get(tag, {}).get("Value") or [""]
-    return str(values[0] or "")
+    return str(first_value(item, tag) or "")
 
 
 @dataclass

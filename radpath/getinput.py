@@ -75,7 +75,7 @@ def copy_uploaded_slides(settings: Settings, out_dir: str) -> InputReport:
     """One element per slide file of ``SLIDES_FOLDER``: ``batch/<slide name>/<out_dir>/``
     with the slide, its sidecar and the folder's ``radpath-slides.csv`` (a 3DHISTECH
     ``.mrxs`` brings its data folder)."""
-    from radpath.slides.linkage import CSV_NAME
+    from radpath.slides.linkage import CSV_NAME, sidecars_of
     from radpath.stages.wsi_dicomize import slide_files
 
     report = InputReport()
@@ -89,8 +89,7 @@ def copy_uploaded_slides(settings: Settings, out_dir: str) -> InputReport:
         target = settings.layout.batch_dir / _element_name(slide, folder) / out_dir
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
-        companions = [p for p in (slide.with_name(slide.name + ".json"), slide.with_suffix(".json"),
-                                  slide.parent / CSV_NAME, folder / CSV_NAME) if p.is_file()]
+        companions = [p for p in (*sidecars_of(slide), slide.parent / CSV_NAME, folder / CSV_NAME) if p.is_file()]
         for path in [slide, *companions]:
             shutil.copy2(path, target / path.name)
         data_folder = slide.with_suffix("")

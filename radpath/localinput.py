@@ -23,7 +23,7 @@ from pathlib import Path
 import pydicom
 
 from radpath.slides.convert import SLIDE_SUFFIXES, is_dicom
-from radpath.slides.linkage import CSV_NAME, LinkError, LinkSources, is_linkage_file
+from radpath.slides.linkage import CSV_NAME, LinkError, LinkSources, is_linkage_file, sidecars_of
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +121,7 @@ def stage_input_folder(folder: Path, batch_dir: Path, out_dir: str) -> StagedInp
         for path in group.files:
             target = element / _safe(path.relative_to(folder).as_posix())
             os.symlink(path, target)
-            companions = [c for c in (path.with_name(path.name + ".json"), path.with_suffix(".json"))
-                          if c.is_file() and c != path]
+            companions = [c for c in sidecars_of(path) if c.is_file() and c != path]
             for companion in companions[:1]:
                 shutil.copy2(companion, element / (target.name + ".json"))
             if path.suffix.lower() == ".mrxs" and path.with_suffix("").is_dir():

@@ -29,7 +29,17 @@ except ImportError:  # plain Airflow: the stage runs as a local subprocess
     IN_KAAPANA = False
 
 __all__ = ["RadpathBaseOperator", "DEFAULT_REGISTRY", "KAAPANA_BUILD_VERSION", "IN_KAAPANA", "form_env",
-           "run_data_root"]
+           "run_data_root", "local_command"]
+
+
+def local_command(command: str, kwargs: dict) -> dict:
+    """``kwargs`` for an operator whose container runs ``radpath <command>`` (not a stage):
+    standalone, the same command runs with this interpreter; on Kaapana the image's CMD."""
+    if not IN_KAAPANA:
+        import sys
+
+        kwargs.setdefault("cmds", [sys.executable, "-m", "radpath.cli", command])
+    return kwargs
 
 
 def form_env(**options: object) -> dict[str, str]:

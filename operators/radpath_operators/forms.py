@@ -66,6 +66,20 @@ IMPORT_FIELDS = {
 }
 
 
+def default_args(**fields: dict) -> dict:
+    """The DAG's ``default_args`` as Kaapana's UI reads them, with a workflow form of ``fields``."""
+    from datetime import datetime, timedelta
+
+    return {
+        "ui_visible": True,
+        "ui_forms": ui_forms(**fields),
+        "owner": "kaapana",
+        "start_date": datetime(2026, 1, 1),
+        "retries": 0,
+        "retry_delay": timedelta(seconds=30),
+    }
+
+
 def ui_forms(**fields: dict) -> dict:
     """Kaapana's ``ui_forms`` with a workflow form of ``fields``."""
     return {

@@ -12,16 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from radpath.dicomfiles import datasets_from_json
-from radpath.dicomweb import TAG_SERIES_UID, TAG_STUDY_UID, DicomWeb
+from radpath.dicomweb import TAG_SERIES_UID, TAG_STUDY_UID, DicomWeb, first_value
 from radpath.radiology.series import SeriesSummary
 
 TAG_STUDY_DATE = "00080020"
 TAG_ACCESSION = "00080050"
-
-
-def _value(item: dict[str, Any], tag: str) -> Any:
-    values = item.get(tag, {}).get("Value") or [None]
-    return values[0]
 
 
 @dataclass
@@ -37,14 +32,14 @@ def radiology_studies(pacs: DicomWeb, patient_id: str) -> list[StudyCandidate]:
     studies: dict[str, StudyCandidate] = {}
     for modality in ("CT", "MR"):
         for item in pacs.find_series(patient_id=patient_id, modality=modality):
-            study_uid, series_uid = _value(item, TAG_STUDY_UID), _value(item, TAG_SERIES_UID)
+            study_uid, series_uid = first_value(item, TAG_STUDY_UID), first_value(item, TAG_SERIES_UID)
             study = studies.setdefault(
-                study_uid, StudyCandidate(study_uid, _value(item, TAG_ACCESSION), _value(item, TAG_STUDY_DATE))
+                study_uid, StudyCandidate(study_uid, first_value(item, TAG_ACCESSION), first_value(item, TAG_STUDY_DATE))
             )
             instances = pacs.find_instances(study_uid, series_uid)
             if not instances:
                 continue
-            first = pacs.instance_metadata(study_uid, series_uid, _value(instances[0], "00080018"))
+            first = pacs.instance_metadata(study_uid, series_uid, first_value(instances[0], "00080018"))
             (ds,) = datasets_from_json(first)
             frames = int(ds.get("NumberOfFrames") or 1)
             count = len(instances) if frames == 1 else frames * len(instances)
@@ -77,4 +72,4 @@ def choose_study(
 def slide_series(pacs: DicomWeb, patient_id: str) -> list[dict[str, Any]]:
     """The patient's slide (SM) series, oldest study first."""
     found = pacs.find_series(patient_id=patient_id, modality="SM")
-    return sorted(found, key=lambda item: (_value(item, TAG_STUDY_DATE) or "", _value(item, TAG_SERIES_UID)))
+    return sorted(found, key=lambda item: (first_value(item, TAG_STUDY_DATE) or "", first_value(item, TAG_SERIES_UID)))

@@ -75,7 +75,8 @@ class SlideLink:
         return cls(source=source, **kept)
 
 
-def _sidecars(slide: Path) -> list[Path]:
+def sidecars_of(slide: Path) -> list[Path]:
+    """Where a slide's sidecar may be: ``<slide>.json``, then ``<stem>.json``."""
     return [slide.with_name(slide.name + ".json"), slide.with_suffix(".json")]
 
 
@@ -112,7 +113,7 @@ class LinkSources:
 
     def find(self, slide: Path) -> SlideLink | None:
         """The slide's link, or None when no source names it."""
-        for sidecar in _sidecars(slide):
+        for sidecar in sidecars_of(slide):
             if sidecar.is_file() and sidecar != slide:
                 try:
                     data = json.loads(sidecar.read_text(encoding="utf-8"))
