@@ -2,6 +2,7 @@
 """Train radpath's stand-in TotalSegmentator weights (tasks 297, 298 and 852).
 
     .venv/bin/python scripts/train_standin_weights.py [--shared ../shared/data] [--iterations N]
+        [--modalities CT|MR] [--device cuda --batch-size 4] [--init-from FOLDER --learning-rate 1e-3]
 
 Writes ``radpath/segmentation/standin-weights/`` in TotalSegmentator's weights layout and
 prints each training case's Dice under nnU-Net's sliding-window predictor; the tests in
@@ -104,6 +105,11 @@ PHANTOM_GRIDS = (
     (128, 128, 50, 3.0, 2.5, -200.0, "axial"),
     (200, 240, 30, 1.6, 4.0, 60.0, "axial"),
     (128, 210, 120, 3.0, 2.0, 0.0, "coronal"),
+    # The pelvis in thick slices: TotalSegmentator's linear resampling blurs the bladder
+    # into the prostate's top across a 5-6 mm gap (the first MR stand-in, trained on 2.5-3 mm
+    # pelves only, missed the prostate's upper slices on a 4.5 mm series).
+    (120, 120, 36, 3.0, 5.0, -175.0, "axial-rows-flipped"),
+    (140, 140, 30, 2.5, 6.0, -200.0, "axial"),
 )
 
 
@@ -230,24 +236,24 @@ def labels_on(image: nib.Nifti1Image, labels: nib.Nifti1Image, remap: dict[int, 
     return nib.Nifti1Image(values.astype(np.uint8), image.affine)
 
 
-def shared_cases(shared: Path, scratch: Path) -> dict[str, list[tuple[str, nib.Nifti1Image, nib.Nifti1Image, float]]]:
+def shared_cases(shared: Path, modality: str, scratch: Path) -> list[tuple[str, nib.Nifti1Image, nib.Nifti1Image, float]]:
+    """The shared references for ``modality`` (CT needs dcm2niix; MR reads NIfTI only)."""
+    small = shared / "totalsegmentator"
+    if modality == "MR":
+        mr_small = nib.load(str(small / "example_mr_sm.nii.gz"))
+        # Eleven organs in a small volume, and unlike the phantom: 60% of MR's patches.
+        return [("example_mr_sm", mr_small, labels_on(mr_small, nib.load(str(small / "example_seg_mr.nii.gz"))), 10.0)]
     from radpath.radiology.nifti import run_dcm2niix
 
     converted = run_dcm2niix(shared / "ct-abdomen-totalseg", scratch / "dcm2niix", compress=True)
     (ct_path,) = [p for p in converted if p.name.endswith(".nii.gz")]
     ct = nib.load(str(ct_path))
     ct_ref = labels_on(ct, nib.load(str(shared / "ct-abdomen-totalseg-output/totalseg_fast_multilabel.nii.gz")))
-    small = shared / "totalsegmentator"
     ct_small = nib.load(str(small / "example_ct_sm.nii.gz"))
-    mr_small = nib.load(str(small / "example_mr_sm.nii.gz"))
-    return {
-        "CT": [
-            ("ct-abdomen-totalseg", ct, ct_ref, 3.0),  # weights: share of the training patches
-            ("example_ct_sm", ct_small, labels_on(ct_small, nib.load(str(small / "example_seg.nii.gz"))), 2.0),
-        ],
-        # Eleven organs in a small volume, and unlike the phantom: 60% of MR's patches.
-        "MR": [("example_mr_sm", mr_small, labels_on(mr_small, nib.load(str(small / "example_seg_mr.nii.gz"))), 10.0)],
-    }
+    return [
+        ("ct-abdomen-totalseg", ct, ct_ref, 3.0),  # weights: share of the training patches
+        ("example_ct_sm", ct_small, labels_on(ct_small, nib.load(str(small / "example_seg.nii.gz"))), 2.0),
+    ]
 
 
 def phantom_cases(modality: str) -> list[tuple[str, nib.Nifti1Image, nib.Nifti1Image, float]]:
@@ -352,7 +358,31 @@ def deep_supervision_loss(outputs: list[torch.Tensor], target: torch.Tensor) -> 
     return total / sum(weights)
 
 
-def train(model: StandinModel, cases: list[Case], plans: dict, dataset: dict, iterations: int, seed: int):
+@dataclass
+class Schedule:
+    """How one network trains: steps, patches per step, where, and from what."""
+
+    iterations: int
+    seed: int = 0
+    device: str = "cpu"
+    batch_size: int = 1
+    learning_rate: float = 3e-3
+    #: A stand-in folder to start from (fine-tuning), else random initialisation.
+    init_from: Path | None = None
+
+
+def load_trained(network, model: StandinModel, root: Path, trained: list[int]) -> None:
+    """Start ``network`` (a head for ``trained``) from ``model``'s checkpoint under ``root``,
+    whose head covers the task's whole label map (see widen_head)."""
+    checkpoint = torch.load(model.trainer_folder(root) / "fold_0" / "checkpoint_final.pth", map_location="cpu",
+                            weights_only=False)
+    rows = [0, *trained]
+    state = {key: (value[rows] if ".seg_layers." in key else value).float()
+             for key, value in checkpoint["network_weights"].items()}
+    network.load_state_dict(state)
+
+
+def train(model: StandinModel, cases: list[Case], plans: dict, dataset: dict, schedule: Schedule):
     from nnunetv2.preprocessing.normalization.default_normalization_schemes import (
         CTNormalization,
         ZScoreNormalization,
@@ -360,8 +390,9 @@ def train(model: StandinModel, cases: list[Case], plans: dict, dataset: dict, it
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    torch.manual_seed(schedule.seed)
+    rng = np.random.default_rng(schedule.seed)
+    device, iterations = torch.device(schedule.device), schedule.iterations
     manager = PlansManager(plans)
     configuration = manager.get_configuration("3d_fullres")
     # Train a head for the labels the cases have (a 118-channel full-resolution softmax
@@ -376,6 +407,9 @@ def train(model: StandinModel, cases: list[Case], plans: dict, dataset: dict, it
     network = nnUNetTrainer.build_network_architecture(
         manager, configuration, 1, len(trained) + 1, enable_deep_supervision=True
     )
+    if schedule.init_from:
+        load_trained(network, model, schedule.init_from, trained)
+    network.to(device)
     intensity = plans["foreground_intensity_properties_per_channel"]["0"]
     normalizer = (
         CTNormalization(use_mask_for_norm=False, intensityproperties=intensity)
@@ -383,18 +417,20 @@ def train(model: StandinModel, cases: list[Case], plans: dict, dataset: dict, it
         else ZScoreNormalization(use_mask_for_norm=False, intensityproperties=intensity)
     )
     sampler = Sampler(cases, normalizer, rng, tuple(configuration.patch_size))
-    optimizer = torch.optim.AdamW(network.parameters(), lr=3e-3, weight_decay=1e-5)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: (1 - min(i, iterations - 1) / iterations) ** 0.9)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=schedule.learning_rate, weight_decay=1e-5)
+    decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: (1 - min(i, iterations - 1) / iterations) ** 0.9)
     network.train()
     started, running = time.time(), None
     for iteration in range(1, iterations + 1):
-        x, y = sampler.batch(1)  # one large patch beats two small ones: context tells left from right
-        loss = deep_supervision_loss(network(x), y)
+        # One large patch beats two small ones (context tells left from right); on a GPU a
+        # batch of several large ones costs little more than one.
+        x, y = sampler.batch(schedule.batch_size)
+        loss = deep_supervision_loss(network(x.to(device)), y.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(network.parameters(), 12)
         optimizer.step()
-        schedule.step()
+        decay.step()
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         if iteration % 50 == 0 or iteration == iterations:
             print(f"  {model.task_id}: {iteration}/{iterations} loss {running:.3f} ({time.time() - started:.0f} s)",
@@ -402,21 +438,21 @@ def train(model: StandinModel, cases: list[Case], plans: dict, dataset: dict, it
     network.decoder.deep_supervision = False
     network.eval()
     trained_labels = {"background": 0, **{f"label_{i}": i for i in range(1, len(trained) + 1)}}
-    report_fit(network, cases, normalizer, manager, {**dataset, "labels": trained_labels})
-    return network, trained
+    report_fit(network, cases, normalizer, manager, {**dataset, "labels": trained_labels}, device)
+    return network.cpu(), trained
 
 
-def report_fit(network, cases: list[Case], normalizer, manager, dataset: dict) -> None:
+def report_fit(network, cases: list[Case], normalizer, manager, dataset: dict, device: torch.device) -> None:
     """Dice per training case, predicted as nnU-Net's predictor does (sliding window)."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    predictor = nnUNetPredictor(use_mirroring=False, device=torch.device("cpu"), allow_tqdm=False)
+    predictor = nnUNetPredictor(use_mirroring=False, device=device, allow_tqdm=False)
     predictor.manual_initialization(network, manager, manager.get_configuration("3d_fullres"), None, dataset,
                                     "nnUNetTrainer", None)
     for case in cases:
         data = torch.from_numpy(normalizer.run(case.data.copy(), None)[None].astype(np.float32))
         with torch.no_grad():
-            predicted = predictor.predict_sliding_window_return_logits(data).argmax(0).numpy()
+            predicted = predictor.predict_sliding_window_return_logits(data).argmax(0).cpu().numpy()
         scores = []
         for label in case.present:
             truth, guess = case.seg == label, predicted == label
@@ -495,19 +531,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modalities", default="CT,MR", help="which stand-ins to train (CT: 297 and 298, MR: 852)")
     parser.add_argument("--out", type=Path, default=STANDIN_WEIGHTS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="where the network trains (default: cuda where present); the weights are the same kind")
+    parser.add_argument("--batch-size", type=int, default=1, help="patches per step (1 on CPUs; more on a GPU)")
+    parser.add_argument("--learning-rate", type=float, default=3e-3)
+    parser.add_argument("--init-from", type=Path, help="fine-tune the stand-ins in this folder instead of starting afresh")
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    # OMP_NUM_THREADS where several trainings share one machine
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
     wanted = set(args.modalities.split(","))
     with tempfile.TemporaryDirectory(prefix="radpath-standin-") as tmp:
         scratch = Path(tmp)
-        shared = shared_cases(args.shared, scratch)
         for modality in sorted(wanted):
             # One network per modality serves all its models (CT: 297 and, as the crop
             # model, 298): they differ only in the grid TotalSegmentator resamples to
             # before nnU-Net resamples to the network's. It learns from the first one's.
             models = [m for m in STANDIN_MODELS if m.modality == modality]
             model = models[0]
-            sources = shared[modality] + phantom_cases(modality)
+            sources = shared_cases(args.shared, modality, scratch) + phantom_cases(modality)
             cases = [preprocess(name, image, labels, model, scratch, w) for name, image, labels, w in sources]
             print(f"{modality} ({model.task}, network on {NETWORK_SPACING[modality]} mm): "
                   + ", ".join(f"{c.name} {c.data.shape}" for c in cases), flush=True)
@@ -515,7 +556,8 @@ def main(argv: list[str] | None = None) -> int:
             names = [c.name for c in cases]
             plans, dataset = plans_and_dataset(model, intensity, normalization_of(model), names)
             iterations = args.iterations or ITERATIONS[modality]
-            network, trained = train(model, cases, copy.deepcopy(plans), dataset, iterations, args.seed)
+            schedule = Schedule(iterations, args.seed, args.device, args.batch_size, args.learning_rate, args.init_from)
+            network, trained = train(model, cases, copy.deepcopy(plans), dataset, schedule)
             network = widen_head(network, trained, plans, dataset)
             for target in models:
                 plans, dataset = plans_and_dataset(target, intensity, normalization_of(target), names)
