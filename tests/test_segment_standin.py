@@ -208,14 +208,7 @@ PHANTOM_TESTS = {
 
 
 @needs_trained_standins
-@pytest.mark.parametrize("modality", [
-    "CT",
-    # Open point of issue 6: the MR stand-in reaches 0.92-0.98 on the phantom's other
-    # organs (liver 0.93 since training crops to unions of organs, as TotalSegmentator's
-    # roi_subset does) but 0.62 on its prostate (760 voxels). Strict: this fails loudly
-    # once a retrained one passes.
-    pytest.param("MR", marks=pytest.mark.xfail(strict=True, reason="MR stand-in: phantom prostate Dice 0.62 < 0.9")),
-])
+@pytest.mark.parametrize("modality", ["CT", "MR"])
 def test_each_phantom_organ_is_segmented(modality, tmp_path):
     from totalsegmentator.python_api import totalsegmentator
 
