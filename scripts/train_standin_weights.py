@@ -532,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=STANDIN_WEIGHTS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="where the network trains (default: cuda where present); the weights are the same kind")
+                        help="where the network trains (default: cuda where present); the checkpoint runs on either")
     parser.add_argument("--batch-size", type=int, default=1, help="patches per step (1 on CPUs; more on a GPU)")
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--init-from", type=Path, help="fine-tune the stand-ins in this folder instead of starting afresh")
