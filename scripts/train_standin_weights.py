@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from radpath.anatomy import load_master  # noqa: E402
 from radpath.segmentation.standin import MARKER, STANDIN_MODELS, STANDIN_WEIGHTS, StandinModel  # noqa: E402
+from radpath.segmentation.weights import CHECKPOINT  # noqa: E402
 from radpath.synthetic import LABELS, SliceGeometry  # noqa: E402
 from radpath.synthetic.volumes import phantom_volume  # noqa: E402
 
@@ -374,8 +375,7 @@ class Schedule:
 def load_trained(network, model: StandinModel, root: Path, trained: list[int]) -> None:
     """Start ``network`` (a head for ``trained``) from ``model``'s checkpoint under ``root``,
     whose head covers the task's whole label map (see widen_head)."""
-    checkpoint = torch.load(model.trainer_folder(root) / "fold_0" / "checkpoint_final.pth", map_location="cpu",
-                            weights_only=False)
+    checkpoint = torch.load(model.trainer_folder(root) / CHECKPOINT, map_location="cpu", weights_only=False)
     rows = [0, *trained]
     state = {key: (value[rows] if ".seg_layers." in key else value).float()
              for key, value in checkpoint["network_weights"].items()}
@@ -502,7 +502,8 @@ def widen_head(network, trained: list[int], plans: dict, dataset: dict):
 
 def write_model(model: StandinModel, network, plans: dict, dataset: dict, root: Path) -> Path:
     folder = model.trainer_folder(root)
-    (folder / "fold_0").mkdir(parents=True, exist_ok=True)
+    path = folder / CHECKPOINT
+    path.parent.mkdir(parents=True, exist_ok=True)
     (folder / "plans.json").write_text(json.dumps(plans, indent=1))
     (folder / "dataset.json").write_text(json.dumps(dataset, indent=1))
     # fp16 halves the file; nnU-Net's load_state_dict copies it into its float32 network.
@@ -519,7 +520,6 @@ def write_model(model: StandinModel, network, plans: dict, dataset: dict, root: 
         "init_args": {"configuration": "3d_fullres"},
         "inference_allowed_mirroring_axes": None,
     }
-    path = folder / "fold_0" / "checkpoint_final.pth"
     torch.save(checkpoint, path)
     return path
 
