@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: The checkout holding radpath: its ``dags/`` and ``operators/`` are what Kaapana installs.
+#: The checkout holding radpath: its ``dags/`` are what Kaapana installs. The operators
+#: they import (``radpath_operators``) are installed with radpath itself.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = REPO_ROOT / "dags"
-OPERATORS_FOLDER = REPO_ROOT / "operators"
 #: The child's last line: the run's outcome as JSON after this prefix.
 RESULT_PREFIX = "radpath-airflow-result: "
 
@@ -55,12 +55,11 @@ class LocalAirflow:
     data_dir: Path
 
     def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        if not DAGS_FOLDER.is_dir() or not OPERATORS_FOLDER.is_dir():
+        if not DAGS_FOLDER.is_dir():
             raise LocalAirflowError(
                 f"radpath's DAGs are not beside the package ({DAGS_FOLDER}): a local Airflow run needs a "
                 "checkout of radpath (pip install -e .); run the stages without Airflow instead (--no-airflow)"
             )
-        python_path = [str(OPERATORS_FOLDER), *filter(None, [os.environ.get("PYTHONPATH")])]
         return {
             **os.environ,
             **(extra or {}),
@@ -70,7 +69,6 @@ class LocalAirflow:
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
             "RADPATH_DATA_DIR": str(self.data_dir),
-            "PYTHONPATH": os.pathsep.join(python_path),
         }
 
     def migrate(self) -> None:

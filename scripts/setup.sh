@@ -7,7 +7,7 @@
 #      playwright-core come from npm on first use of `radpath view` and the viewer tests);
 #   2. a virtual environment in .venv (or $RADPATH_VENV) with radpath and all extras,
 #      every pip install pinned through constraints.txt (torch 2.13.0 CPU build).
-# A second run does nothing unless setup.cfg or constraints.txt changed.
+# A second run does nothing unless setup.py, setup.cfg or constraints.txt changed.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -40,7 +40,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 stamp="$VENV/.radpath-setup"
-wanted="$(cat setup.cfg constraints.txt | sha256sum | cut -d' ' -f1) $EXTRAS"
+wanted="$(cat setup.py setup.cfg constraints.txt | sha256sum | cut -d' ' -f1) $EXTRAS"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
   say "Python packages up to date ($VENV)"
 else

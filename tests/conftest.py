@@ -19,18 +19,32 @@ load_wsidicomizer()
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RADPATH_SHARED_DATA", REPO.parent / "shared" / "data"))
+#: Kaapana's own code at tag 0.6.0 (a partial export), the oracle of the Kaapana tests.
+KAAPANA_SOURCE = REPO.parent / "shared" / "kaapana-0.6.0"
 REQUIRE_SHARED_DATA = os.environ.get("RADPATH_REQUIRE_SHARED_DATA") == "1"
+
+
+def require_shared(path: Path, what: str) -> Path:
+    """``path`` under ``../shared``; the test is skipped where it is absent (a user's clone),
+    and fails under .ci/run, which sets RADPATH_REQUIRE_SHARED_DATA."""
+    if not path.is_dir():
+        message = f"{what} not found at {path} (it sits beside the repo, not in it)"
+        if REQUIRE_SHARED_DATA:
+            pytest.fail(message + "; .ci/run requires it")
+        pytest.skip(message)
+    return path
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """``../shared/data`` (public sample files); skipped where absent, fatal under .ci/run."""
-    if not SHARED_DATA.is_dir():
-        message = f"public sample data not found at {SHARED_DATA} (it sits beside the repo, not in it)"
-        if REQUIRE_SHARED_DATA:
-            pytest.fail(message + "; .ci/run requires it")
-        pytest.skip(message)
-    return SHARED_DATA
+    """``../shared/data`` (public sample files)."""
+    return require_shared(SHARED_DATA, "public sample data")
+
+
+@pytest.fixture(scope="session")
+def kaapana_source() -> Path:
+    """``../shared/kaapana-0.6.0``: Kaapana's source, read by the packaging and DAG tests."""
+    return require_shared(KAAPANA_SOURCE, "Kaapana 0.6.0's source")
 
 
 def _start(credentials: Credentials | None, tmp: Path) -> LocalOrthanc:

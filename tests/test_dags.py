@@ -46,8 +46,9 @@ CLEANER = "workflow-cleaner"  # Kaapana's LocalWorkflowCleanerOperator, after th
 
 
 def parse_dags(tmp_path: Path, kaapana: bool, **env_extra: str) -> dict:
-    paths = [str(REPO / "operators")] + ([str(STANDIN)] if kaapana else [])
-    env = {"PYTHONPATH": ":".join(paths), "AIRFLOW_HOME": str(tmp_path / "airflow"),
+    """The DAG folder as a fresh Airflow parses it. The operators come from the installed
+    radpath (``pip install -e .[airflow]``), not from a PYTHONPATH of the test's."""
+    env = {**({"PYTHONPATH": str(STANDIN)} if kaapana else {}), "AIRFLOW_HOME": str(tmp_path / "airflow"),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
            "PATH": "/usr/bin:/bin", **env_extra}
     run = subprocess.run([sys.executable, "-c", PROBE, str(REPO / "dags")], env=env, capture_output=True,
@@ -136,3 +137,47 @@ def test_radpath_wsi_import_converts_stores_then_triggers_radpath_map(where, req
     assert tasks["trigger-map"]["upstream"] == ["store"] and tasks["trigger-map"]["class"] == "TriggerMapOperator"
     assert tasks["report"]["upstream"] == ["store"]
     assert "slides_folder" in parsed["dags"]["radpath-wsi-import"]["form"]["properties"]
+
+
+def test_on_kaapana_segment_reads_the_weights_where_the_model_installer_puts_them(on_kaapana, kaapana_source):
+    """The segment pod's TOTALSEG_WEIGHTS_PATH is on the models volume, which
+    KaapanaBaseOperator mounts at /models in every pod, and is the folder the chart's
+    model installer unpacks into (helm/values.yaml, model_installer_chart.model_dir)."""
+    import yaml
+
+    kbo = (kaapana_source / "data-processing/kaapana-plugin/extension/docker/files/plugin/kaapana/operators/"
+           "KaapanaBaseOperator.py").read_text()
+    models_mount = re.search(r'name="models", mount_path="([^"]+)"', kbo)[1]
+    weights = on_kaapana["dags"]["radpath-map"]["tasks"]["segment"]["env"]["TOTALSEG_WEIGHTS_PATH"]
+    installed = yaml.safe_load((REPO / "helm" / "values.yaml").read_text())["model_installer_chart"]["model_dir"]
+    assert Path(weights).is_relative_to(models_mount) and Path(weights) != Path(models_mount)
+    assert Path(weights) == Path(installed)
+
+
+def test_ci_config_is_what_kaapanas_workflow_tests_read(standalone, kaapana_source):
+    """Kaapana's CI runs ``find data-processing -wholename *ci-config/*.yaml``
+    (ci/templates/.deploy_stage.yaml), reads each with its own read_payload_from_yaml and
+    posts ``conf_data`` for ``dag_id``: each case names a DAG of ours and only options its
+    form offers, with values the form allows."""
+    import fnmatch
+
+    sys.path.insert(0, str(kaapana_source / "ci/ci-code/test/src"))
+    try:
+        from base_utils.utils_workflows import read_payload_from_yaml
+    finally:
+        sys.path.pop(0)
+    deploy = (kaapana_source / "ci/templates/.deploy_stage.yaml").read_text()
+    pattern = re.search(r"-wholename (\S+)\)", deploy)[1]
+    place = Path("data-processing/processing-pipelines/radpath")
+    files = [p for p in REPO.rglob("*.yaml") if ".venv" not in p.parts
+             and fnmatch.fnmatch(str(place / p.relative_to(REPO)), pattern)]
+    assert files, f"no file of the project matches Kaapana's {pattern}"
+    cases = [case for path in files for case in read_payload_from_yaml(path)]
+    assert {case["dag_id"] for case in cases} >= {"radpath-map"}
+    for case in cases:
+        form = standalone["dags"][case["dag_id"]]["form"]["properties"]
+        for key, value in case["conf_data"]["workflow_form"].items():
+            assert key in form, (case["dag_id"], key)
+            assert value in form[key].get("enum", [value]), (case["dag_id"], key, value)
+            assert isinstance(value, {"string": str, "boolean": bool, "integer": int}[form[key]["type"]])
+        assert case["conf_data"]["data_form"]["dataset_name"]

@@ -12,8 +12,10 @@ from radpath_operators.RadpathBaseOperator import (
     form_env,
 )
 
-#: Where helm/totalsegmentator-weights puts the official weights on a Kaapana platform.
-KAAPANA_WEIGHTS = "/kaapana/mounted/workflows/models/totalsegmentator"
+#: Where the official weights are in a Kaapana pod: the models volume is mounted at /models
+#: in every pod (KaapanaBaseOperator), and the workflow chart's model installer unpacks
+#: them here (helm/values.yaml, model_installer_chart.model_dir: the same path).
+KAAPANA_WEIGHTS = "/models/radpath/totalsegmentator"
 
 
 class SegmentOperator(RadpathBaseOperator):

@@ -94,8 +94,8 @@ def check_weights(
             f"TotalSegmentator weights for task {task} ({speed}) are missing: looked for {CHECKPOINT} in "
             f"{listing}. Fetch them where there is network access with "
             f"`totalseg_download_weights -t {DOWNLOAD_NAMES.get((task, speed), task)}` (they land in "
-            f"$TOTALSEG_WEIGHTS_PATH or $TOTALSEG_HOME_DIR/nnunet/results); in Kaapana the model-installer chart "
-            f"puts them there."
+            f"$TOTALSEG_WEIGHTS_PATH or $TOTALSEG_HOME_DIR/nnunet/results); on Kaapana, install the radpath "
+            f"extension with these models selected (its model installer puts them on the models volume)."
         )
     return spec
 
@@ -144,6 +144,63 @@ def choose_weights(
         "for tests and the demo; masks are not TotalSegmentator's results)"
     )
     return WeightsChoice(spec, STANDIN_WEIGHTS, True, tuple(notes))
+
+
+#: Where TotalSegmentator fetches its weights: ``<releases>/<version>/<foldername>.zip``,
+#: version and folder name from its TASK_ID_WEIGHTS_CONFIGS
+#: (``totalsegmentator.libs.download_pretrained_weights`` holds this base in a local).
+WEIGHTS_RELEASES_URL = "https://github.com/wasserth/TotalSegmentator/releases/download"
+#: The speeds a run may ask for, and whether TotalSegmentator's robust crop is on.
+SPEEDS = ("fast", "fastest", "full")
+
+
+@dataclass(frozen=True)
+class OfficialModel:
+    """One of TotalSegmentator's official nnU-Net models that some radpath run needs."""
+
+    task_id: int
+    folder: str  # DatasetNNN_..., the folder under the weights directory and the zip's name
+    trainer_folder: str  # <trainer>__<plans>__3d_fullres inside it
+    url: str
+
+    @property
+    def check_file(self) -> Path:
+        """The file that is there only once the model is unpacked whole."""
+        return Path(self.trainer_folder) / CHECKPOINT
+
+
+def official_models() -> list[OfficialModel]:
+    """Every official model any radpath run may load, crop models included: each task of
+    :data:`DOWNLOAD_NAMES`, each speed, with and without robust crop; in task-id order."""
+    from totalsegmentator.map_tasks_config import TASK_ID_WEIGHTS_CONFIGS
+
+    trainers: dict[int, set[str]] = {}
+    for task in sorted({task for task, _speed in DOWNLOAD_NAMES}):
+        for speed in SPEEDS:
+            for robust_crop in (False, True):
+                spec = model_spec(task, speed, roi_subset=True, robust_crop=robust_crop)
+                for folder in spec.folders(Path()):
+                    task_id = int(folder.parent.name.removeprefix("Dataset").split("_", 1)[0])
+                    trainers.setdefault(task_id, set()).add(folder.name)
+    models = []
+    for task_id, trainer_folders in sorted(trainers.items()):
+        if len(trainer_folders) != 1:
+            raise ValueError(f"model {task_id} is run with several trainers: {sorted(trainer_folders)}")
+        config = TASK_ID_WEIGHTS_CONFIGS[task_id]
+        models.append(OfficialModel(task_id, config["foldername"], trainer_folders.pop(),
+                                    f"{WEIGHTS_RELEASES_URL}/{config['version']}/{config['foldername']}.zip"))
+    return models
+
+
+def kaapana_model_lookup() -> dict[str, dict]:
+    """The ``model_lookup.json`` of radpath's model installer image, in the form Kaapana's
+    base-model-installer reads (``services/utils/base-model-installer/README.md``): one entry
+    per model folder, unpacked straight into the model directory (``models: [""]``)."""
+    return {
+        model.folder: {"id": str(model.task_id), "models": [""], "check_file": str(model.check_file),
+                       "download_link": model.url}
+        for model in official_models()
+    }
 
 
 def disable_usage_stats() -> Path:
