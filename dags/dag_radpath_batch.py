@@ -11,12 +11,12 @@ several runs; one run at a time, so two runs never pick the same slide.
 from airflow.models import DAG, Variable
 from radpath_operators.chains import pair_segment_link, verdict
 from radpath_operators.FindUnlinkedOperator import FindUnlinkedOperator
-from radpath_operators.forms import BATCH_FIELDS, MAP_FIELDS, default_args
+from radpath_operators.forms import BATCH_FIELDS, MAP_FIELDS, NO_DATASET, default_args
 
 SCHEDULE_VARIABLE = "radpath_batch_schedule"
 schedule = Variable.get(SCHEDULE_VARIABLE, default_var="@daily")
 
-args = default_args(**BATCH_FIELDS, **MAP_FIELDS)
+args = default_args(NO_DATASET, **BATCH_FIELDS, **MAP_FIELDS)
 
 dag = DAG(
     dag_id="radpath-batch",

@@ -9,13 +9,13 @@ mount (e.g. below ``/kaapana/mounted/data``).
 
 from airflow.models import DAG
 from radpath_operators.chains import verdict
-from radpath_operators.forms import IMPORT_FIELDS, MAP_FIELDS, default_args
+from radpath_operators.forms import IMPORT_FIELDS, MAP_FIELDS, NO_DATASET, default_args
 from radpath_operators.GetSlidesOperator import GetSlidesOperator
 from radpath_operators.StoreOperator import StoreOperator
 from radpath_operators.TriggerMapOperator import TriggerMapOperator
 from radpath_operators.WsiDicomizeOperator import WsiDicomizeOperator
 
-args = default_args(**IMPORT_FIELDS, **MAP_FIELDS)
+args = default_args(NO_DATASET, **IMPORT_FIELDS, **MAP_FIELDS)
 
 dag = DAG(
     dag_id="radpath-wsi-import",

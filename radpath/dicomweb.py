@@ -116,7 +116,11 @@ def _session(settings: DicomWebSettings) -> requests.Session:
     elif settings.auth_mode == "basic":
         session.auth = (settings.username, settings.password)
     elif settings.auth_mode == "keycloak":
-        session.headers["Authorization"] = f"Bearer {keycloak_token(settings)}"
+        token = keycloak_token(settings)
+        session.headers["Authorization"] = f"Bearer {token}"
+        # Kaapana's dicom-web-filter reads the user's token from this header too (kaapanapy's
+        # HelperDcmWeb sends both).
+        session.headers["x-forwarded-access-token"] = token
     # requests' default (None) waits forever on a stalled server.
     _send = session.send
 

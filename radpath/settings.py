@@ -120,9 +120,15 @@ class Option(Generic[T]):
     required: bool = False
     form_key: bool = False
     secret: bool = False
+    #: Variables read when ``env`` is absent, in order: where a platform names the same
+    #: thing otherwise (Kaapana gives pods DICOM_WEB_FILTER_URL, not DICOMWEB_URL).
+    fallbacks: tuple[str, ...] = ()
 
     def read(self, environ: Mapping[str, str], form: Mapping[str, Any]) -> T | None:
         raw: Any = environ.get(self.env)
+        for fallback in self.fallbacks:
+            if raw is None:
+                raw = environ.get(fallback)
         if raw is None and self.form_key:
             raw = form.get(self.env.lower())
         if raw is None:
@@ -204,7 +210,9 @@ class DicomWebSettings:
         Option(
             "DICOMWEB_URL",
             parse_url,
-            help="DICOMweb base URL (QIDO/WADO/STOW root), e.g. http://localhost:8042/dicom-web",
+            help="DICOMweb base URL (QIDO/WADO/STOW root), e.g. http://localhost:8042/dicom-web; in a Kaapana "
+            "pod DICOM_WEB_FILTER_URL, the one PACS endpoint a project's pods may reach",
+            fallbacks=("DICOM_WEB_FILTER_URL",),
         )
     )
     token: str | None = _option(
@@ -432,6 +440,7 @@ class StageOptions:
             parse_url,
             "http://localhost",
             "where OHIF (/ohif/viewer) and SLIM (/slim) are served: the Kaapana host, or radpath view's address",
+            form_key=True,
         )
     )
 

@@ -254,7 +254,15 @@ def store_target(settings: Settings) -> StoreTarget:
         raise SettingsError("DIMSE_HOST", "is required when STORE_TARGET=dimse")
     project = (settings.conf.get("project_form") or {}).get("name")
     dataset = (settings.conf.get("data_form") or {}).get("dataset_name")
-    called = dimse.called_ae or (f"kp-{project}" if project else None)
+    called = dimse.called_ae or (kaapana_ae_title(project) if project else None)
     if not called:
         raise SettingsError("DIMSE_CALLED_AE", "is required when STORE_TARGET=dimse and the run names no project")
-    return DimseTarget(dimse.host, dimse.port, called, dimse.calling_ae or dataset or "radpath", query)
+    # Kaapana's CTP files what arrives into the project of the called AE and the dataset of the
+    # calling AE, each only when it carries the kp- prefix (its dcmsend container adds it too).
+    calling = dimse.calling_ae or (kaapana_ae_title(dataset or "radpath") if project else dataset or "radpath")
+    return DimseTarget(dimse.host, dimse.port, called, calling, query)
+
+
+def kaapana_ae_title(name: str) -> str:
+    """A project's or dataset's AE title as Kaapana's CTP reads it: ``kp-<name>``."""
+    return name if name.startswith("kp-") else f"kp-{name}"

@@ -35,9 +35,11 @@ for dag_id, dag in bag.dags.items():
             "image": getattr(task, "image", None), "env": getattr(task, "env_vars", None),
             "ram": getattr(task, "ram_mem_mb", None), "gpu": getattr(task, "gpu_mem_mb", None),
             "in": getattr(task, "operator_in_dir", None), "out": getattr(task, "operator_out_dir", None),
+            "labels": getattr(task, "labels", None), "pool": task.pool,
         }
-    out["dags"][dag_id] = {"tasks": tasks, "schedule": str(dag.schedule_interval),
-                           "form": (dag.default_args or {}).get("ui_forms", {}).get("workflow_form")}
+    ui_forms = (dag.default_args or {}).get("ui_forms", {})
+    out["dags"][dag_id] = {"tasks": tasks, "schedule": str(dag.schedule_interval), "ui_forms": ui_forms,
+                           "form": ui_forms.get("workflow_form")}
 print(json.dumps(out))
 """
 
@@ -48,13 +50,17 @@ CLEANER = "workflow-cleaner"  # Kaapana's LocalWorkflowCleanerOperator, after th
 def parse_dags(tmp_path: Path, kaapana: bool, **env_extra: str) -> dict:
     """The DAG folder as a fresh Airflow parses it. The operators come from the installed
     radpath (``pip install -e .[airflow]``), not from a PYTHONPATH of the test's."""
+    run = probe(tmp_path, kaapana, **env_extra)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def probe(tmp_path: Path, kaapana: bool, **env_extra: str) -> subprocess.CompletedProcess:
     env = {**({"PYTHONPATH": str(STANDIN)} if kaapana else {}), "AIRFLOW_HOME": str(tmp_path / "airflow"),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
            "PATH": "/usr/bin:/bin", **env_extra}
-    run = subprocess.run([sys.executable, "-c", PROBE, str(REPO / "dags")], env=env, capture_output=True,
-                         text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    return subprocess.run([sys.executable, "-c", PROBE, str(REPO / "dags")], env=env, capture_output=True,
+                          text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +187,27 @@ def test_ci_config_is_what_kaapanas_workflow_tests_read(standalone, kaapana_sour
             assert value in form[key].get("enum", [value]), (case["dag_id"], key, value)
             assert isinstance(value, {"string": str, "boolean": bool, "integer": int}[form[key]["type"]])
         assert case["conf_data"]["data_form"]["dataset_name"]
+
+
+def test_a_kaapana_scheduler_whose_plugin_does_not_import_fails_loudly(tmp_path):
+    """Kaapana's scheduler environment (its scheduler_deployment.yaml sets SERVICES_NAMESPACE,
+    KAAPANA_BUILD_VERSION, DICOM_WEB_FILTER_URL) without an importable plugin: every DAG
+    file is an import error naming the cause, and no task falls back to local processes.
+    Without that environment (the standalone parse) the same files load."""
+    parsed = parse_dags(tmp_path, kaapana=False, SERVICES_NAMESPACE="services", KAAPANA_BUILD_VERSION="0.6.0",
+                        DICOM_WEB_FILTER_URL="http://dicom-web-filter-service.services.svc:8080")
+    assert parsed["dags"] == {}
+    assert len(parsed["errors"]) == 3
+    for error in parsed["errors"].values():
+        assert "Kaapana's plugin does not import" in error and "No module named 'kaapana'" in error, error
+
+
+def test_dags_offer_the_forms_kaapana_expects(standalone):
+    """radpath-map takes a selection: no data_form of its own, so Kaapana adds its dataset
+    picker. radpath-batch takes none: an empty data_form, which Kaapana drops without adding
+    a picker (kaapana_utils.parse_ui_dict). No documentation_form points into Kaapana's docs."""
+    forms = {dag_id: dag["ui_forms"] for dag_id, dag in standalone["dags"].items()}
+    assert "data_form" not in forms["radpath-map"]
+    assert forms["radpath-batch"]["data_form"] == forms["radpath-wsi-import"]["data_form"] == {}
+    assert all("documentation_form" not in form for form in forms.values())
+    assert standalone["dags"]["radpath-map"]["form"]["properties"]["viewer_base_url"]["default"] == "http://localhost"

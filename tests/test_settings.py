@@ -140,3 +140,20 @@ def test_unreadable_conf_names_the_file(tmp_path: Path):
 )
 def test_auth_mode_follows_the_credentials_given(env, mode):
     assert settings(**env).dicomweb.auth_mode == mode
+
+
+def test_in_a_kaapana_pod_the_pacs_is_dicom_web_filter():
+    """KaapanaBaseOperator gives every pod DICOM_WEB_FILTER_URL (copied from the scheduler's
+    environment), the one PACS endpoint a project's pods may reach; DICOMWEB_URL wins."""
+    kaapana = "http://dicom-web-filter-service.services.svc:8080"
+    assert settings(DICOM_WEB_FILTER_URL=kaapana).dicomweb.url == kaapana
+    assert settings(DICOM_WEB_FILTER_URL=kaapana, DICOMWEB_URL="http://pacs/dicom-web").dicomweb.url == \
+        "http://pacs/dicom-web"
+    assert settings().dicomweb.url is None
+
+
+def test_the_viewer_address_may_come_from_the_run_conf(tmp_path: Path):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "conf.json").write_text(json.dumps({"workflow_form": {"viewer_base_url": "https://kp.example"}}))
+    assert settings(WORKFLOW_DIR=str(tmp_path)).options.viewer_base_url == "https://kp.example"
+    assert settings().options.viewer_base_url == "http://localhost"

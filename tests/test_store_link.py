@@ -171,7 +171,8 @@ def test_dimse_to_a_pacs_sends_each_instance_once(made_run, tmp_path):
         stored, linked = store_and_link(workflow_dir, **env)
         assert stored.exit_code == 0 and linked.exit_code == 0, (stored.elements, linked.elements)
         facts = Manifest.load(element).facts
-        assert facts["store"]["target"] == f"DIMSE radpath-test → kp-admin@127.0.0.1:{pacs.dicom_port}"
+        # Kaapana's CTP files by the kp- AE titles: project "admin", dataset "radpath-test"
+        assert facts["store"]["target"] == f"DIMSE kp-radpath-test → kp-admin@127.0.0.1:{pacs.dicom_port}"
         assert facts["store"]["counts"]["SEG"] == {"sent": 1, "present": 0}
         client = DicomWeb(Settings.from_env({"DICOMWEB_URL": pacs.dicomweb_url}).dicomweb)
         assert {"CT", "SM", "SEG", "KO"} <= {row[TAG_MODALITY]["Value"][0] for row in client.find_series()}

@@ -6,6 +6,7 @@ from radpath_operators.RadpathBaseOperator import (
     DEFAULT_REGISTRY,
     KAAPANA_BUILD_VERSION,
     RadpathBaseOperator,
+    ctp_access,
     form_env,
 )
 
@@ -25,7 +26,6 @@ class StoreOperator(RadpathBaseOperator):
             dag=dag,
             name=name,
             image=f"{DEFAULT_REGISTRY}/radpath-store:{KAAPANA_BUILD_VERSION}",
-            env_vars={**form_env(store_target=store_target), **(env_vars or {})},
             ram_mem_mb=2000,
-            **kwargs,
+            **ctp_access({**kwargs, "env_vars": {**form_env(store_target=store_target), **(env_vars or {})}}),
         )

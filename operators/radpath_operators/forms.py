@@ -1,7 +1,20 @@
 """The workflow-form fields radpath's DAGs offer (Kaapana renders them in the Workflow
 Launcher; each arrives in the stages upper-cased, e.g. ``organ`` → ``ORGAN``)."""
 
+import os
+
 from radpath_operators.RadpathBaseOperator import IN_KAAPANA
+
+
+def platform_url() -> str:
+    """This platform's address for the viewer links: on Kaapana the scheduler's HOSTDOMAIN
+    and HTTPS_PORT (scheduler_deployment.yaml; pods do not get them); standalone the
+    address ``radpath view`` serves on."""
+    host = os.environ.get("HOSTDOMAIN") if IN_KAAPANA else None
+    if not host:
+        return "http://localhost"
+    port = os.environ.get("HTTPS_PORT", "443")
+    return f"https://{host}" + ("" if port in ("", "443") else f":{port}")
 
 #: Options of the pairing and segmentation run (radpath-map; passed on by the others).
 MAP_FIELDS = {
@@ -38,6 +51,12 @@ MAP_FIELDS = {
         "enum": ["dimse", "dicomweb"],
         "default": "dimse" if IN_KAAPANA else "dicomweb",
     },
+    "viewer_base_url": {
+        "title": "Viewer address",
+        "description": "Where OHIF and SLIM are served, for the links of each result: this platform's address.",
+        "type": "string",
+        "default": platform_url(),
+    },
     "allow_unlinked": {
         "title": "Allow unlinked slides",
         "description": "Import slides without a patient link into a study of their own.",
@@ -66,13 +85,23 @@ IMPORT_FIELDS = {
 }
 
 
-def default_args(**fields: dict) -> dict:
-    """The DAG's ``default_args`` as Kaapana's UI reads them, with a workflow form of ``fields``."""
+#: The data_form of a DAG that takes no dataset (radpath-batch finds its own input): Kaapana
+#: drops an empty data_form and then adds no dataset picker (kaapana_utils.parse_ui_dict).
+NO_DATASET: dict = {}
+#: The data_form of a DAG run on a selection (radpath-map): none of its own, so Kaapana
+#: adds its dataset picker (parse_ui_dict, json_schema_templates.schema_dataset_form), and
+#: the data explorer passes the selected series as data_form.identifiers.
+DATASET_PICKER = None
+
+
+def default_args(data_form: dict | None, **fields: dict) -> dict:
+    """The DAG's ``default_args`` as Kaapana's UI reads them: ``data_form`` (one of the
+    above, or an upload form) and a workflow form of ``fields``."""
     from datetime import datetime, timedelta
 
     return {
         "ui_visible": True,
-        "ui_forms": ui_forms(**fields),
+        "ui_forms": ui_forms(data_form, **fields),
         "owner": "kaapana",
         "start_date": datetime(2026, 1, 1),
         "retries": 0,
@@ -80,9 +109,10 @@ def default_args(**fields: dict) -> dict:
     }
 
 
-def ui_forms(**fields: dict) -> dict:
-    """Kaapana's ``ui_forms`` with a workflow form of ``fields``."""
-    return {
-        "documentation_form": {"path": "/radpath/README.md"},
-        "workflow_form": {"type": "object", "properties": fields},
-    }
+def ui_forms(data_form: dict | None, **fields: dict) -> dict:
+    """Kaapana's ``ui_forms``. No documentation_form: its path would point into Kaapana's
+    own documentation site, which has no page on radpath."""
+    forms: dict = {"workflow_form": {"type": "object", "properties": fields}}
+    if data_form is not None:
+        forms["data_form"] = data_form
+    return forms
