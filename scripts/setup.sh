@@ -6,7 +6,12 @@
 #      radpath writes, opened in the tests), and Node.js with npm (OHIF's built viewer and
 #      playwright-core come from npm on first use of `radpath view` and the viewer tests);
 #   2. a virtual environment in .venv (or $RADPATH_VENV) with radpath and all extras,
-#      every pip install pinned through constraints.txt (torch 2.13.0 CPU build).
+#      every pip install pinned through constraints.txt (torch 2.13.0 CPU build);
+#   3. with RADPATH_KAAPANA_BOX=1 (make test), for the tests against Kaapana's own plugin
+#      (../shared/kaapana-0.6.0), a second one in
+#      .venv-kaapana (or $RADPATH_KAAPANA_VENV) on Python 3.12, which Kaapana's code needs:
+#      Airflow 2.11 with the plugin's dependencies (extra kaapana-box). Skipped, with a
+#      message, where no Python 3.12 is found ($PYTHON312, python3.12, pyenv's).
 # A second run does nothing unless setup.py, setup.cfg or constraints.txt changed.
 set -euo pipefail
 
@@ -51,5 +56,34 @@ else
   "$VENV/bin/pip" install -q -c constraints.txt -e ".[$EXTRAS]" 2>&1 | grep -v "^WARNING: Location" || true
   "$VENV/bin/python" -c "import radpath, torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
   echo "$wanted" > "$stamp"
+fi
+
+KAAPANA_VENV="${RADPATH_KAAPANA_VENV:-.venv-kaapana}"
+if [ "${RADPATH_KAAPANA_BOX:-0}" != 1 ]; then
+  say "ready: $VENV/bin/radpath"
+  exit 0
+fi
+is_python312() { [ -n "$1" ] && "$1" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; }
+if ! is_python312 "${PYTHON312:-}"; then
+  PYTHON312=""
+  # pyenv's shim for python3.12 exists but fails unless 3.12 is selected: try each for real
+  for candidate in $(command -v python3.12) "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12; do
+    if is_python312 "$candidate"; then PYTHON312="$candidate"; fi
+  done
+fi
+if [ -z "$PYTHON312" ]; then
+  say "no Python 3.12 found: the tests against Kaapana's own plugin will be skipped (set PYTHON312)"
+else
+  [ -x "$KAAPANA_VENV/bin/python" ] || "$PYTHON312" -m venv "$KAAPANA_VENV"
+  kstamp="$KAAPANA_VENV/.radpath-setup"
+  if [ -f "$kstamp" ] && [ "$(cat "$kstamp")" = "$wanted" ]; then
+    say "Kaapana test environment up to date ($KAAPANA_VENV)"
+  else
+    say "installing the Kaapana test environment into $KAAPANA_VENV (Python 3.12, about 60 s)"
+    export PIP_DISABLE_PIP_VERSION_CHECK=1
+    "$KAAPANA_VENV/bin/pip" install -q -c constraints.txt -e ".[airflow,kaapana-box]" 2>&1 | grep -v "^WARNING: Location" || true
+    "$KAAPANA_VENV/bin/python" -c "import airflow, kubernetes, flask_admin, opensearchpy, minio, pydantic_settings"
+    echo "$wanted" > "$kstamp"
+  fi
 fi
 say "ready: $VENV/bin/radpath"

@@ -1,5 +1,5 @@
-"""The DAGs as Airflow parses them, standalone and (with the stand-in ``kaapana`` package
-of tests/kaapana_standin) as on a Kaapana platform."""
+"""The DAGs as Airflow parses them: standalone (radpath installed, nothing else), and as a
+Kaapana scheduler parses them, with Kaapana 0.6.0's own plugin (tests/kaapana_box.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from kaapana_box import airflow_environment, dag_folder, kaapana_python
+
 REPO = Path(__file__).resolve().parents[1]
-STANDIN = REPO / "tests" / "kaapana_standin"
 PIPELINE = ["get-input", "wsi-dicomize", "pair", "bodypart", "nifti", "segment", "merge", "seg-encode", "store",
             "link", "report"]
+#: On Kaapana the first task is Kaapana's own GetInputOperator, under its own default name.
+KAAPANA_GET_INPUT = "get-input-data"
+
+
+def pipeline(where: str) -> list[str]:
+    return [KAAPANA_GET_INPUT, *PIPELINE[1:]] if where == "on_kaapana" else PIPELINE
 
 #: Loads the DAG folder in a fresh interpreter and prints what a test needs as JSON.
 PROBE = r"""
@@ -47,29 +54,33 @@ print(json.dumps(out))
 CLEANER = "workflow-cleaner"  # Kaapana's LocalWorkflowCleanerOperator, after the verdict
 
 
-def parse_dags(tmp_path: Path, kaapana: bool, **env_extra: str) -> dict:
-    """The DAG folder as a fresh Airflow parses it. The operators come from the installed
-    radpath (``pip install -e .[airflow]``), not from a PYTHONPATH of the test's."""
+def parse_dags(tmp_path: Path, kaapana: bool = False, **env_extra: str) -> dict:
+    """The DAG folder as a fresh Airflow parses it. Standalone, the operators come from the
+    installed radpath (``pip install -e .[airflow]``), not from a PYTHONPATH of the test's."""
     run = probe(tmp_path, kaapana, **env_extra)
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def probe(tmp_path: Path, kaapana: bool, **env_extra: str) -> subprocess.CompletedProcess:
-    env = {**({"PYTHONPATH": str(STANDIN)} if kaapana else {}), "AIRFLOW_HOME": str(tmp_path / "airflow"),
-           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
-           "PATH": "/usr/bin:/bin", **env_extra}
-    return subprocess.run([sys.executable, "-c", PROBE, str(REPO / "dags")], env=env, capture_output=True,
-                          text=True, timeout=300)
+    if kaapana:
+        python, folder = kaapana_python(), dag_folder(tmp_path / "dags")
+        env = airflow_environment(tmp_path / "airflow", **env_extra)
+    else:
+        python, folder = Path(sys.executable), REPO / "dags"
+        env = {"AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+               "AIRFLOW__CORE__UNIT_TEST_MODE": "True", "PATH": "/usr/bin:/bin", **env_extra}
+    return subprocess.run([str(python), "-c", PROBE, str(folder)], env=env, capture_output=True, text=True,
+                          timeout=300)
 
 
 @pytest.fixture(scope="module")
 def standalone(tmp_path_factory) -> dict:
-    return parse_dags(tmp_path_factory.mktemp("standalone"), kaapana=False)
+    return parse_dags(tmp_path_factory.mktemp("standalone"))
 
 
 @pytest.fixture(scope="module")
-def on_kaapana(tmp_path_factory) -> dict:
+def on_kaapana(tmp_path_factory, kaapana_source) -> dict:
     return parse_dags(tmp_path_factory.mktemp("kaapana"), kaapana=True)
 
 
@@ -91,8 +102,8 @@ def test_radpath_map_parses_light_and_is_the_designed_pipeline(where, request):
     assert parsed["errors"] == {}
     assert parsed["heavy"] == []  # no torch, no radpath, no pydicom while a scheduler parses
     tasks = parsed["dags"]["radpath-map"]["tasks"]
-    assert chain(tasks) == PIPELINE + ([CLEANER] if where == "on_kaapana" else [])
-    for before, after in zip(PIPELINE, PIPELINE[1:]):  # each stage reads the one before it
+    assert chain(tasks) == pipeline(where) + ([CLEANER] if where == "on_kaapana" else [])
+    for before, after in zip(pipeline(where), pipeline(where)[1:]):  # each stage reads the one before it
         assert tasks[after]["in"] == tasks[before]["out"] == before, (before, after)
     form = parsed["dags"]["radpath-map"]["form"]["properties"]
     assert {"organ", "laterality", "totalseg_speed", "merge_bilateral", "store_target", "allow_unlinked"} <= set(form)
@@ -103,7 +114,7 @@ def test_on_kaapana_operators_are_kaapana_operators_with_findable_images(on_kaap
     for task_id in PIPELINE[1:]:
         spec = tasks[task_id]
         assert "KaapanaBaseOperator" in spec["base"], task_id
-        assert spec["image"] == f"registry.example.org/kaapana/radpath-{task_id}:0.6.0-test"
+        assert spec["image"] == f"registry.example.org/kaapana/radpath-{task_id}:0.6.0"
     assert tasks["segment"]["gpu"] and tasks["segment"]["ram"] >= 8000
     assert tasks["wsi-dicomize"]["ram"] >= 4000
     # Kaapana's build finds every image line of every operator file.
@@ -130,7 +141,7 @@ def test_radpath_batch_finds_unlinked_slides_then_runs_the_same_pipeline_daily(w
 
 
 def test_radpath_batch_schedule_comes_from_an_airflow_variable(tmp_path):
-    parsed = parse_dags(tmp_path, kaapana=False, AIRFLOW_VAR_RADPATH_BATCH_SCHEDULE="30 2 * * 1-5")
+    parsed = parse_dags(tmp_path, AIRFLOW_VAR_RADPATH_BATCH_SCHEDULE="30 2 * * 1-5")
     assert parsed["dags"]["radpath-batch"]["schedule"] == "30 2 * * 1-5"
 
 
@@ -194,7 +205,7 @@ def test_a_kaapana_scheduler_whose_plugin_does_not_import_fails_loudly(tmp_path)
     KAAPANA_BUILD_VERSION, DICOM_WEB_FILTER_URL) without an importable plugin: every DAG
     file is an import error naming the cause, and no task falls back to local processes.
     Without that environment (the standalone parse) the same files load."""
-    parsed = parse_dags(tmp_path, kaapana=False, SERVICES_NAMESPACE="services", KAAPANA_BUILD_VERSION="0.6.0",
+    parsed = parse_dags(tmp_path, SERVICES_NAMESPACE="services", KAAPANA_BUILD_VERSION="0.6.0",
                         DICOM_WEB_FILTER_URL="http://dicom-web-filter-service.services.svc:8080")
     assert parsed["dags"] == {}
     assert len(parsed["errors"]) == 3
@@ -211,3 +222,29 @@ def test_dags_offer_the_forms_kaapana_expects(standalone):
     assert forms["radpath-batch"]["data_form"] == forms["radpath-wsi-import"]["data_form"] == {}
     assert all("documentation_form" not in form for form in forms.values())
     assert standalone["dags"]["radpath-map"]["form"]["properties"]["viewer_base_url"]["default"] == "http://localhost"
+
+
+def test_on_kaapana_the_pods_that_send_to_ctp_may_reach_it(on_kaapana, kaapana_source):
+    """The project namespace admits traffic to CTP only from pods labelled
+    network-access-ctp (project-namespace network policies, as DcmSendOperator sets it);
+    store and link send, and get CTP's address as DcmSendOperator's defaults have it."""
+    policies = (kaapana_source / "services/data-separation/project-namespace/project-namespace-chart/templates/"
+                "network_policies.yaml").read_text()
+    assert re.search(r"name: allow-access-to-ctp.*?podSelector:\s*matchLabels:\s*network-access-ctp: \"true\"",
+                     policies, re.S)
+    for dag_id in ("radpath-map", "radpath-batch", "radpath-wsi-import"):
+        tasks = on_kaapana["dags"][dag_id]["tasks"]
+        for task_id, spec in tasks.items():
+            sends = task_id in ("store", "link")
+            assert ((spec["labels"] or {}).get("network-access-ctp") == "true") == sends, (dag_id, task_id)
+            if sends:
+                assert spec["env"]["DIMSE_HOST"] == "ctp-dicom-service.services.svc"
+                assert spec["env"]["DIMSE_PORT"] == "11112"
+
+
+def test_on_kaapana_results_link_to_the_platforms_viewers(on_kaapana):
+    """The scheduler's HOSTDOMAIN (scheduler_deployment.yaml) becomes the viewer address, as
+    the link operator's default and the form's; the form may override it per run."""
+    map_dag = on_kaapana["dags"]["radpath-map"]
+    assert map_dag["tasks"]["link"]["env"]["VIEWER_BASE_URL"] == "https://kaapana.example.org"
+    assert map_dag["form"]["properties"]["viewer_base_url"]["default"] == "https://kaapana.example.org"

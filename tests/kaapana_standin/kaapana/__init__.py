@@ -1,1 +1,0 @@
-"""Stand-in for Kaapana's plugin package (tests only; see ../README.md)."""
