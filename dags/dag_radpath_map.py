@@ -10,10 +10,10 @@ imports Airflow and radpath's thin operators only.
 
 from airflow.models import DAG
 from radpath_operators.chains import pair_segment_link, verdict
-from radpath_operators.forms import DATASET_PICKER, MAP_FIELDS, default_args
+from radpath_operators.forms import DATASET_PICKER, MAP_FIELDS, SELECTION_FIELDS, default_args
 from radpath_operators.RadpathGetInputOperator import RadpathGetInputOperator
 
-args = default_args(DATASET_PICKER, **MAP_FIELDS)
+args = default_args(DATASET_PICKER, **SELECTION_FIELDS, **MAP_FIELDS)
 
 dag = DAG(
     dag_id="radpath-map",

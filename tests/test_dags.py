@@ -224,6 +224,17 @@ def test_dags_offer_the_forms_kaapana_expects(standalone):
     assert standalone["dags"]["radpath-map"]["form"]["properties"]["viewer_base_url"]["default"] == "http://localhost"
 
 
+def test_a_large_selection_becomes_one_run_per_series(standalone, kaapana_source):
+    """Kaapana's backend makes one run per selected series when the form's single_execution
+    is true (workflows/crud.py); radpath-map fixes it so, and a scheduled batch has none."""
+    crud = (kaapana_source / "services/base/kaapana-backend/docker/files/app/workflows/crud.py").read_text()
+    assert 'conf_data["workflow_form"]["single_execution"] is True' in crud
+    assert 'single_conf_data["data_form"]["identifiers"] = [identifier]' in crud
+    field = standalone["dags"]["radpath-map"]["form"]["properties"]["single_execution"]
+    assert field["default"] is True and field["readOnly"] is True and field["type"] == "boolean"
+    assert "single_execution" not in standalone["dags"]["radpath-batch"]["form"]["properties"]
+
+
 def test_on_kaapana_the_pods_that_send_to_ctp_may_reach_it(on_kaapana, kaapana_source):
     """The project namespace admits traffic to CTP only from pods labelled
     network-access-ctp (project-namespace network policies, as DcmSendOperator sets it);

@@ -65,6 +65,21 @@ MAP_FIELDS = {
     },
 }
 
+#: radpath-map on a selection: Kaapana's backend makes one run per selected series when
+#: single_execution is true (workflows/crud.py), so hundreds of series become hundreds of
+#: runs the platform spreads over its nodes, each stage pod handling one pair under its own
+#: timeout, instead of one run whose every pod handles all of them. Fixed, as Kaapana's
+#: total-segmentator-v2 fixes it.
+SELECTION_FIELDS = {
+    "single_execution": {
+        "title": "Single execution",
+        "description": "Each selected series is a run of its own.",
+        "type": "boolean",
+        "default": True,
+        "readOnly": True,
+    },
+}
+
 BATCH_FIELDS = {
     "batch_limit": {
         "title": "Slides per run",
