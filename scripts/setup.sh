@@ -44,18 +44,22 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 
-stamp="$VENV/.radpath-setup"
-wanted="$(cat setup.py setup.cfg constraints.txt | sha256sum | cut -d' ' -f1) $EXTRAS"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+pinned_pip() { "$1/bin/pip" install -q -c constraints.txt "${@:2}" 2>&1 | grep -v "^WARNING: Location" || true; }
+# up_to_date VENV EXTRAS: true when VENV was last installed from these files with EXTRAS
+up_to_date() { [ -f "$1/.radpath-setup" ] && [ "$(cat "$1/.radpath-setup")" = "$(setup_hash) $2" ]; }
+setup_hash() { cat setup.py setup.cfg constraints.txt | sha256sum | cut -d' ' -f1; }
+mark_installed() { echo "$(setup_hash) $2" > "$1/.radpath-setup"; }
+
+if up_to_date "$VENV" "$EXTRAS"; then
   say "Python packages up to date ($VENV)"
 else
   say "installing Python packages into $VENV (about 90 s on a fresh machine)"
-  export PIP_DISABLE_PIP_VERSION_CHECK=1
   # torch first, from its pin, so nothing later can choose a CUDA build.
-  "$VENV/bin/pip" install -q -c constraints.txt "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
-  "$VENV/bin/pip" install -q -c constraints.txt -e ".[$EXTRAS]" 2>&1 | grep -v "^WARNING: Location" || true
+  pinned_pip "$VENV" "torch==2.13.0"
+  pinned_pip "$VENV" -e ".[$EXTRAS]"
   "$VENV/bin/python" -c "import radpath, torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
-  echo "$wanted" > "$stamp"
+  mark_installed "$VENV" "$EXTRAS"
 fi
 
 KAAPANA_VENV="${RADPATH_KAAPANA_VENV:-.venv-kaapana}"
@@ -75,15 +79,13 @@ if [ -z "$PYTHON312" ]; then
   say "no Python 3.12 found: the tests against Kaapana's own plugin will be skipped (set PYTHON312)"
 else
   [ -x "$KAAPANA_VENV/bin/python" ] || "$PYTHON312" -m venv "$KAAPANA_VENV"
-  kstamp="$KAAPANA_VENV/.radpath-setup"
-  if [ -f "$kstamp" ] && [ "$(cat "$kstamp")" = "$wanted" ]; then
+  if up_to_date "$KAAPANA_VENV" "airflow,kaapana-box"; then
     say "Kaapana test environment up to date ($KAAPANA_VENV)"
   else
-    say "installing the Kaapana test environment into $KAAPANA_VENV (Python 3.12, about 60 s)"
-    export PIP_DISABLE_PIP_VERSION_CHECK=1
-    "$KAAPANA_VENV/bin/pip" install -q -c constraints.txt -e ".[airflow,kaapana-box]" 2>&1 | grep -v "^WARNING: Location" || true
+    say "installing the Kaapana test environment into $KAAPANA_VENV (Python 3.12, about 2 minutes)"
+    pinned_pip "$KAAPANA_VENV" -e ".[airflow,kaapana-box]"
     "$KAAPANA_VENV/bin/python" -c "import airflow, kubernetes, flask_admin, opensearchpy, minio, pydantic_settings"
-    echo "$wanted" > "$kstamp"
+    mark_installed "$KAAPANA_VENV" "airflow,kaapana-box"
   fi
 fi
 say "ready: $VENV/bin/radpath"

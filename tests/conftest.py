@@ -24,14 +24,18 @@ KAAPANA_SOURCE = REPO.parent / "shared" / "kaapana-0.6.0"
 REQUIRE_SHARED_DATA = os.environ.get("RADPATH_REQUIRE_SHARED_DATA") == "1"
 
 
+def skip_unless_ci(message: str) -> None:
+    """Skip the test for what a user's machine may lack; under .ci/run, which sets
+    RADPATH_REQUIRE_SHARED_DATA, the same lack fails it."""
+    if REQUIRE_SHARED_DATA:
+        pytest.fail(message + "; .ci/run requires it")
+    pytest.skip(message)
+
+
 def require_shared(path: Path, what: str) -> Path:
-    """``path`` under ``../shared``; the test is skipped where it is absent (a user's clone),
-    and fails under .ci/run, which sets RADPATH_REQUIRE_SHARED_DATA."""
+    """``path`` under ``../shared`` (absent in a user's clone)."""
     if not path.is_dir():
-        message = f"{what} not found at {path} (it sits beside the repo, not in it)"
-        if REQUIRE_SHARED_DATA:
-            pytest.fail(message + "; .ci/run requires it")
-        pytest.skip(message)
+        skip_unless_ci(f"{what} not found at {path} (it sits beside the repo, not in it)")
     return path
 
 

@@ -16,9 +16,7 @@ import re
 import shutil
 from pathlib import Path
 
-import pytest
-
-from conftest import KAAPANA_SOURCE, REPO, REQUIRE_SHARED_DATA
+from conftest import KAAPANA_SOURCE, REPO, skip_unless_ci
 
 KAAPANA_VENV = Path(os.environ.get("RADPATH_KAAPANA_VENV", REPO / ".venv-kaapana"))
 PLUGIN = "data-processing/kaapana-plugin/extension/docker/files/plugin"
@@ -55,10 +53,7 @@ def kaapana_python() -> Path:
     Python 3.12 on the machine), and fails under .ci/run."""
     python = KAAPANA_VENV / "bin" / "python"
     if not python.is_file():
-        message = f"{KAAPANA_VENV} not found: scripts/setup.sh makes it where a Python 3.12 is installed"
-        if REQUIRE_SHARED_DATA:
-            pytest.fail(message + "; .ci/run requires it")
-        pytest.skip(message)
+        skip_unless_ci(f"{KAAPANA_VENV} not found: make test's set-up makes it where a Python 3.12 is installed")
     return python
 
 
