@@ -41,6 +41,8 @@ class DagRunOutcome:
     log: list[str] = field(default_factory=list)
     #: Runs this one triggered (radpath-wsi-import → radpath-map), run here in turn.
     triggered: list[DagRunOutcome] = field(default_factory=list)
+    #: The conf the run was given (for a triggered run: what its parent passed on).
+    conf: dict = field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:
@@ -109,9 +111,9 @@ class LocalAirflow:
             raise LocalAirflowError(f"the local Airflow run of {dag_id} ended (exit {code}) without a result:\n{tail}")
         if "error" in result:
             raise LocalAirflowError(result["error"])
-        first, *then = [DagRunOutcome(r["dag_id"], r["run_id"], r["state"], r["task_states"], lines)
+        first, *then = [DagRunOutcome(r["dag_id"], r["run_id"], r["state"], r["task_states"], lines, conf=r["conf"])
                         for r in result["runs"]]
-        return DagRunOutcome(first.dag_id, first.run_id, first.state, first.task_states, lines, then)
+        return DagRunOutcome(first.dag_id, first.run_id, first.state, first.task_states, lines, then, first.conf)
 
 
 def _run_in_child(dag_id: str, conf: dict) -> dict:
@@ -136,6 +138,7 @@ def _run_in_child(dag_id: str, conf: dict) -> dict:
             "run_id": dag_run.run_id,
             "state": str(dag_run.state),
             "task_states": {ti.task_id: (str(ti.state) if ti.state else None) for ti in dag_run.get_task_instances()},
+            "conf": next_conf,
         })
         with create_session() as session:  # queued by a TriggerDagRunOperator: run it here instead
             queued = session.query(DagRun).filter(DagRun.state == DagRunState.QUEUED)

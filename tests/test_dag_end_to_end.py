@@ -150,7 +150,10 @@ def test_radpath_wsi_import_stores_uploaded_slides_and_hands_them_to_radpath_map
         '{"patient_id": "RP-IMPORT-1", "anatomic_site": "Niere links, Stanzbiopsie"}')
     (uploads / "broken.svs").write_bytes(b"not a slide at all")
     (uploads / "broken.svs.json").write_text('{"patient_id": "RP-IMPORT-1"}')
-    conf = {"workflow_form": {"slides_folder": str(uploads)}}
+    # As Kaapana's UI posts it: the project the run belongs to travels with it.
+    project = {"name": "radpath-test", "id": "7f1c2b5e-0000-4000-8000-000000000001",
+               "kubernetes_namespace": "project-radpath-test"}
+    conf = {"workflow_form": {"slides_folder": str(uploads)}, "project_form": project}
 
     run = airflow.run("radpath-wsi-import", conf, run_env)
     # broken.svs failed (named in the log) and fails the verdict; biopsy.svs went on.
@@ -163,6 +166,10 @@ def test_radpath_wsi_import_stores_uploaded_slides_and_hands_them_to_radpath_map
 
     (mapped,) = run.triggered
     assert mapped.dag_id == "radpath-map" and mapped.succeeded, mapped.task_states
+    # The child carries the parent's whole conf (project included, as Kaapana's
+    # LocalDagTriggerOperator passes it), its data_form naming the stored slide series.
+    assert mapped.conf["project_form"] == project and mapped.conf["workflow_form"] == conf["workflow_form"]
+    assert mapped.conf["data_form"] == {"identifiers": [slides[0]["0020000E"]["Value"][0]]}
     found = modalities(pacs, uids["ct_study"])
     assert len(found["SEG"]) == 1 and len(found["KO"]) == 1, found
 

@@ -20,8 +20,19 @@ PIPELINE = ["get-input", "wsi-dicomize", "pair", "bodypart", "nifti", "segment",
 KAAPANA_GET_INPUT = "get-input-data"
 
 
+#: On Kaapana the link pages go to the project's bucket (Kaapana's MinioOperator) before the
+#: verdict, and Kaapana's cleaner removes the run folder after it.
+PUT_RESULTS, CLEANER = "put-results", "workflow-cleaner"
+
+
 def pipeline(where: str) -> list[str]:
-    return [KAAPANA_GET_INPUT, *PIPELINE[1:]] if where == "on_kaapana" else PIPELINE
+    """The stages in order, from input to link."""
+    return [KAAPANA_GET_INPUT, *PIPELINE[1:-1]] if where == "on_kaapana" else PIPELINE[:-1]
+
+
+def tail(where: str) -> list[str]:
+    """What follows link."""
+    return [PUT_RESULTS, "report", CLEANER] if where == "on_kaapana" else ["report"]
 
 #: Loads the DAG folder in a fresh interpreter and prints what a test needs as JSON.
 PROBE = r"""
@@ -51,7 +62,6 @@ print(json.dumps(out))
 """
 
 
-CLEANER = "workflow-cleaner"  # Kaapana's LocalWorkflowCleanerOperator, after the verdict
 
 
 def parse_dags(tmp_path: Path, kaapana: bool = False, **env_extra: str) -> dict:
@@ -102,7 +112,7 @@ def test_radpath_map_parses_light_and_is_the_designed_pipeline(where, request):
     assert parsed["errors"] == {}
     assert parsed["heavy"] == []  # no torch, no radpath, no pydicom while a scheduler parses
     tasks = parsed["dags"]["radpath-map"]["tasks"]
-    assert chain(tasks) == pipeline(where) + ([CLEANER] if where == "on_kaapana" else [])
+    assert chain(tasks) == pipeline(where) + tail(where)
     for before, after in zip(pipeline(where), pipeline(where)[1:]):  # each stage reads the one before it
         assert tasks[after]["in"] == tasks[before]["out"] == before, (before, after)
     form = parsed["dags"]["radpath-map"]["form"]["properties"]
@@ -134,7 +144,7 @@ def test_standalone_operators_run_radpath_locally(standalone):
 def test_radpath_batch_finds_unlinked_slides_then_runs_the_same_pipeline_daily(where, request):
     parsed = request.getfixturevalue(where)
     batch = parsed["dags"]["radpath-batch"]
-    assert chain(batch["tasks"]) == ["find-unlinked", *PIPELINE[1:]] + ([CLEANER] if where == "on_kaapana" else [])
+    assert chain(batch["tasks"]) == ["find-unlinked", *pipeline(where)[1:]] + tail(where)
     assert batch["tasks"]["wsi-dicomize"]["in"] == "find-unlinked"
     assert batch["schedule"] == "@daily"
     assert "batch_limit" in batch["form"]["properties"] and "organ" in batch["form"]["properties"]
@@ -259,3 +269,19 @@ def test_on_kaapana_results_link_to_the_platforms_viewers(on_kaapana):
     map_dag = on_kaapana["dags"]["radpath-map"]
     assert map_dag["tasks"]["link"]["env"]["VIEWER_BASE_URL"] == "https://kaapana.example.org"
     assert map_dag["form"]["properties"]["viewer_base_url"]["default"] == "https://kaapana.example.org"
+
+
+def test_on_kaapana_the_link_pages_go_to_the_projects_static_website_results(on_kaapana, kaapana_source):
+    """Kaapana's MinioOperator puts each element's split-view page and QC picture into the
+    project's bucket under staticwebsiteresults, as Kaapana's otsus-method example puts its
+    report (its minio-operator container reads these variables)."""
+    example = (kaapana_source / "templates_and_examples/examples/processing-pipelines/otsus-method/extension/"
+               "docker/files/dag_otsus_method.py").read_text()
+    assert 'minio_prefix="staticwebsiteresults"' in example
+    for dag_id in ("radpath-map", "radpath-batch"):
+        put = on_kaapana["dags"][dag_id]["tasks"][PUT_RESULTS]
+        assert put["class"] == "MinioOperator" and put["upstream"] == ["link"]
+        assert put["image"] == "registry.example.org/kaapana/minio-operator:0.6.0"
+        assert put["env"]["ACTION"] == "put" and put["env"]["MINIO_PREFIX"].startswith("staticwebsiteresults/")
+        assert put["env"]["BATCH_INPUT_OPERATORS"] == "link"
+        assert set(put["env"]["WHITELISTED_FILE_EXTENSIONS"].split(",")) == {".html", ".png"}

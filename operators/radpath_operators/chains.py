@@ -16,9 +16,17 @@ from radpath_operators.StoreOperator import StoreOperator
 from radpath_operators.WsiDicomizeOperator import WsiDicomizeOperator
 
 
+#: Where each element's split-view page and QC picture go in the project's bucket: Kaapana's
+#: static-website results browser shows what lies under staticwebsiteresults (its
+#: otsus-method example puts its report there the same way).
+RESULTS_PREFIX = "staticwebsiteresults/radpath"
+RESULT_FILES = (".html", ".png")
+
+
 def pair_segment_link(dag, input_operator):
     """wsi-dicomize → pair → bodypart → nifti → segment → merge → seg-encode → store → link
-    after ``input_operator``; returns the last task (link)."""
+    after ``input_operator`` (then, on Kaapana, the link pages into the project's bucket);
+    returns the last task."""
     wsi_dicomize = WsiDicomizeOperator(dag=dag, input_operator=input_operator)
     pair = PairOperator(dag=dag, input_operator=wsi_dicomize)
     bodypart = BodypartOperator(dag=dag, input_operator=pair)
@@ -29,7 +37,14 @@ def pair_segment_link(dag, input_operator):
     store = StoreOperator(dag=dag, input_operator=seg_encode)
     link = LinkOperator(dag=dag, input_operator=store)
     input_operator >> wsi_dicomize >> pair >> bodypart >> nifti >> segment >> merge >> seg_encode >> store >> link
-    return link
+    if not IN_KAAPANA:
+        return link  # standalone the pages stay in the run folder (radpath run prints where)
+    from kaapana.operators.MinioOperator import MinioOperator
+
+    results = MinioOperator(dag=dag, name="put-results", action="put", minio_prefix=RESULTS_PREFIX,
+                            batch_input_operators=[link], whitelisted_file_extensions=RESULT_FILES)
+    link >> results
+    return results
 
 
 def verdict(dag, last):
