@@ -1,32 +1,57 @@
 """radpath-batch: on a schedule, the slides in the PACS that have radiology and no radpath
-link yet, paired, segmented, stored and linked.
+link yet, each handed to ``radpath-map`` (one run per slide, as a data-explorer selection
+with single execution).
 
 The schedule is the Airflow Variable ``radpath_batch_schedule`` (a cron expression or
 preset; default ``@daily``), read when the scheduler parses this file; set it to ``None``
 to pause scheduling without disabling the DAG. Each run takes at most ``batch_limit``
 slides (workflow form, default 20), oldest first, so a backlog of hundreds drains over
 several runs; one run at a time, so two runs never pick the same slide.
+
+On Kaapana a scheduled run belongs to no project (it has no conf), so its project is the
+Airflow Variable ``radpath_batch_project``: the project's form as Kaapana's UI sends it,
+as JSON, e.g. ``{"id": "<uuid>", "name": "radpath", "kubernetes_namespace":
+"project-radpath", "s3_bucket": "project-radpath", "opensearch_index": "project_radpath"}``.
+find-unlinked runs in that project's namespace and each radpath-map run carries it, so the
+results are stored, filed and published in that project. Without it, on Kaapana, the DAG
+is not scheduled (its runs would be admin runs) and says so here.
 """
 
+import logging
+
 from airflow.models import DAG, Variable
-from radpath_operators.chains import pair_segment_link, verdict
+from radpath_operators.chains import clean_up
 from radpath_operators.FindUnlinkedOperator import FindUnlinkedOperator
 from radpath_operators.forms import BATCH_FIELDS, MAP_FIELDS, NO_DATASET, default_args
+from radpath_operators.RadpathBaseOperator import IN_KAAPANA
+from radpath_operators.TriggerMapOperator import TriggerMapOperator
 
 SCHEDULE_VARIABLE = "radpath_batch_schedule"
+PROJECT_VARIABLE = "radpath_batch_project"
 schedule = Variable.get(SCHEDULE_VARIABLE, default_var="@daily")
-
-args = default_args(NO_DATASET, **BATCH_FIELDS, **MAP_FIELDS)
+project = Variable.get(PROJECT_VARIABLE, default_var=None, deserialize_json=True)
+if schedule in ("", "None", "none"):
+    schedule = None
+if IN_KAAPANA and project is None and schedule is not None:
+    logging.getLogger(__name__).warning(
+        "radpath-batch is not scheduled: set the Airflow Variable %s to the project's form (JSON)", PROJECT_VARIABLE)
+    schedule = None
 
 dag = DAG(
     dag_id="radpath-batch",
-    default_args=args,
-    schedule=None if schedule in ("", "None", "none") else schedule,
+    default_args=default_args(NO_DATASET, **BATCH_FIELDS, **MAP_FIELDS),
+    # Kaapana's operators take the pods' namespace from params.project_form (a run's conf
+    # overrides it, as for a run started from the UI in a project).
+    params={"project_form": project} if project else {},
+    schedule=schedule,
     catchup=False,
     max_active_runs=1,
-    max_active_tasks=10,
     tags=["radpath"],
     doc_md=__doc__,
 )
 
-verdict(dag, pair_segment_link(dag, FindUnlinkedOperator(dag=dag)))
+find_unlinked = FindUnlinkedOperator(dag=dag)
+trigger_map = TriggerMapOperator(dag=dag, found_by=find_unlinked,
+                                 conf_defaults={"project_form": project} if project else None)
+find_unlinked >> trigger_map
+clean_up(dag, trigger_map)

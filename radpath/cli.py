@@ -130,15 +130,30 @@ def _get_input(args: argparse.Namespace) -> int:
 
 
 def _find_unlinked(args: argparse.Namespace) -> int:
-    from radpath.dicomweb import DicomWeb
-    from radpath.discovery import find_unlinked_slides
-    from radpath.getinput import fetch_series
+    """Lists up to BATCH_LIMIT unlinked slide series in ``$WORKFLOW_DIR/$OPERATOR_OUT_DIR/``
+    (:data:`radpath.discovery.FOUND_NAME`); radpath-batch then triggers one radpath-map run
+    for each, so nothing is retrieved here."""
+    import json
 
-    def fill(settings: Settings, out_dir: str):
+    from radpath.dicomweb import DicomWeb, DicomWebError
+    from radpath.discovery import FOUND_NAME, find_unlinked_slides
+
+    try:
+        settings = Settings.from_env()
+        out = settings.layout.require_workflow_dir() / (settings.layout.operator_out_dir or "find-unlinked")
         found = find_unlinked_slides(DicomWeb(settings.dicomweb), settings.options.batch_limit)
-        return fetch_series(settings, found.chosen, out_dir)
-
-    return _fill_batch("find-unlinked", fill, "no unlinked slide with radiology in the PACS")
+    except SettingsError as err:
+        print(f"radpath find-unlinked: {err}", file=sys.stderr)
+        return 2
+    except (DicomWebError, ValueError) as err:
+        print(f"radpath find-unlinked: {err}", file=sys.stderr)
+        return 1
+    out.mkdir(parents=True, exist_ok=True)
+    (out / FOUND_NAME).write_text(json.dumps({"series": found.chosen, "summary": found.summary()}, indent=2))
+    if not found.chosen:
+        print("radpath find-unlinked: no unlinked slide with radiology in the PACS", file=sys.stderr)
+        return 126
+    return 0
 
 
 def _get_slides(args: argparse.Namespace) -> int:
@@ -271,8 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "into the batch layout, as Kaapana's GetInputOperator")
     p.set_defaults(func=_get_input)
 
-    p = sub.add_parser("find-unlinked", help="retrieve up to BATCH_LIMIT slide series that have radiology "
-                       "and no radpath link yet into the batch layout (radpath-batch)")
+    p = sub.add_parser("find-unlinked", help="list up to BATCH_LIMIT slide series that have radiology "
+                       "and no radpath link yet, in $WORKFLOW_DIR/$OPERATOR_OUT_DIR (radpath-batch)")
     p.set_defaults(func=_find_unlinked)
 
     p = sub.add_parser("get-slides", help="one batch element per uploaded slide file of SLIDES_FOLDER "

@@ -24,6 +24,9 @@ TAG_STUDY_DATE = "00080020"
 TAG_SERIES_DESCRIPTION = "0008103E"
 #: SeriesDescription prefix of the link stage's KOS (radpath.link.kos).
 LINK_SERIES_PREFIX = "radpath link"
+#: What ``radpath find-unlinked`` writes into its output folder: {"series": [...], "summary": ...}
+#: (read by radpath-batch's trigger-map task, operators/radpath_operators/TriggerMapOperator.py).
+FOUND_NAME = "unlinked-slides.json"
 
 
 def _value(item: dict, tag: str) -> str:

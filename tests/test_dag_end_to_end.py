@@ -5,6 +5,8 @@ holds what a radiologist and a pathologist open."""
 
 from __future__ import annotations
 
+import json
+
 import pydicom
 import pytest
 
@@ -120,7 +122,10 @@ def own_orthanc(tmp_path_factory):
 
 
 def test_radpath_batch_processes_exactly_the_unlinked_complete_pairs(airflow, run_env, own_orthanc, tmp_path):
-    env = {**run_env, "DICOMWEB_URL": own_orthanc.dicomweb_url}
+    """A scheduled run (empty conf) hands each unlinked slide with radiology to a radpath-map
+    run of its own, carrying the project of the Variable radpath_batch_project."""
+    project = {"name": "radpath-test", "id": "7f1c2b5e-0000-4000-8000-000000000003"}
+    env = {**run_env, "DICOMWEB_URL": own_orthanc.dicomweb_url, "AIRFLOW_VAR_RADPATH_BATCH_PROJECT": json.dumps(project)}
     pacs = DicomWeb(Settings.from_env({"DICOMWEB_URL": own_orthanc.dicomweb_url}).dicomweb)
     linked = put_patient(pacs, tmp_path, "RP-BATCH-A", slide_site="right kidney")
     slide_only = put_patient(pacs, tmp_path, "RP-BATCH-C", ct=False, slide_site="left kidney")
@@ -128,7 +133,9 @@ def test_radpath_batch_processes_exactly_the_unlinked_complete_pairs(airflow, ru
     def batch_run():
         run = airflow.run("radpath-batch", {}, env)
         assert run.succeeded, "\n".join(run.log[-60:])
-        return sorted(p.name for p in (airflow.data_dir / run.run_id / "batch").iterdir())
+        assert all(child.dag_id == "radpath-map" and child.succeeded for child in run.triggered), run.log[-60:]
+        assert all(child.conf["project_form"] == project for child in run.triggered)
+        return sorted(uid for child in run.triggered for uid in child.conf["data_form"]["identifiers"])
 
     # The first run pairs A (C's patient has no CT/MR); afterwards A counts as linked.
     assert batch_run() == [linked["slide_series"]]

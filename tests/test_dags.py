@@ -57,7 +57,7 @@ for dag_id, dag in bag.dags.items():
         }
     ui_forms = (dag.default_args or {}).get("ui_forms", {})
     out["dags"][dag_id] = {"tasks": tasks, "schedule": str(dag.schedule_interval), "ui_forms": ui_forms,
-                           "form": ui_forms.get("workflow_form")}
+                           "form": ui_forms.get("workflow_form"), "params": dag.params.dump()}
 print(json.dumps(out))
 """
 
@@ -141,13 +141,29 @@ def test_standalone_operators_run_radpath_locally(standalone):
 
 
 @pytest.mark.parametrize("where", ["standalone", "on_kaapana"])
-def test_radpath_batch_finds_unlinked_slides_then_runs_the_same_pipeline_daily(where, request):
+def test_radpath_batch_finds_unlinked_slides_and_hands_each_to_radpath_map(where, request):
     parsed = request.getfixturevalue(where)
     batch = parsed["dags"]["radpath-batch"]
-    assert chain(batch["tasks"]) == ["find-unlinked", *pipeline(where)[1:]] + tail(where)
-    assert batch["tasks"]["wsi-dicomize"]["in"] == "find-unlinked"
-    assert batch["schedule"] == "@daily"
+    assert chain(batch["tasks"]) == ["find-unlinked", "trigger-map"] + ([CLEANER] if where == "on_kaapana" else [])
+    assert batch["tasks"]["trigger-map"]["class"] == "TriggerMapOperator"
+    # On Kaapana a scheduled run without a project would be an admin run: not scheduled.
+    assert batch["schedule"] == ("@daily" if where == "standalone" else "None")
     assert "batch_limit" in batch["form"]["properties"] and "organ" in batch["form"]["properties"]
+
+
+def test_on_kaapana_radpath_batch_runs_in_the_project_of_its_variable(tmp_path, kaapana_source):
+    """The Variable radpath_batch_project (the project's form, JSON) schedules the DAG and
+    becomes its params.project_form, whence KaapanaBaseOperator takes the pods' namespace
+    (KaapanaBaseOperator.execute reads context params)."""
+    kbo = (kaapana_source / "data-processing/kaapana-plugin/extension/docker/files/plugin/kaapana/operators/"
+           "KaapanaBaseOperator.py").read_text()
+    assert 'project_form = context.get("params", {}).get("project_form")' in kbo
+    project = {"id": "7f1c2b5e-0000-4000-8000-000000000002", "name": "radpath-test",
+               "kubernetes_namespace": "project-radpath-test", "s3_bucket": "project-radpath-test"}
+    parsed = parse_dags(tmp_path, kaapana=True, AIRFLOW_VAR_RADPATH_BATCH_PROJECT=json.dumps(project))
+    batch = parsed["dags"]["radpath-batch"]
+    assert batch["schedule"] == "@daily"
+    assert batch["params"]["project_form"] == project
 
 
 def test_radpath_batch_schedule_comes_from_an_airflow_variable(tmp_path):
@@ -278,10 +294,9 @@ def test_on_kaapana_the_link_pages_go_to_the_projects_static_website_results(on_
     example = (kaapana_source / "templates_and_examples/examples/processing-pipelines/otsus-method/extension/"
                "docker/files/dag_otsus_method.py").read_text()
     assert 'minio_prefix="staticwebsiteresults"' in example
-    for dag_id in ("radpath-map", "radpath-batch"):
-        put = on_kaapana["dags"][dag_id]["tasks"][PUT_RESULTS]
-        assert put["class"] == "MinioOperator" and put["upstream"] == ["link"]
-        assert put["image"] == "registry.example.org/kaapana/minio-operator:0.6.0"
-        assert put["env"]["ACTION"] == "put" and put["env"]["MINIO_PREFIX"].startswith("staticwebsiteresults/")
-        assert put["env"]["BATCH_INPUT_OPERATORS"] == "link"
-        assert set(put["env"]["WHITELISTED_FILE_EXTENSIONS"].split(",")) == {".html", ".png"}
+    put = on_kaapana["dags"]["radpath-map"]["tasks"][PUT_RESULTS]
+    assert put["class"] == "MinioOperator" and put["upstream"] == ["link"]
+    assert put["image"] == "registry.example.org/kaapana/minio-operator:0.6.0"
+    assert put["env"]["ACTION"] == "put" and put["env"]["MINIO_PREFIX"].startswith("staticwebsiteresults/")
+    assert put["env"]["BATCH_INPUT_OPERATORS"] == "link"
+    assert set(put["env"]["WHITELISTED_FILE_EXTENSIONS"].split(",")) == {".html", ".png"}

@@ -1,6 +1,6 @@
 """radpath-batch's input: slides in the PACS whose patient has CT/MR and no radpath link
-yet, at most BATCH_LIMIT per run, retrieved into the batch layout (``radpath
-find-unlinked``)."""
+yet, at most BATCH_LIMIT per run, listed for the trigger-map task (``radpath
+find-unlinked``; nothing is retrieved: each slide's radpath-map run fetches its own)."""
 
 from radpath_operators.RadpathBaseOperator import (
     DEFAULT_REGISTRY,
@@ -12,7 +12,7 @@ from radpath_operators.RadpathBaseOperator import (
 
 
 class FindUnlinkedOperator(RadpathBaseOperator):
-    """``radpath find-unlinked``: ``batch/<slide series>/find-unlinked``."""
+    """``radpath find-unlinked``: ``find-unlinked/unlinked-slides.json`` in the run folder."""
 
     def __init__(self, dag, name="find-unlinked", batch_limit=None, env_vars=None, **kwargs):
         super().__init__(

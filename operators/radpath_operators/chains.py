@@ -49,11 +49,17 @@ def pair_segment_link(dag, input_operator):
 
 def verdict(dag, last):
     """``report`` after ``last`` whatever happened upstream (it fails the run if any element
-    failed); on Kaapana the run folder is then cleaned, as Kaapana's own DAGs do."""
+    failed), then the clean-up."""
     report = ReportOperator(dag=dag, input_operator=last)
     last >> report
+    clean_up(dag, report)
+    return report
+
+
+def clean_up(dag, last):
+    """On Kaapana, the run folder is removed after ``last``, as Kaapana's own DAGs do (a
+    run that failed before keeps it, for inspection); standalone it is kept."""
     if IN_KAAPANA:
         from kaapana.operators.LocalWorkflowCleanerOperator import LocalWorkflowCleanerOperator
 
-        report >> LocalWorkflowCleanerOperator(dag=dag, clean_workflow_dir=True)
-    return report
+        last >> LocalWorkflowCleanerOperator(dag=dag, clean_workflow_dir=True)
