@@ -71,6 +71,17 @@ def fetch_series(settings: Settings, wanted: list[str], out_dir: str) -> InputRe
     return report
 
 
+def uploads_folder(settings: Settings) -> Path:
+    """``SLIDES_FOLDER``; else the run folder's ``$OPERATOR_IN_DIR``, where Kaapana's
+    upload pattern (LocalVolumeMountOperator ``get`` from the uploads volume) put the files
+    the user picked."""
+    if settings.options.slides_folder is not None:
+        return settings.options.slides_folder
+    if settings.layout.operator_in_dir:
+        return settings.layout.require_workflow_dir() / settings.layout.operator_in_dir
+    raise FileNotFoundError("SLIDES_FOLDER is not set: name the folder of uploaded slides (workflow form slides_folder)")
+
+
 def copy_uploaded_slides(settings: Settings, out_dir: str) -> InputReport:
     """One element per slide file of ``SLIDES_FOLDER``: ``batch/<slide name>/<out_dir>/``
     with the slide, its sidecar and the folder's ``radpath-slides.csv`` (a 3DHISTECH
@@ -79,12 +90,9 @@ def copy_uploaded_slides(settings: Settings, out_dir: str) -> InputReport:
     from radpath.stages.wsi_dicomize import slide_files
 
     report = InputReport()
-    folder = settings.options.slides_folder
-    if folder is None:
-        raise FileNotFoundError("SLIDES_FOLDER is not set: name the folder of uploaded slides "
-                                "(workflow form slides_folder)")
+    folder = uploads_folder(settings)
     if not folder.is_dir():
-        raise FileNotFoundError(f"SLIDES_FOLDER {folder} is not a folder")
+        raise FileNotFoundError(f"the folder of uploaded slides {folder} is not a folder")
     for slide in slide_files(folder):
         target = settings.layout.batch_dir / _element_name(slide, folder) / out_dir
         shutil.rmtree(target, ignore_errors=True)

@@ -141,3 +141,26 @@ def test_manifest_round_trips(tmp_path: Path, status: Status):
     again = Manifest.load(tmp_path)
     assert again.facts == {"bodypart": {"organ": "kidney", "laterality": "left"}}
     assert again.status is status
+
+
+def test_uploaded_slides_come_from_the_run_folder_where_kaapanas_upload_operator_put_them(tmp_path):
+    """On Kaapana, LocalVolumeMountOperator copies the picked uploads to
+    $WORKFLOW_DIR/<its out dir>; get-slides reads them there (OPERATOR_IN_DIR) when no
+    SLIDES_FOLDER is set, one element per slide with its sidecar."""
+    from radpath.getinput import copy_uploaded_slides
+    from radpath.settings import Settings
+    from radpath.synthetic import write_svs
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    write_svs(uploads / "biopsy.svs", width=512, height=512, levels=1)
+    (uploads / "biopsy.svs.json").write_text('{"patient_id": "P1"}')
+    (uploads / "notes.txt").write_text("not a slide")
+    settings = Settings.from_env({"WORKFLOW_DIR": str(tmp_path), "OPERATOR_IN_DIR": "uploads",
+                                  "OPERATOR_OUT_DIR": "get-slides"})
+    report = copy_uploaded_slides(settings, "get-slides")
+    assert report.fetched == ["biopsy.svs"] and not report.missing
+    (element,) = (tmp_path / "batch").iterdir()
+    assert sorted(p.name for p in (element / "get-slides").iterdir()) == ["biopsy.svs", "biopsy.svs.json"]
+    with pytest.raises(FileNotFoundError, match="SLIDES_FOLDER is not set"):
+        copy_uploaded_slides(Settings.from_env({"WORKFLOW_DIR": str(tmp_path)}), "get-slides")

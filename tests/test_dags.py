@@ -179,7 +179,34 @@ def test_radpath_wsi_import_converts_stores_then_triggers_radpath_map(where, req
     assert tasks["store"]["upstream"] == ["wsi-dicomize"] and tasks["store"]["in"] == "wsi-dicomize"
     assert tasks["trigger-map"]["upstream"] == ["store"] and tasks["trigger-map"]["class"] == "TriggerMapOperator"
     assert tasks["report"]["upstream"] == ["store"]
-    assert "slides_folder" in parsed["dags"]["radpath-wsi-import"]["form"]["properties"]
+    form = parsed["dags"]["radpath-wsi-import"]["form"]["properties"]
+    if where == "standalone":
+        assert tasks["get-slides"]["upstream"] == [] and "slides_folder" in form
+    else:  # no pod sees a folder of the host: the user picks uploads, as in Kaapana's upload DAGs
+        assert "slides_folder" not in form
+        assert tasks["get-slides"]["upstream"] == ["get-uploads"] and tasks["get-slides"]["in"] == "uploads"
+
+
+def test_on_kaapana_slides_come_through_kaapanas_upload_pattern(on_kaapana, kaapana_source):
+    """As Kaapana's dag_import_dicoms_from_data_upload: an upload form (data_form.action_files)
+    and LocalVolumeMountOperator copying the picked files from /kaapana/app/uploads into the
+    run folder; the uploads' endings are the slide formats radpath converts and their links."""
+    import ast
+
+    from radpath.slides.convert import SLIDE_SUFFIXES
+
+    # forms.py's literal, read as text: importing the operators would import Airflow here
+    forms = ast.parse((REPO / "operators/radpath_operators/forms.py").read_text())
+    (UPLOAD_ENDINGS,) = [ast.literal_eval(node.value) for node in forms.body if isinstance(node, ast.Assign)
+                         and getattr(node.targets[0], "id", None) == "UPLOAD_ENDINGS"]
+
+    kaapana_dag = (kaapana_source / "data-processing/kaapana-plugin/extension/docker/files/dags/"
+                   "dag_import_dicoms_from_data_upload.py").read_text()
+    assert 'mount_path="/kaapana/app/uploads"' in kaapana_dag and "schema_upload_form" in kaapana_dag
+    dag = on_kaapana["dags"]["radpath-wsi-import"]
+    assert dag["tasks"]["get-uploads"]["class"] == "LocalVolumeMountOperator"
+    assert "action_files" in dag["ui_forms"]["data_form"]["properties"]
+    assert set(UPLOAD_ENDINGS) == set(SLIDE_SUFFIXES) | {".json", ".csv"}
 
 
 def test_on_kaapana_segment_reads_the_weights_where_the_model_installer_puts_them(on_kaapana, kaapana_source):

@@ -90,6 +90,28 @@ BATCH_FIELDS = {
     },
 }
 
+#: What a user may pick from Kaapana's uploads for radpath-wsi-import: the slide formats
+#: radpath hands to wsidicomizer (radpath.slides.convert.SLIDE_SUFFIXES, checked by the
+#: tests) and the patient links beside them (sidecar ``<slide>.json``, ``radpath-slides.csv``).
+UPLOAD_ENDINGS = (".svs", ".ndpi", ".tif", ".tiff", ".mrxs", ".scn", ".bif", ".vms", ".vmu", ".czi", ".isyntax",
+                  ".svslide", ".qptiff", ".dcm", ".json", ".csv")
+
+
+def upload_form() -> dict:
+    """The data_form of radpath-wsi-import on Kaapana: Kaapana's own upload form
+    (json_schema_templates.schema_upload_form: the files of the uploads volume, by ending).
+    It asks Kaapana's backend for the list while the scheduler parses the file; when the
+    backend does not answer, the form takes the file names as text, and the DAG still loads."""
+    from kaapana.blueprints.json_schema_templates import schema_upload_form
+
+    try:
+        return schema_upload_form(whitelisted_file_formats=UPLOAD_ENDINGS)["data_form"]
+    except Exception:  # noqa: BLE001 - any failure of that request: a form without the list
+        return {"type": "object", "properties": {"action_files": {
+            "title": "Objects from uploads directory", "description": "Names of files in the uploads directory",
+            "type": "array", "items": {"type": "string"}}}}
+
+
 IMPORT_FIELDS = {
     "slides_folder": {
         "title": "Folder of uploaded slides",
