@@ -122,12 +122,14 @@ def _run_in_child(dag_id: str, conf: dict) -> dict:
     from airflow.utils.session import create_session
     from airflow.utils.state import DagRunState
 
-    bag = DagBag(dag_folder=str(DAGS_FOLDER), include_examples=False)
+    # LocalAirflow sets it to the checkout's dags/; a Kaapana-like Airflow has a DAG folder of its own.
+    folder = os.environ.get("AIRFLOW__CORE__DAGS_FOLDER", str(DAGS_FOLDER))
+    bag = DagBag(dag_folder=folder, include_examples=False)
     if bag.import_errors:
         errors = "; ".join(f"{path}: {error.strip().splitlines()[-1]}" for path, error in bag.import_errors.items())
-        return {"error": f"the DAG folder {DAGS_FOLDER} has import errors: {errors}"}
+        return {"error": f"the DAG folder {folder} has import errors: {errors}"}
     if bag.get_dag(dag_id) is None:
-        return {"error": f"no DAG {dag_id!r} in {DAGS_FOLDER} (there are: {', '.join(sorted(bag.dag_ids))})"}
+        return {"error": f"no DAG {dag_id!r} in {folder} (there are: {', '.join(sorted(bag.dag_ids))})"}
     bag.sync_to_db()  # a DAG that another triggers must be known to the metadata database
     pending, runs = [(dag_id, conf)], []
     while pending:

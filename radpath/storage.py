@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections import defaultdict
@@ -170,6 +171,13 @@ class DimseTarget:
         binary = shutil.which("dcmsend")
         if binary is None:
             raise StoreFailed("dcmtk's dcmsend is not installed (Debian: dcmtk; make setup)")
+        try:
+            socket.getaddrinfo(self.host, self.port)
+        except OSError as err:
+            raise StoreFailed(
+                f"cannot reach the C-STORE peer {self.host}:{self.port}: its name does not resolve here ({err}); "
+                "on Kaapana a pod reaches CTP only with the label network-access-ctp"
+            ) from None
         with tempfile.TemporaryDirectory(prefix="radpath-dcmsend-") as scratch:
             report = Path(scratch) / "report.txt"
             command = [binary, "-aet", self.calling_ae, "-aec", self.called_ae, "--no-halt",

@@ -98,7 +98,7 @@ def airflow_environment(home: Path, kaapana: Path = KAAPANA_SOURCE, **extra: str
     kubeconfig.write_text(KUBECONFIG)
     return {
         **scheduler_environment(kaapana),
-        "PATH": f"{KAAPANA_VENV / 'bin'}:/usr/bin:/bin",
+        "PATH": f"{KAAPANA_VENV / 'bin'}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
         "HOME": str(home),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -111,3 +111,95 @@ def airflow_environment(home: Path, kaapana: Path = KAAPANA_SOURCE, **extra: str
         "PYTHONPATH": os.pathsep.join(str(kaapana / part) for part in (PLUGIN, KAAPANAPY, TASK_API)),
         **extra,
     }
+
+
+# --- the box: pods run (tests/kaapana_box_driver.py) --------------------------------------------------
+
+#: Stand-in services, at the names and ports Kaapana's code uses for them, each on an
+#: address of the box's own loopback; target_port is the port of the service's pods, which
+#: the network policies name (Keycloak's service port 80 forwards to its pods' 8080).
+BOX_SERVICES = [
+    {"name": "dicom-web-filter", "host": "dicom-web-filter-service.services.svc", "ip": "127.0.10.1", "port": 8080,
+     "namespace": "services", "target_port": 8080},
+    {"name": "ctp", "host": "ctp-dicom-service.services.svc", "ip": "127.0.10.2", "port": 11112,
+     "namespace": "services", "target_port": 11112},
+    {"name": "opensearch", "host": "opensearch-service.services.svc", "ip": "127.0.10.3", "port": 9200,
+     "namespace": "services", "target_port": 9200},
+    {"name": "minio", "host": "minio-service.services.svc", "ip": "127.0.10.4", "port": 9000,
+     "namespace": "services", "target_port": 9000},
+    {"name": "keycloak", "host": "keycloak-external-service.admin.svc", "ip": "127.0.10.5", "port": 80,
+     "namespace": "admin", "target_port": 8080},
+]
+NETWORK_POLICIES = "services/data-separation/project-namespace/project-namespace-chart/templates/network_policies.yaml"
+#: The project a box run belongs to, as Kaapana's UI sends project_form.
+PROJECT = {"id": "7f1c2b5e-0000-4000-8000-0000000000aa", "name": "radpath-test",
+           "kubernetes_namespace": "project-radpath-test", "s3_bucket": "project-radpath-test",
+           "opensearch_index": "project_radpath-test"}
+MOUNT_POINTS = ("/kaapana", "/models", "/tensorboard")  # made on the machine if missing (left empty)
+
+
+def run_box(root: Path, runs: list[tuple[str, dict]], seed: list[Path] = (), env: dict | None = None,
+            uploads: dict[str, bytes] | None = None, edit_dags=None, kaapana: Path = KAAPANA_SOURCE) -> dict:
+    """Run ``runs`` ((dag id, conf), in order) in a fresh box whose PACS holds ``seed`` and
+    whose uploads volume holds ``uploads``; ``edit_dags(folder)`` may change the installed
+    DAG folder first. What the runs left, as kaapana_box_driver.py reports it."""
+    import json
+    import subprocess
+
+    root.mkdir(parents=True, exist_ok=True)
+    for point in MOUNT_POINTS:
+        os.makedirs(point, exist_ok=True)
+    models = root / "models" / "radpath"
+    models.mkdir(parents=True, exist_ok=True)
+    # TotalSegmentator's layout on the models volume, with radpath's stand-in weights in it
+    (models / "totalsegmentator").symlink_to(REPO / "radpath" / "segmentation" / "standin-weights")
+    project_user = f"{PROJECT['kubernetes_namespace']}-system-user"
+    box = {
+        "kaapana_source": str(kaapana), "repo": str(REPO), "network_policies": NETWORK_POLICIES,
+        "values": {**GLOBAL_VALUES, "project_namespace": PROJECT["kubernetes_namespace"],
+                   "internalCidrs": ["10.0.0.0/8", "127.0.0.0/8"]},
+        "services": BOX_SERVICES, "bucket": PROJECT["s3_bucket"],
+        "claims": {"workflow-data-pv-claim": str(root / "workflow-data"), "models-pv-claim": str(root / "models"),
+                   "tensorboard-pv-claim": str(root / "tensorboard")},
+        "secrets": {"project-user-credentials": {"project-user": project_user, "project-user-password": "box-project"},
+                    "oidc-client-secret": {"oidc-client-secret": GLOBAL_VALUES["oidc_client_secret"]},
+                    "system-user-password": {"system-user-password": SECRETS["SYSTEM_USER_PASSWORD"]}},
+        "users": {project_user: "box-project", "system": SECRETS["SYSTEM_USER_PASSWORD"]},
+        "client_secret": GLOBAL_VALUES["oidc_client_secret"],
+        "radpath": str(REPO / ".venv" / "bin" / "radpath"), "kaapana_python": str(kaapana_python()),
+        "path": f"{REPO / '.venv' / 'bin'}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        "home": str(root / "home"), "scratch": str(root / "scratch"), "pod_log": str(root / "pods.jsonl"),
+        # kaapanapy is installed in Kaapana's base images; here it is the snapshot's
+        "pod_pythonpath": str(kaapana / KAAPANAPY),
+    }
+    for folder in ("home", "scratch", "workflow-data", "tensorboard", "uploads"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for name, data in (uploads or {}).items():
+        (root / "uploads" / name).write_bytes(data)
+    dags = dag_folder(root / "dags")
+    if edit_dags is not None:
+        edit_dags(dags)
+    (root / "box.json").write_text(json.dumps(box))
+    airflow = airflow_environment(root / "airflow", kaapana, **(env or {}))
+    airflow.update({
+        "KAAPANA_BOX_CONFIG": str(root / "box.json"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root / 'airflow' / 'airflow.db'}",
+        # the runner stand-in first: task_api.runners.KubernetesRunner resolves to it
+        "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "kaapana_pods"), airflow["PYTHONPATH"]]),
+    })
+    airflow.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
+    migrate = subprocess.run([str(kaapana_python()), "-m", "airflow", "db", "migrate"], env=airflow,
+                             capture_output=True, text=True, timeout=600)
+    assert migrate.returncode == 0, migrate.stderr[-2000:]
+    spec = {"root": str(root), "box_config": str(root / "box.json"), "seed": [str(p) for p in seed],
+            "runs": runs, "airflow_env": airflow}
+    (root / "spec.json").write_text(json.dumps(spec))
+    done = subprocess.run(["unshare", "--mount", "--net", "--fork", "--propagation", "private",
+                           str(kaapana_python()), str(REPO / "tests" / "kaapana_box_driver.py"), str(root / "spec.json")],
+                          env={**airflow, "PYTHONPATH": airflow["PYTHONPATH"]}, capture_output=True, text=True,
+                          timeout=3000)
+    result = next((line.split("kaapana-box-result: ", 1)[1] for line in done.stdout.splitlines()
+                   if line.startswith("kaapana-box-result: ")), None)
+    assert result is not None, (done.stdout[-3000:], done.stderr[-5000:])
+    return json.loads(result)

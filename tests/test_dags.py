@@ -4,6 +4,7 @@ Kaapana scheduler parses them, with Kaapana 0.6.0's own plugin (tests/kaapana_bo
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -302,6 +303,7 @@ def test_on_kaapana_the_pods_that_send_to_ctp_may_reach_it(on_kaapana, kaapana_s
             sends = task_id in ("store", "link")
             assert ((spec["labels"] or {}).get("network-access-ctp") == "true") == sends, (dag_id, task_id)
             if sends:
+                assert spec["env"]["STORE_TARGET"] == "dimse"
                 assert spec["env"]["DIMSE_HOST"] == "ctp-dicom-service.services.svc"
                 assert spec["env"]["DIMSE_PORT"] == "11112"
 
@@ -327,3 +329,20 @@ def test_on_kaapana_the_link_pages_go_to_the_projects_static_website_results(on_
     assert put["env"]["ACTION"] == "put" and put["env"]["MINIO_PREFIX"].startswith("staticwebsiteresults/")
     assert put["env"]["BATCH_INPUT_OPERATORS"] == "link"
     assert set(put["env"]["WHITELISTED_FILE_EXTENSIONS"].split(",")) == {".html", ".png"}
+
+
+def test_a_kaapana_scheduler_with_a_broken_plugin_names_what_broke(tmp_path, kaapana_source):
+    """Kaapana's own plugin, broken for real: its kaapanapy (Kaapana installs it into the
+    Airflow image) is missing. The DAG files fail naming that, in Kaapana's environment."""
+    from kaapana_box import KAAPANA_SOURCE, PLUGIN, TASK_API
+
+    broken = os.pathsep.join(str(KAAPANA_SOURCE / part) for part in (PLUGIN, TASK_API))
+    run = probe(tmp_path, kaapana=True, PYTHONPATH=broken)
+    assert run.returncode == 0, run.stderr[-2000:]
+    parsed = json.loads(run.stdout.strip().splitlines()[-1])
+    assert parsed["dags"] == {}
+    # the DAG files (and the operator modules beside them, which Airflow also scans)
+    assert {Path(path).name for path in parsed["errors"]} >= {"dag_radpath_map.py", "dag_radpath_batch.py",
+                                                              "dag_radpath_wsi_import.py"}
+    for error in parsed["errors"].values():
+        assert "Kaapana's plugin does not import" in error and "No module named 'kaapanapy'" in error, error

@@ -63,13 +63,15 @@ CTP_PORT = 11112
 
 
 def ctp_access(kwargs: dict) -> dict:
-    """``kwargs`` for an operator whose container sends DICOM to Kaapana's CTP: its address
-    (as Kaapana's DcmSendOperator has it) and the pod label without which the project
-    namespace's network policy drops the connection (``network-access-ctp``). Standalone
-    there is no CTP: the store target comes from the settings."""
+    """``kwargs`` for an operator whose container sends DICOM to Kaapana's CTP: DIMSE as the
+    default store target (as Kaapana's DcmSendOperator sends; the run's form may say
+    otherwise), CTP's address (DcmSendOperator's defaults) and the pod label without which
+    the project namespace's network policy drops the connection (``network-access-ctp``).
+    Standalone there is no CTP: the store target comes from the settings."""
     if IN_KAAPANA:
         kwargs["labels"] = {**(kwargs.get("labels") or {}), "network-access-ctp": "true"}
         kwargs["env_vars"] = {
+            "STORE_TARGET": "dimse",
             "DIMSE_HOST": f"ctp-dicom-service.{os.environ.get('SERVICES_NAMESPACE', 'services')}.svc",
             "DIMSE_PORT": str(CTP_PORT),
             **(kwargs.get("env_vars") or {}),

@@ -1,0 +1,268 @@
+"""STAND-IN for task_api's KubernetesRunner (Kaapana 0.6.0, lib/task_api): the one part of
+Kaapana that cannot run here, Kubernetes itself. Found first on the box's PYTHONPATH, so
+``from task_api.runners.KubernetesRunner import KubernetesRunner, PodPhase`` in Kaapana's
+KaapanaBaseOperator gets this module; everything else of task_api is Kaapana's own.
+
+It takes exactly the pod Kaapana's code builds: the real KubernetesRunner.run(dry_run=True)
+makes the V1Pod it would submit, and this runner starts that pod's container as a local
+process instead:
+- the command is the image's own CMD, read from the Dockerfile whose ``LABEL IMAGE`` names
+  the image (radpath's, or Kaapana's in the snapshot), its paths mapped through that
+  Dockerfile's COPY lines onto the files beside it;
+- the environment is the container's, secrets (``valueFrom.secretKeyRef``) resolved from the
+  box's stand-in secrets;
+- each volume mount of the pod is a bind mount in a mount namespace of the pod's own
+  (``unshare -m``): persistent volume claims onto the box's folders, the conf ConfigMap onto
+  the file the ConfigMap stand-in wrote;
+- the network policies of Kaapana's project namespace decide which services the pod can
+  resolve: its /etc/hosts lists only those its labels admit (network_policies.yaml of
+  services/data-separation/project-namespace, rendered with the box's values);
+- the exit code is the container's: 0 Succeeded, anything else Failed (126: Kaapana skips).
+
+The Kubernetes API calls Kaapana's operators make beside the runner (ConfigMaps for the run
+conf, reading a failed pod) go to a small stand-in API object (:class:`StandInCoreV1Api`).
+Every pod's start and end go to the box's pod log (``KAAPANA_BOX_POD_LOG``), one JSON line each.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import kubernetes
+import yaml
+
+BOX = json.loads(Path(os.environ["KAAPANA_BOX_CONFIG"]).read_text())
+_real_spec = importlib.util.spec_from_file_location(
+    "task_api_kubernetes_runner_real", Path(BOX["kaapana_source"]) / "lib/task_api/task_api/runners/KubernetesRunner.py")
+_real = importlib.util.module_from_spec(_real_spec)
+_real_spec.loader.exec_module(_real)  # loads the kubeconfig stand-in, talks to nothing
+
+PodPhase = _real.PodPhase
+generate_pod_name = _real.generate_pod_name
+
+
+# --- the Kubernetes API, as far as Kaapana's operators call it ------------------------------------
+
+
+class StandInCoreV1Api:
+    """ConfigMaps land where their mount would show them; pods are the runner's processes."""
+
+    def create_namespaced_config_map(self, namespace, body):
+        for key, text in (body.data or {}).items():
+            run_id = body.metadata.labels.get("run_id") or body.metadata.name.removesuffix("-config")
+            target = Path(BOX["claims"]["workflow-data-pv-claim"]) / run_id / "conf" / key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        _CONFIG_MAPS[(namespace, body.metadata.name)] = body
+        return body
+
+    def delete_namespaced_config_map(self, name, namespace, **_):
+        if _CONFIG_MAPS.pop((namespace, name), None) is None:
+            raise kubernetes.client.exceptions.ApiException(status=404, reason="Not Found")
+
+    def read_namespaced_pod(self, name, namespace):
+        pod = _PODS[name]
+        terminated = SimpleNamespace(exit_code=pod.exit_code, message=pod.message, reason=pod.reason)
+        status = SimpleNamespace(name="main", state=SimpleNamespace(terminated=terminated))
+        return SimpleNamespace(status=SimpleNamespace(container_statuses=[status]), metadata=SimpleNamespace(name=name))
+
+    def delete_namespaced_pod(self, name, namespace, **_):
+        pod = _PODS.get(name)
+        if pod is not None and pod.process.poll() is None:
+            pod.process.kill()
+
+
+_CONFIG_MAPS: dict = {}
+_PODS: dict = {}
+kubernetes.config.load_incluster_config = lambda *a, **k: None  # "in cluster": the stand-in API below
+kubernetes.client.CoreV1Api = StandInCoreV1Api
+
+
+# --- what a pod may reach -----------------------------------------------------------------------------
+
+
+def _policies() -> list[dict]:
+    text = (Path(BOX["kaapana_source"]) / BOX["network_policies"]).read_text()
+    values = BOX["values"]
+    # the chart's one loop: the cluster's internal ranges, which external-ips pods may not reach
+    text = re.sub(r"[ \t]*\{\{-? range \.Values\.global\.internalCidrs \}\}.*?\{\{-? end \}\}",
+                  lambda _: "\n".join(f'          - "{cidr}"' for cidr in values["internalCidrs"]), text, flags=re.S)
+    text = re.sub(r"\{\{\s*\.Values\.global\.(\w+)\s*\}\}", lambda m: str(values[m[1]]), text)
+    return [doc for doc in yaml.safe_load_all(text) if doc and doc.get("kind") == "NetworkPolicy"]
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    return all(labels.get(key) == value for key, value in (selector.get("matchLabels") or {}).items())
+
+
+def admitted(labels: dict, service: dict) -> bool:
+    """Whether a project-namespace pod with ``labels`` may open a connection to ``service``
+    (its namespace and the port its pods listen on) under Kaapana's network policies."""
+    for policy in _policies():
+        spec = policy["spec"]
+        if "Egress" not in spec.get("policyTypes", []) or not _selects(spec.get("podSelector") or {}, labels):
+            continue
+        for rule in spec.get("egress") or []:
+            namespaces = [peer["namespaceSelector"] for peer in rule.get("to") or [] if "namespaceSelector" in peer]
+            to_namespace = any(_selects(sel, {"kubernetes.io/metadata.name": service["namespace"]}) for sel in namespaces)
+            ports = [port["port"] for port in rule.get("ports") or []]
+            if (to_namespace or "to" not in rule) and (not ports or service["target_port"] in ports):
+                return True
+    return False
+
+
+def hosts_file(labels: dict) -> Path:
+    lines = ["127.0.0.1 localhost"]
+    lines += [f"{s['ip']} {s['host']}" for s in BOX["services"] if admitted(labels, s)]
+    path = Path(tempfile.mkstemp(prefix="pod-hosts-", dir=BOX["scratch"])[1])
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# --- the image's command ----------------------------------------------------------------------------
+
+
+def _dockerfiles():
+    for root in (Path(BOX["repo"]), Path(BOX["kaapana_source"])):
+        for path in root.rglob("Dockerfile*"):
+            if ".venv" not in path.parts:
+                yield path
+
+
+def image_command(image: str) -> list[str]:
+    """The CMD of the Dockerfile that builds ``image``, runnable here."""
+    name = image.rsplit("/", 1)[-1].split(":", 1)[0]
+    for path in _dockerfiles():
+        text = path.read_text(errors="replace")
+        if re.search(rf'^LABEL IMAGE="{re.escape(name)}"', text, re.M):
+            break
+    else:
+        raise RuntimeError(f"no Dockerfile builds {name} (LABEL IMAGE)")
+    command = json.loads(re.search(r"^CMD (.+)$", text, re.M)[1])
+    copied = {}
+    for line in re.findall(r"^COPY (.+)$", text, re.M):
+        *sources, destination = shlex.split(line)
+        for source in (s for s in sources if not s.startswith("--")):
+            local = path.parent / source
+            copied[destination.rstrip("/") + ("/" + local.name if destination.endswith("/") else "")] = local
+            if local.is_dir():
+                copied[destination.rstrip("/")] = local
+    programs = {"radpath": BOX["radpath"], "python": BOX["kaapana_python"], "python3": BOX["kaapana_python"]}
+    resolved = []
+    for word in command:
+        if word in programs:
+            resolved.append(programs[word])
+            continue
+        for inside, local in sorted(copied.items(), key=lambda item: -len(item[0])):
+            if word == inside or word.startswith(inside + "/"):
+                word = str(local / word[len(inside):].lstrip("/")) if word != inside else str(local)
+                break
+        resolved.append(word)
+    return resolved
+
+
+# --- the runner ---------------------------------------------------------------------------------------
+
+
+class LocalPod:
+    def __init__(self, name: str, process: subprocess.Popen, image: str):
+        self.name, self.process, self.image = name, process, image
+        self.exit_code, self.message, self.reason = None, "", ""
+
+
+def _pod_log(**record) -> None:
+    with open(BOX["pod_log"], "a") as log:
+        log.write(json.dumps(record) + "\n")
+
+
+def _environment(container) -> dict[str, str]:
+    env = {"PATH": BOX["path"], "HOME": BOX["home"], "LANG": "C.UTF-8", "PYTHONPATH": BOX["pod_pythonpath"]}
+    for var in container.env or []:
+        if var.value_from is not None:
+            ref = var.value_from.secret_key_ref
+            env[var.name] = BOX["secrets"][ref.name][ref.key]
+        else:
+            env[var.name] = var.value if var.value is not None else ""
+    return env
+
+
+def _mounts(pod, container) -> list[tuple[str, str]]:
+    by_name = {volume.name: volume for volume in pod.spec.volumes or []}
+    mounts = []
+    for mount in container.volume_mounts or []:
+        volume = by_name[mount.name]
+        if volume.persistent_volume_claim is not None:
+            mounts.append((BOX["claims"][volume.persistent_volume_claim.claim_name], mount.mount_path))
+        elif volume.config_map is not None:  # the run conf, written by the ConfigMap stand-in
+            continue
+        elif volume.empty_dir is not None:
+            continue  # /dev/shm is there already
+    return mounts
+
+
+class KubernetesRunner(_real.KubernetesRunner):
+    """Kaapana's runner interface, pods run as local processes (see the module's doc)."""
+
+    api = StandInCoreV1Api()
+
+    @classmethod
+    def run(cls, task, dry_run: bool = False):
+        planned = super().run(task, dry_run=True)
+        pod = planned.config.V1Pod
+        (container,) = pod.spec.containers
+        name = generate_pod_name(planned.name)
+        hosts = hosts_file(pod.metadata.labels or {})
+        binds = " && ".join(f"mkdir -p {shlex.quote(dst)} && mount --bind {shlex.quote(src)} {shlex.quote(dst)}"
+                            for src, dst in _mounts(pod, container))
+        script = f"mount --bind {shlex.quote(str(hosts))} /etc/hosts" + (f" && {binds}" if binds else "") + ' && exec "$@"'
+        command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "pod",
+                   *(container.command or image_command(container.image))]
+        process = subprocess.Popen(command, env=_environment(container), stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, cwd=BOX["scratch"])
+        _PODS[name] = LocalPod(name, process, container.image)
+        _pod_log(event="start", pod=name, image=container.image, at=time.time(),
+                 labels=pod.metadata.labels, namespace=task.config.namespace)
+        return planned.model_copy(update={"id": name})
+
+    @classmethod
+    def logs(cls, task_run, follow=True, startup_timeout=30, log_timeout=3600):
+        pod = _PODS[task_run.id]
+        timer = threading.Timer(log_timeout, pod.process.kill)
+        timer.start()
+        try:
+            for line in pod.process.stdout:
+                cls._logger.info(line.rstrip())
+            pod.process.wait()
+        finally:
+            timer.cancel()
+        pod.exit_code = pod.process.returncode
+        pod.reason = "Completed" if pod.exit_code == 0 else "Error"
+        _pod_log(event="end", pod=pod.name, image=pod.image, at=time.time(), exit_code=pod.exit_code)
+        if pod.exit_code < 0:  # killed: it ran past the operator's execution timeout
+            pod.exit_code = None
+            raise TimeoutError(f"{task_run.id} ran past {log_timeout} s")
+
+    @classmethod
+    def wait_for_task_status(cls, task_run, states=None, timeout=5):
+        pod = _PODS[task_run.id]
+        if pod.process.poll() is None:
+            phase = PodPhase.RUNNING
+        else:
+            phase = PodPhase.SUCCEEDED if pod.process.returncode == 0 else PodPhase.FAILED
+        if states and phase not in states:
+            raise TimeoutError(f"{task_run.id} is {phase.value}, not one of {[s.value for s in states]}")
+        return phase
+
+    @classmethod
+    def stop(cls, task_run):
+        cls.api.delete_namespaced_pod(task_run.id, task_run.config.namespace)

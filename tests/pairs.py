@@ -1,0 +1,48 @@
+"""A patient's radiology and slide, made for the end-to-end tests (phantom CT, a converted
+Aperio-style slide), stored into a PACS or any target with ``store(paths)``."""
+
+from __future__ import annotations
+
+from radpath.dicomweb import TAG_MODALITY, TAG_SERIES_UID, DicomWeb
+from radpath.slides.convert import ConversionOptions, dicomize_slide
+from radpath.slides.linkage import SlideLink
+from radpath.synthetic import SliceGeometry, SyntheticPatient, SyntheticStudy, write_series, write_svs
+
+
+class Files:
+    """A ``store`` target that only collects the paths (to seed a PACS the test cannot reach)."""
+
+    def __init__(self):
+        self.paths: list = []
+
+    def store(self, paths):
+        self.paths.extend(paths)
+
+
+def put_patient(pacs: DicomWeb, tmp, patient_id: str, *, ct: bool = True, slide_site: str | None = None,
+                slide: bool = True) -> dict[str, str]:
+    """Store a phantom CT and/or a converted slide of one patient; returns their UIDs."""
+    study = SyntheticStudy(patient=SyntheticPatient(patient_id=patient_id, name=f"Phantom^{patient_id}"),
+                           accession_number=f"ACC-{patient_id}")
+    uids = {"ct_study": study.study_instance_uid}
+    if ct:
+        geometry = SliceGeometry(128, 128, 60, (3.0, 3.0), 5.0, center=(0.0, 0.0, 10.0))
+        series = write_series(tmp / f"{patient_id}-ct", modality="CT", geometry=geometry, study=study)
+        pacs.store(series.paths)
+        uids["ct_series"] = series.series_instance_uid
+    if slide:
+        svs = write_svs(tmp / f"{patient_id}-slide.svs", width=2048, height=1536, levels=2)
+        # A pathology system's own study: same patient, no reference to the CT's study.
+        link = SlideLink(patient_id=patient_id, source="test", patient_name=f"Phantom^{patient_id}",
+                         anatomic_site=slide_site, specimen_description=slide_site or "Biopsie")
+        converted = dicomize_slide(svs.path, tmp / f"{patient_id}-dicom", link, ConversionOptions(workers=2))
+        pacs.store(converted.files)
+        uids["slide_series"], uids["slide_study"] = converted.series_instance_uid, converted.study_instance_uid
+    return uids
+
+
+def modalities(pacs: DicomWeb, study: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for row in pacs.find_series(study_instance_uid=study):
+        found.setdefault(row[TAG_MODALITY]["Value"][0], []).append(row[TAG_SERIES_UID]["Value"][0])
+    return found

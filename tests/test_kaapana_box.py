@@ -1,0 +1,152 @@
+"""radpath on Kaapana, run: Kaapana 0.6.0's own plugin under a real Airflow 2.11, its pods as
+local processes (the one stand-in for Kubernetes, tests/kaapana_pods), Orthanc as the PACS
+behind Kaapana's service names (DICOMweb as dicom-web-filter, DIMSE as CTP), and stand-in
+Keycloak, OpenSearch and MinIO (moto's S3 behind an STS stand-in): tests/kaapana_box.py,
+tests/kaapana_box_driver.py, tests/kaapana_box_services.py. Each box is a private network
+and mount namespace, so Kaapana's names, ports and paths are its own."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kaapana_box import PROJECT, run_box
+from pairs import Files, put_patient
+
+pytestmark = [pytest.mark.pacs, pytest.mark.slow]
+
+
+def selection(series: str) -> dict:
+    """The conf Kaapana's backend posts for a data-explorer selection of one series in the
+    project (single execution: one conf per series, workflows/crud.py)."""
+    return {"data_form": {"identifiers": [series], "dataset_name": "radpath-test"},
+            "workflow_form": {"single_execution": True}, "project_form": PROJECT}
+
+
+def series_of(result: dict, study: str) -> dict[str, list[dict]]:
+    found: dict[str, list[dict]] = {}
+    for series in result["pacs"]:
+        if series["study"] == study:
+            found.setdefault(series["modality"], []).append(series)
+    return found
+
+
+def runs_of(result: dict) -> list[dict]:
+    """Every DAG run of the box, triggered ones included, with its log."""
+    return [dict(run, log=box_run["log"]) for box_run in result["runs"]
+            for run in box_run["outcome"].get("runs", [])] or pytest.fail(str(result["runs"][0]["log"][-80:]))
+
+
+@pytest.fixture(scope="module")
+def mapped(tmp_path_factory, kaapana_source):
+    """radpath-map twice on the same selected slide, in one box."""
+    tmp = tmp_path_factory.mktemp("box-map")
+    seed = Files()
+    uids = put_patient(seed, tmp, "RP-BOX-1", slide_site="left kidney")
+    conf = selection(uids["slide_series"])
+    return uids, run_box(tmp / "box", [("radpath-map", conf), ("radpath-map", conf)], seed.paths)
+
+
+def test_radpath_map_on_kaapana_links_the_pair_through_ctp_and_publishes_the_page(mapped):
+    uids, result = mapped
+    first, second = runs_of(result)
+    assert first["state"] == "success" and set(first["task_states"].values()) == {"success"}, first["task_states"]
+    assert list(first["task_states"])[:2] == ["get-input-data", "wsi-dicomize"]  # Kaapana's own GetInputOperator
+    made = series_of(result, uids["ct_study"])
+    (seg,), (kos,) = made["SEG"], made["KO"]
+    for series in (seg, kos):  # through CTP (DIMSE), filed into the project and the dataset
+        assert series["origin"] == "DicomProtocol"
+        assert series["called_ae"] == "kp-radpath-test" and series["calling_ae"] == "kp-radpath-test"
+    pages = [key for key in result["bucket"] if key.startswith("staticwebsiteresults/")]
+    assert {key.rsplit("/", 1)[-1] for key in pages} == {"index.html", "qc.png"}
+    assert result["run_folders"] == []  # Kaapana's workflow cleaner removed both runs' folders
+    # the segment pod ran on the models volume's weights (radpath's stand-ins laid out there)
+    assert any("STAND-IN weights from /models/radpath/totalsegmentator" in line for line in first["log"])
+    assert second["state"] == "success"
+    assert [s for s in result["pacs"] if s["modality"] in ("SEG", "KO")] == [seg, kos]  # the second added nothing
+
+
+def test_pods_run_in_the_project_namespace_with_the_labels_kaapana_gives(mapped):
+    _, result = mapped
+    starts = [pod for pod in result["pods"] if pod["event"] == "start"]
+    assert {pod["namespace"] for pod in starts} == {PROJECT["kubernetes_namespace"]}
+    ctp = {pod["pod"].rsplit("-00-00-", 1)[-1] for pod in starts if pod["labels"].get("network-access-ctp") == "true"}
+    assert ctp == {"store", "link"}
+    assert all(pod["labels"]["kaapana.ai/type"] == "processing-container" for pod in starts)
+
+
+def test_a_store_pod_without_the_ctp_label_cannot_reach_ctp_and_stores_nothing_half(tmp_path, kaapana_source):
+    """The negative control of the network policy: the same run with the store pod's
+    network-access-ctp label taken out of the installed operators fails at store, naming
+    the CTP it could not reach, and the PACS holds no SEG and no KOS."""
+    seed = Files()
+    uids = put_patient(seed, tmp_path, "RP-BOX-2", slide_site="left kidney")
+
+    def unlabel(dags):
+        operators = dags / "radpath_operators" / "RadpathBaseOperator.py"
+        text = operators.read_text()
+        assert '"network-access-ctp": "true"' in text
+        operators.write_text(text.replace('"network-access-ctp": "true"', '"network-access-ctp": "false"'))
+
+    result = run_box(tmp_path / "box", [("radpath-map", selection(uids["slide_series"]))], seed.paths,
+                     edit_dags=unlabel)
+    (run,) = runs_of(result)
+    assert run["task_states"]["seg-encode"] == "success" and run["task_states"]["store"] == "failed", run["task_states"]
+    assert run["state"] == "failed"
+    assert any("cannot reach the C-STORE peer ctp-dicom-service.services.svc:11112" in line
+               for line in run["log"]), run["log"][-60:]
+    assert not {"SEG", "KO"} & set(series_of(result, uids["ct_study"]))
+
+
+@pytest.fixture(scope="module")
+def imported_and_batched(tmp_path_factory, kaapana_source):
+    """One box: radpath-wsi-import on an uploaded SVS with its sidecar and a corrupt upload,
+    then a scheduled radpath-batch run (empty conf) with the project Variable set."""
+    from radpath.synthetic import write_svs
+
+    tmp = tmp_path_factory.mktemp("box-import")
+    seed = Files()
+    importing = put_patient(seed, tmp, "RP-BOX-IMP", slide=False)
+    batch_pair = put_patient(seed, tmp, "RP-BOX-BA", slide_site="right kidney")
+    slide_only = put_patient(seed, tmp, "RP-BOX-BC", ct=False, slide_site="left kidney")
+    svs = write_svs(tmp / "biopsy.svs", width=2048, height=1536, levels=2)
+    uploads = {"biopsy.svs": svs.path.read_bytes(),
+               "biopsy.svs.json": b'{"patient_id": "RP-BOX-IMP", "anatomic_site": "Niere links"}',
+               "broken.svs": b"not a slide at all", "broken.svs.json": b'{"patient_id": "RP-BOX-IMP"}'}
+    conf = {"data_form": {"action_files": sorted(uploads)}, "workflow_form": {}, "project_form": PROJECT}
+    result = run_box(tmp / "box", [("radpath-wsi-import", conf), ("radpath-batch", {})], seed.paths,
+                     uploads=uploads, env={"AIRFLOW_VAR_RADPATH_BATCH_PROJECT": json.dumps(PROJECT)})
+    return {"importing": importing, "batch_pair": batch_pair, "slide_only": slide_only}, result
+
+
+def test_radpath_wsi_import_on_kaapana_takes_uploads_and_hands_the_slide_on_in_the_project(imported_and_batched):
+    uids, result = imported_and_batched
+    imported, linked, *_ = [run for run in runs_of(result)]
+    assert imported["dag_id"] == "radpath-wsi-import"
+    assert imported["task_states"]["get-uploads"] == "success" and imported["task_states"]["store"] == "success"
+    assert imported["task_states"]["report"] == "failed"  # broken.svs failed, and is named
+    assert any("broken.svs" in line and "failed" in line for line in imported["log"])
+    slides = [s for s in result["pacs"] if s["modality"] == "SM" and s["study"] != uids["batch_pair"]["ct_study"]
+              and s["series"] not in (uids["batch_pair"]["slide_series"], uids["slide_only"]["slide_series"])]
+    assert len(slides) == 1
+    assert linked["dag_id"] == "radpath-map" and linked["state"] == "success", linked["task_states"]
+    assert linked["conf"]["project_form"] == PROJECT
+    assert linked["conf"]["data_form"]["identifiers"] == [slides[0]["series"]]
+    made = series_of(result, uids["importing"]["ct_study"])
+    assert len(made["SEG"]) == 1 and len(made["KO"]) == 1
+
+
+def test_a_scheduled_radpath_batch_on_kaapana_links_exactly_the_unlinked_complete_pair(imported_and_batched):
+    uids, result = imported_and_batched
+    runs = runs_of(result)
+    (batch,) = [run for run in runs if run["dag_id"] == "radpath-batch"]
+    assert batch["state"] == "success", batch["task_states"]
+    after = runs[runs.index(batch) + 1:]
+    assert [run["dag_id"] for run in after] == ["radpath-map"]
+    (child,) = after
+    assert child["conf"]["data_form"]["identifiers"] == [uids["batch_pair"]["slide_series"]]
+    assert child["conf"]["project_form"] == PROJECT and child["state"] == "success"
+    made = series_of(result, uids["batch_pair"]["ct_study"])
+    assert len(made["SEG"]) == 1 and made["SEG"][0]["called_ae"] == "kp-radpath-test"
+    assert not {"SEG", "KO"} & set(series_of(result, uids["slide_only"]["slide_study"]))
