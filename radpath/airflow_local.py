@@ -142,7 +142,7 @@ def _run_in_child(dag_id: str, conf: dict) -> dict:
             "task_states": {ti.task_id: (str(ti.state) if ti.state else None) for ti in dag_run.get_task_instances()},
             "conf": next_conf,
         })
-        with create_session() as session:  # queued by a TriggerDagRunOperator: run it here instead
+        with create_session() as session:  # queued by a trigger (trigger-map): run it here instead
             queued = session.query(DagRun).filter(DagRun.state == DagRunState.QUEUED)
             pending.extend((run.dag_id, dict(run.conf or {})) for run in queued.all())
             # A bulk delete: the ORM's would need Airflow's web-UI user tables mapped.

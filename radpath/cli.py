@@ -96,17 +96,26 @@ def _dicomize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_settings(command: str) -> Settings | None:
+    """The settings of a command that works in a run folder; None (after saying why) when
+    they are wrong or WORKFLOW_DIR is missing: exit 2."""
+    try:
+        settings = Settings.from_env()
+        settings.layout.require_workflow_dir()
+    except SettingsError as err:
+        print(f"radpath {command}: {err}", file=sys.stderr)
+        return None
+    return settings
+
+
 def _fill_batch(command: str, fill, nothing: str) -> int:
     """Run ``fill(settings, out_dir)`` (a get-input variant); exit 126 when it found nothing."""
     import logging
 
     from radpath.dicomweb import DicomWebError
 
-    try:
-        settings = Settings.from_env()
-        settings.layout.require_workflow_dir()
-    except SettingsError as err:
-        print(f"radpath {command}: {err}", file=sys.stderr)
+    settings = _run_settings(command)
+    if settings is None:
         return 2
     try:
         report = fill(settings, settings.layout.operator_out_dir or command)
@@ -138,13 +147,12 @@ def _find_unlinked(args: argparse.Namespace) -> int:
     from radpath.dicomweb import DicomWeb, DicomWebError
     from radpath.discovery import FOUND_NAME, find_unlinked_slides
 
-    try:
-        settings = Settings.from_env()
-        out = settings.layout.require_workflow_dir() / (settings.layout.operator_out_dir or "find-unlinked")
-        found = find_unlinked_slides(DicomWeb(settings.dicomweb), settings.options.batch_limit)
-    except SettingsError as err:
-        print(f"radpath find-unlinked: {err}", file=sys.stderr)
+    settings = _run_settings("find-unlinked")
+    if settings is None:
         return 2
+    out = settings.layout.require_workflow_dir() / (settings.layout.operator_out_dir or "find-unlinked")
+    try:
+        found = find_unlinked_slides(DicomWeb(settings.dicomweb), settings.options.batch_limit)
     except (DicomWebError, ValueError) as err:
         print(f"radpath find-unlinked: {err}", file=sys.stderr)
         return 1

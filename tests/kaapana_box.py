@@ -197,7 +197,7 @@ def run_box(root: Path, runs: list[tuple[str, dict]], seed: list[Path] = (), env
     (root / "spec.json").write_text(json.dumps(spec))
     done = subprocess.run(["unshare", "--mount", "--net", "--fork", "--propagation", "private",
                            str(kaapana_python()), str(REPO / "tests" / "kaapana_box_driver.py"), str(root / "spec.json")],
-                          env={**airflow, "PYTHONPATH": airflow["PYTHONPATH"]}, capture_output=True, text=True,
+                          env=airflow, capture_output=True, text=True,
                           timeout=3000)
     result = next((line.split("kaapana-box-result: ", 1)[1] for line in done.stdout.splitlines()
                    if line.startswith("kaapana-box-result: ")), None)

@@ -74,8 +74,7 @@ def main(spec_path: str) -> int:
 
 
 def start_services(box: dict, service: dict, pacs: LocalOrthanc, root: Path) -> dict:
-    users = {user: secret for user, secret in box["users"].items()}
-    services.serve(services.keycloak(users, box["client_secret"]), service["keycloak"]["ip"],
+    services.serve(services.keycloak(box["users"], box["client_secret"]), service["keycloak"]["ip"],
                    service["keycloak"]["port"])
     services.serve(services.dicom_web_filter(pacs.dicomweb_url), service["dicom-web-filter"]["ip"],
                    service["dicom-web-filter"]["port"])

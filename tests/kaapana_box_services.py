@@ -72,7 +72,7 @@ def forward(handler: Handler, target: str, method: str):
     data = handler.body() if method in ("POST", "PUT") else None
     headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("host", "authorization", "content-length",
                                                                               "x-forwarded-access-token")}
-    upstream = requests.request(method, target, data=data, headers=headers, stream=True, timeout=300)
+    upstream = requests.request(method, target, data=data, headers=headers, timeout=300)
     payload = upstream.content
     passed = [(k, v) for k, v in upstream.headers.items()
               if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-type",

@@ -122,7 +122,7 @@ def imported_and_batched(tmp_path_factory, kaapana_source):
 
 def test_radpath_wsi_import_on_kaapana_takes_uploads_and_hands_the_slide_on_in_the_project(imported_and_batched):
     uids, result = imported_and_batched
-    imported, linked, *_ = [run for run in runs_of(result)]
+    imported, linked, *_ = runs_of(result)
     assert imported["dag_id"] == "radpath-wsi-import"
     assert imported["task_states"]["get-uploads"] == "success" and imported["task_states"]["store"] == "success"
     assert imported["task_states"]["report"] == "failed"  # broken.svs failed, and is named

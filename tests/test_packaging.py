@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import configparser
-import fnmatch
 import json
 import os
 import re
@@ -19,7 +18,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import yaml
 
 from radpath import __version__, stages

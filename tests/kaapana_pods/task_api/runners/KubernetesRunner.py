@@ -197,17 +197,12 @@ def _environment(container) -> dict[str, str]:
 
 
 def _mounts(pod, container) -> list[tuple[str, str]]:
+    """(box folder, mount path) of each claim the container mounts. The conf ConfigMap's
+    file is where the ConfigMap stand-in wrote it, inside the run-data claim; the emptyDir
+    (/dev/shm) is there already."""
     by_name = {volume.name: volume for volume in pod.spec.volumes or []}
-    mounts = []
-    for mount in container.volume_mounts or []:
-        volume = by_name[mount.name]
-        if volume.persistent_volume_claim is not None:
-            mounts.append((BOX["claims"][volume.persistent_volume_claim.claim_name], mount.mount_path))
-        elif volume.config_map is not None:  # the run conf, written by the ConfigMap stand-in
-            continue
-        elif volume.empty_dir is not None:
-            continue  # /dev/shm is there already
-    return mounts
+    return [(BOX["claims"][by_name[m.name].persistent_volume_claim.claim_name], m.mount_path)
+            for m in container.volume_mounts or [] if by_name[m.name].persistent_volume_claim is not None]
 
 
 class KubernetesRunner(_real.KubernetesRunner):
