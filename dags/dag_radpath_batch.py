@@ -8,6 +8,14 @@ to pause scheduling without disabling the DAG. Each run takes at most ``batch_li
 slides (workflow form, default 20), oldest first, so a backlog of hundreds drains over
 several runs; one run at a time, so two runs never pick the same slide.
 
+A run starts at each tick of the schedule, its logical date that tick (Airflow's
+CronTriggerTimetable, in UTC), and once when the DAG is unpaused (the latest tick).
+Kaapana's operators give their tasks the start date "today, 00:00" when the file is
+parsed, and Airflow makes no task instance for a task that starts after the run's
+logical date: under the classic schedule, whose logical date is the start of the
+interval (yesterday, for ``@daily``), a scheduled run would get no find-unlinked task
+and fail at once ("Task deadlock"), as the Kaapana box in the tests showed.
+
 On Kaapana a scheduled run belongs to no project (it has no conf), so its project is the
 Airflow Variable ``radpath_batch_project``: the project's form as Kaapana's UI sends it,
 as JSON, e.g. ``{"id": "<uuid>", "name": "radpath", "kubernetes_namespace":
@@ -20,6 +28,7 @@ is not scheduled (its runs would be admin runs) and says so here.
 import logging
 
 from airflow.models import DAG, Variable
+from airflow.timetables.trigger import CronTriggerTimetable
 from radpath_operators.chains import clean_up
 from radpath_operators.FindUnlinkedOperator import FindUnlinkedOperator
 from radpath_operators.forms import BATCH_FIELDS, MAP_FIELDS, NO_DATASET, default_args
@@ -43,7 +52,7 @@ dag = DAG(
     # Kaapana's operators take the pods' namespace from params.project_form (a run's conf
     # overrides it, as for a run started from the UI in a project).
     params={"project_form": project} if project else {},
-    schedule=schedule,
+    schedule=CronTriggerTimetable(schedule, timezone="UTC") if schedule else None,
     catchup=False,
     max_active_runs=1,
     tags=["radpath"],

@@ -10,8 +10,9 @@
 #   3. with RADPATH_KAAPANA_BOX=1 (make test), for the tests against Kaapana's own plugin
 #      (../shared/kaapana-0.6.0), a second one in
 #      .venv-kaapana (or $RADPATH_KAAPANA_VENV) on Python 3.12, which Kaapana's code needs:
-#      Airflow 2.11 with the plugin's dependencies (extra kaapana-box). Skipped, with a
-#      message, where no Python 3.12 is found ($PYTHON312, python3.12, pyenv's).
+#      Airflow 2.11 with the plugin's dependencies (extra kaapana-box), and Debian's
+#      postgresql for its Airflow database. Skipped, with a message, where no Python 3.12
+#      is found ($PYTHON312, python3.12, pyenv's).
 # A second run does nothing unless setup.py, setup.cfg or constraints.txt changed.
 set -euo pipefail
 
@@ -22,6 +23,8 @@ EXTRAS="${RADPATH_EXTRAS:-all,test}"
 APT_PACKAGES=(orthanc orthanc-dicomweb dicom3tools dcmtk libturbojpeg0 time chromium nodejs)
 # Debian's nodejs comes without npm (a package of its own); NodeSource's nodejs has it.
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
+# The Kaapana box's Airflow database (PostgreSQL, as on Kaapana; started by the tests)
+[ "${RADPATH_KAAPANA_BOX:-0}" != 1 ] || APT_PACKAGES+=(postgresql)
 
 say() { printf '[setup] %s\n' "$*"; }
 
@@ -84,7 +87,7 @@ else
   else
     say "installing the Kaapana test environment into $KAAPANA_VENV (Python 3.12, about 2 minutes)"
     pinned_pip "$KAAPANA_VENV" -e ".[airflow,kaapana-box]"
-    "$KAAPANA_VENV/bin/python" -c "import airflow, kubernetes, flask_admin, opensearchpy, minio, pydantic_settings"
+    "$KAAPANA_VENV/bin/python" -c "import airflow, kubernetes, flask_admin, opensearchpy, minio, pydantic_settings, psycopg2"
     mark_installed "$KAAPANA_VENV" "airflow,kaapana-box"
   fi
 fi

@@ -136,13 +136,24 @@ PROJECT = {"id": "7f1c2b5e-0000-4000-8000-0000000000aa", "name": "radpath-test",
            "kubernetes_namespace": "project-radpath-test", "s3_bucket": "project-radpath-test",
            "opensearch_index": "project_radpath-test"}
 MOUNT_POINTS = ("/kaapana", "/models", "/tensorboard")  # made on the machine if missing (left empty)
+#: Airflow's database server, on a socket in the box's private /kaapana.
+POSTGRES_DIR = "/kaapana/box-postgres"
+#: Stand-in of the node's free RAM, which Kaapana's UtilService sizes the NODE_RAM pool from:
+#: room for two of radpath's segment pods (16 GB each) and 8 GB for the others.
+BOX_NODE_RAM_MB = 40000
+#: tests/kaapana_pods/kaapana_box_executors.py, under the KubernetesExecutor's name
+EXECUTOR_STAND_IN = "kaapana_box_executors.KubernetesExecutorStandIn"
+RADPATH_DAGS = ("radpath-map", "radpath-wsi-import", "radpath-batch")
 
 
-def run_box(root: Path, runs: list[tuple[str, dict]], seed: list[Path] = (), env: dict | None = None,
+def run_box(root: Path, waves: list[list[tuple[str, dict | None]]], seed: list[Path] = (), env: dict | None = None,
             uploads: dict[str, bytes] | None = None, edit_dags=None, kaapana: Path = KAAPANA_SOURCE) -> dict:
-    """Run ``runs`` ((dag id, conf), in order) in a fresh box whose PACS holds ``seed`` and
-    whose uploads volume holds ``uploads``; ``edit_dags(folder)`` may change the installed
-    DAG folder first. What the runs left, as kaapana_box_driver.py reports it."""
+    """Run ``waves`` in a fresh box whose PACS holds ``seed`` and whose uploads volume holds
+    ``uploads``; ``edit_dags(folder)`` may change the installed DAG folder first. A wave is a
+    list of (dag id, conf) started at once, each through Kaapana's trigger route (conf None:
+    the DAG is unpaused and its schedule starts it); the next wave starts when every run of
+    this one, and every run they triggered, has ended. What the runs left, as
+    kaapana_box_driver.py reports it."""
     import json
     import subprocess
 
@@ -184,16 +195,25 @@ def run_box(root: Path, runs: list[tuple[str, dict]], seed: list[Path] = (), env
     airflow.update({
         "KAAPANA_BOX_CONFIG": str(root / "box.json"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root / 'airflow' / 'airflow.db'}",
+        # Kaapana's Airflow runs on PostgreSQL; LocalExecutor (tasks in parallel) needs it
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://airflow@/postgres?host={POSTGRES_DIR}",
+        "AIRFLOW__CORE__EXECUTOR": f"LocalExecutor,KubernetesExecutor:{EXECUTOR_STAND_IN}",
+        "AIRFLOW__CORE__PARALLELISM": "6",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
+        # one parse of the DAG folder at the scheduler's start is enough for a box
+        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "3600",
+        "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "3600",
         # the runner stand-in first: task_api.runners.KubernetesRunner resolves to it
         "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "kaapana_pods"), airflow["PYTHONPATH"]]),
     })
     airflow.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
-    migrate = subprocess.run([str(kaapana_python()), "-m", "airflow", "db", "migrate"], env=airflow,
-                             capture_output=True, text=True, timeout=600)
-    assert migrate.returncode == 0, migrate.stderr[-2000:]
+    on_schedule = {dag_id for wave in waves for dag_id, conf in wave if conf is None}
     spec = {"root": str(root), "box_config": str(root / "box.json"), "seed": [str(p) for p in seed],
-            "runs": runs, "airflow_env": airflow}
+            "waves": waves, "postgres_dir": POSTGRES_DIR, "node_ram_mb": BOX_NODE_RAM_MB,
+            "dag_ids": sorted(RADPATH_DAGS),
+            # what a wave triggers, and radpath-map, which runs of the others trigger
+            "unpaused": sorted(({dag_id for wave in waves for dag_id, _ in wave} | {"radpath-map"}) - on_schedule)}
     (root / "spec.json").write_text(json.dumps(spec))
     done = subprocess.run(["unshare", "--mount", "--net", "--fork", "--propagation", "private",
                            str(kaapana_python()), str(REPO / "tests" / "kaapana_box_driver.py"), str(root / "spec.json")],

@@ -4,24 +4,31 @@ the machine: a private loopback, a private /etc/hosts, and the run-data volume b
 /kaapana/mounted/workflows/data (where Airflow sees it) and, through each pod's own mounts,
 /kaapana/mounted/data (where the pods see it).
 
-Real: Airflow 2.11 (``dag.test()``, through radpath.airflow_local, which also runs what a
-run triggers), Kaapana 0.6.0's plugin, kaapanapy and task_api from the snapshot, Orthanc as
-the PACS (its DICOMweb behind the dicom-web-filter name, its DIMSE as CTP), radpath's
-images' and Kaapana's images' commands. Stand-ins: Kubernetes (tests/kaapana_pods/...),
-Keycloak, OpenSearch, MinIO's STS (tests/kaapana_box_services.py) and moto as its S3.
+Real: Airflow 2.11's scheduler on PostgreSQL (Kaapana's Airflow database), with its
+LocalExecutor running the tasks in parallel under Airflow's pools; Kaapana 0.6.0's plugin,
+kaapanapy and task_api from the snapshot, runs triggered through the plugin's own
+``/kaapana/api/trigger/<dag_id>`` route (as Kaapana's backend posts each job); Orthanc as the
+PACS (its DICOMweb behind the dicom-web-filter name, its DIMSE as CTP); radpath's images' and
+Kaapana's images' commands. Stand-ins: Kubernetes (tests/kaapana_pods/...: the pod runner and
+the KubernetesExecutor's worker pods), the node RAM that Kaapana's UtilService reads from
+Prometheus to size the NODE_RAM pool (``BOX_NODE_RAM_MB``), Keycloak, OpenSearch, MinIO's STS
+(tests/kaapana_box_services.py) and moto as its S3.
 
 Usage: ``kaapana_box_driver.py SPEC.json`` (written by tests/kaapana_box.py); prints one
-JSON line with what the runs left: each run's outcome, the PACS's series (with the AE
-titles CTP saw), the bucket's objects, the run folders left, the pod log.
+JSON line with what the runs left: each run's outcome (tasks, conf, log), the PACS's series
+(with the AE titles CTP saw), the bucket's objects, the run folders left, the pod log.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -58,19 +65,171 @@ def main(spec_path: str) -> int:
     sh("mount", "--bind", str(hosts), "/etc/hosts")
 
     service = {s["name"]: s for s in box["services"]}
-    with LocalOrthanc(storage=root / "pacs", dicom_port=service["ctp"]["port"]) as pacs:
+    with LocalOrthanc(storage=root / "pacs", dicom_port=service["ctp"]["port"]) as pacs, \
+            postgres(Path(spec["postgres_dir"])):
         started = start_services(box, service, pacs, root)
         for path in spec.get("seed", []):
             requests.post(f"{pacs.url}/instances", data=Path(path).read_bytes(), timeout=60).raise_for_status()
-        runs = [run_dag(spec["airflow_env"], dag_id, conf) for dag_id, conf in spec["runs"]]
+        prepare_airflow(spec)
+        with scheduler(root):
+            wait_for_dags(spec["dag_ids"])
+            for dag_id in spec["unpaused"]:  # those started on their schedule wait for their wave
+                unpause(dag_id)
+            runs = [run for wave in spec["waves"] for run in run_wave(wave)]
         result = {"runs": runs, "pacs": pacs_series(pacs), "bucket": bucket_objects(started["s3"], box),
                   "run_folders": sorted(p.name for p in Path(box["claims"]["workflow-data-pv-claim"]).iterdir()
                                         if p.is_dir()),
                   "pods": [json.loads(line) for line in Path(box["pod_log"]).read_text().splitlines()]
-                  if Path(box["pod_log"]).exists() else []}
+                  if Path(box["pod_log"]).exists() else [],
+                  "pools": pools()}
         started["moto"].terminate()
     print(RESULT + json.dumps(result), flush=True)
     return 0
+
+
+# --- Airflow: its database, its scheduler, runs triggered as Kaapana's backend triggers them ----------
+
+
+@contextmanager
+def postgres(folder: Path):
+    """A PostgreSQL server for Airflow's metadata database, on a Unix socket in ``folder``
+    (the box has no network but its loopback; PostgreSQL will not run as root)."""
+    (binaries,) = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1:] or [None]
+    if binaries is None:
+        raise RuntimeError("PostgreSQL not found under /usr/lib/postgresql (scripts/setup.sh installs it)")
+    folder.mkdir(parents=True)
+    shutil.chown(folder, "postgres")
+    as_postgres = ["runuser", "-u", "postgres", "--"]
+    sh(*as_postgres, str(binaries / "initdb"), "-D", str(folder / "data"), "-U", "airflow", "--auth=trust",
+       "--no-sync", "-E", "UTF8")
+    server = subprocess.Popen([*as_postgres, str(binaries / "postgres"), "-D", str(folder / "data"),
+                               "-k", str(folder), "-c", "listen_addresses=", "-c", "fsync=off",
+                               "-c", "max_connections=300"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            if subprocess.run([str(binaries / "pg_isready"), "-q", "-h", str(folder)]).returncode == 0:
+                break
+            time.sleep(0.1)
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def airflow(*args: str, timeout: int = 600) -> None:
+    done = subprocess.run([sys.executable, "-m", "airflow", *args], capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"airflow {' '.join(args)}: {done.stderr[-3000:]}")
+
+
+def prepare_airflow(spec: dict) -> None:
+    airflow("db", "migrate")
+    # What Kaapana's UtilService.create_pool runs once it has read the node's free RAM from
+    # Prometheus (kaapana/kubetools/utilization_service.py); here the free RAM is the spec's.
+    airflow("pools", "set", "NODE_RAM", str(spec["node_ram_mb"]), "Pool for the available nodes RAM memory in MB")
+
+
+@contextmanager
+def scheduler(root: Path):
+    """``airflow scheduler`` in a session of its own (its executors' workers go with it)."""
+    log = open(root / "scheduler.log", "w")
+    process = subprocess.Popen([sys.executable, "-m", "airflow", "scheduler"], stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        yield process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def wait_for_dags(dag_ids: list[str], timeout: float = 600) -> None:
+    from airflow.models import DagModel
+    from airflow.utils.session import create_session
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with create_session() as session:
+            known = {d for (d,) in session.query(DagModel.dag_id).filter(DagModel.dag_id.in_(dag_ids))}
+        if known == set(dag_ids):
+            return
+        time.sleep(1)
+    raise RuntimeError(f"the scheduler did not parse {sorted(set(dag_ids) - known)} in {timeout} s")
+
+
+def unpause(dag_id: str) -> None:
+    from airflow.models import DagModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.query(DagModel).filter(DagModel.dag_id == dag_id).update({DagModel.is_paused: False})
+
+
+def kaapana_trigger(dag_id: str, conf: dict) -> None:
+    """POST the conf to Kaapana's own trigger route (kaapana/blueprints/kaapana_api.py), as
+    Kaapana's backend does for every job of a workflow (one per series with single execution)."""
+    from flask import Flask
+    from kaapana.blueprints.kaapana_api import kaapanaApi
+
+    app = Flask("kaapana-box")
+    app.register_blueprint(kaapanaApi)
+    response = app.test_client().post(f"/kaapana/api/trigger/{dag_id}", json={"conf": conf})
+    if response.status_code != 200:
+        raise RuntimeError(f"trigger {dag_id}: {response.status_code} {response.get_data(as_text=True)}")
+
+
+def run_wave(wave: list, timeout: float = 2400) -> list[dict]:
+    """Start each (dag id, conf) of ``wave`` at once (conf None: unpause the DAG and let its
+    schedule start it), wait until every run this made (those they triggered included) has
+    ended, and report them in the order they were created."""
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+
+    with create_session() as session:
+        before = {run_id for (run_id,) in session.query(DagRun.id)}
+    for dag_id, conf in wave:
+        if conf is None:
+            unpause(dag_id)
+        else:
+            kaapana_trigger(dag_id, conf)
+    deadline = time.time() + timeout
+    while True:
+        with create_session() as session:
+            made = session.query(DagRun).filter(DagRun.id.notin_(before)).order_by(DagRun.id).all()
+            started = {run.dag_id for run in made}
+            if all(run.state in (DagRunState.SUCCESS, DagRunState.FAILED) for run in made) and \
+                    all(dag_id in started for dag_id, _ in wave):
+                return [run_outcome(run, session) for run in made]
+            if time.time() > deadline:
+                raise RuntimeError(f"runs still going after {timeout} s: {[(r.run_id, r.state) for r in made]}")
+        time.sleep(2)
+
+
+def run_outcome(run, session) -> dict:
+    """A run's state, its tasks' states (in the order they started) and their logs."""
+    from airflow.configuration import conf
+
+    tasks = sorted(run.get_task_instances(session=session), key=lambda ti: (ti.start_date is None, ti.start_date or 0, ti.task_id))
+    logs = Path(conf.get("logging", "base_log_folder")) / f"dag_id={run.dag_id}" / f"run_id={run.run_id}"
+    log = []
+    for ti in tasks:
+        for path in sorted((logs / f"task_id={ti.task_id}").glob("attempt=*.log")):
+            log += path.read_text(errors="replace").splitlines()
+    return {"dag_id": run.dag_id, "run_id": run.run_id, "state": str(run.state), "conf": dict(run.conf or {}),
+            "task_states": {ti.task_id: (str(ti.state) if ti.state else None) for ti in tasks},
+            "task_pools": {ti.task_id: [ti.pool, ti.pool_slots] for ti in tasks}, "log": log[-4000:]}
+
+
+def pools() -> dict[str, int]:
+    from airflow.models import Pool
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return {pool.pool: pool.slots for pool in session.query(Pool)}
 
 
 def start_services(box: dict, service: dict, pacs: LocalOrthanc, root: Path) -> dict:
@@ -100,15 +259,6 @@ def start_services(box: dict, service: dict, pacs: LocalOrthanc, root: Path) -> 
                           region_name="us-east-1")
     client.create_bucket(Bucket=box["bucket"])
     return {"moto": moto, "s3": client}
-
-
-def run_dag(env: dict, dag_id: str, conf: dict) -> dict:
-    done = subprocess.run([sys.executable, "-m", "radpath.airflow_local", dag_id, json.dumps(conf)], env=env,
-                          capture_output=True, text=True, timeout=3000)
-    lines = (done.stdout + done.stderr).splitlines()
-    outcome = next((json.loads(line.split("radpath-airflow-result: ", 1)[1]) for line in lines
-                    if line.startswith("radpath-airflow-result: ")), {"error": "no result"})
-    return {"outcome": outcome, "log": lines[-4000:], "exit": done.returncode}
 
 
 def pacs_series(pacs: LocalOrthanc) -> list[dict]:

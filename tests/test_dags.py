@@ -57,7 +57,7 @@ for dag_id, dag in bag.dags.items():
             "labels": getattr(task, "labels", None), "pool": task.pool,
         }
     ui_forms = (dag.default_args or {}).get("ui_forms", {})
-    out["dags"][dag_id] = {"tasks": tasks, "schedule": str(dag.schedule_interval), "ui_forms": ui_forms,
+    out["dags"][dag_id] = {"tasks": tasks, "schedule": dag.timetable.summary, "ui_forms": ui_forms,
                            "form": ui_forms.get("workflow_form"), "params": dag.params.dump()}
 print(json.dumps(out))
 """
@@ -148,7 +148,7 @@ def test_radpath_batch_finds_unlinked_slides_and_hands_each_to_radpath_map(where
     assert chain(batch["tasks"]) == ["find-unlinked", "trigger-map"] + ([CLEANER] if where == "on_kaapana" else [])
     assert batch["tasks"]["trigger-map"]["class"] == "TriggerMapOperator"
     # On Kaapana a scheduled run without a project would be an admin run: not scheduled.
-    assert batch["schedule"] == ("@daily" if where == "standalone" else "None")
+    assert batch["schedule"] == ("0 0 * * *" if where == "standalone" else "None")  # @daily
     assert "batch_limit" in batch["form"]["properties"] and "organ" in batch["form"]["properties"]
 
 
@@ -163,7 +163,7 @@ def test_on_kaapana_radpath_batch_runs_in_the_project_of_its_variable(tmp_path, 
                "kubernetes_namespace": "project-radpath-test", "s3_bucket": "project-radpath-test"}
     parsed = parse_dags(tmp_path, kaapana=True, AIRFLOW_VAR_RADPATH_BATCH_PROJECT=json.dumps(project))
     batch = parsed["dags"]["radpath-batch"]
-    assert batch["schedule"] == "@daily"
+    assert batch["schedule"] == "0 0 * * *"  # @daily
     assert batch["params"]["project_form"] == project
 
 

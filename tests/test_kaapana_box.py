@@ -33,24 +33,47 @@ def series_of(result: dict, study: str) -> dict[str, list[dict]]:
 
 
 def runs_of(result: dict) -> list[dict]:
-    """Every DAG run of the box, triggered ones included, with its log."""
-    return [dict(run, log=box_run["log"]) for box_run in result["runs"]
-            for run in box_run["outcome"].get("runs", [])] or pytest.fail(str(result["runs"][0]["log"][-80:]))
+    """Every DAG run of the box, triggered ones included, in the order they were created."""
+    return result["runs"]
+
+
+def image(pod: dict) -> str:
+    """The image a pod-log record names, without registry and tag (``radpath-segment``)."""
+    return pod["image"].rsplit("/", 1)[-1].split(":", 1)[0]
+
+
+def most_at_once(pods: list[dict], image_name: str | None = None) -> int:
+    """The most pods (of ``image_name``, or any) running at one moment, from the runner's log
+    of start and end events."""
+    events = sorted((pod["at"], 1 if pod["event"] == "start" else -1) for pod in pods
+                    if image_name is None or image(pod) == image_name)
+    running = most = 0
+    for _, change in events:  # at one instant, an end (-1) sorts before a start
+        running += change
+        most = max(most, running)
+    return most
+
+
+SELECTED = 6  # series selected in the data explorer for one radpath-map workflow
 
 
 @pytest.fixture(scope="module")
 def mapped(tmp_path_factory, kaapana_source):
-    """radpath-map twice on the same selected slide, in one box."""
+    """A data-explorer selection of six slides, each of its own patient with a CT, started
+    as Kaapana's backend starts a single-execution workflow (one job per series, all at
+    once); then radpath-map again on the first slide."""
     tmp = tmp_path_factory.mktemp("box-map")
     seed = Files()
-    uids = put_patient(seed, tmp, "RP-BOX-1", slide_site="left kidney")
-    conf = selection(uids["slide_series"])
-    return uids, run_box(tmp / "box", [("radpath-map", conf), ("radpath-map", conf)], seed.paths)
+    patients = [put_patient(seed, tmp, f"RP-BOX-{n}", slide_site="left kidney") for n in range(1, SELECTED + 1)]
+    jobs = [("radpath-map", selection(uids["slide_series"])) for uids in patients]
+    return patients, run_box(tmp / "box", [jobs, jobs[:1]], seed.paths)
 
 
 def test_radpath_map_on_kaapana_links_the_pair_through_ctp_and_publishes_the_page(mapped):
-    uids, result = mapped
-    first, second = runs_of(result)
+    patients, result = mapped
+    uids = patients[0]
+    runs = runs_of(result)
+    first, second = (run for run in runs if run["conf"]["data_form"]["identifiers"] == [uids["slide_series"]])
     assert first["state"] == "success" and set(first["task_states"].values()) == {"success"}, first["task_states"]
     assert list(first["task_states"])[:2] == ["get-input-data", "wsi-dicomize"]  # Kaapana's own GetInputOperator
     made = series_of(result, uids["ct_study"])
@@ -58,22 +81,54 @@ def test_radpath_map_on_kaapana_links_the_pair_through_ctp_and_publishes_the_pag
     for series in (seg, kos):  # through CTP (DIMSE), filed into the project and the dataset
         assert series["origin"] == "DicomProtocol"
         assert series["called_ae"] == "kp-radpath-test" and series["calling_ae"] == "kp-radpath-test"
-    pages = [key for key in result["bucket"] if key.startswith("staticwebsiteresults/")]
+    pages = [key for key in result["bucket"] if key.startswith("staticwebsiteresults/") and uids["slide_series"] in key]
     assert {key.rsplit("/", 1)[-1] for key in pages} == {"index.html", "qc.png"}
-    assert result["run_folders"] == []  # Kaapana's workflow cleaner removed both runs' folders
+    assert result["run_folders"] == []  # Kaapana's workflow cleaner removed every run's folder
     # the segment pod ran on the models volume's weights (radpath's stand-ins laid out there)
     assert any("STAND-IN weights from /models/radpath/totalsegmentator" in line for line in first["log"])
-    assert second["state"] == "success"
-    assert [s for s in result["pacs"] if s["modality"] in ("SEG", "KO")] == [seg, kos]  # the second added nothing
+    assert second["state"] == "success" and runs.index(second) == len(runs) - 1
+    assert series_of(result, uids["ct_study"])["SEG"] == [seg]  # the second run added nothing
+    assert series_of(result, uids["ct_study"])["KO"] == [kos]
 
 
 def test_pods_run_in_the_project_namespace_with_the_labels_kaapana_gives(mapped):
     _, result = mapped
     starts = [pod for pod in result["pods"] if pod["event"] == "start"]
     assert {pod["namespace"] for pod in starts} == {PROJECT["kubernetes_namespace"]}
-    ctp = {pod["pod"].rsplit("-00-00-", 1)[-1] for pod in starts if pod["labels"].get("network-access-ctp") == "true"}
-    assert ctp == {"store", "link"}
+    ctp = {image(pod) for pod in starts if pod["labels"].get("network-access-ctp") == "true"}
+    assert ctp == {"radpath-store", "radpath-link"}
     assert all(pod["labels"]["kaapana.ai/type"] == "processing-container" for pod in starts)
+
+
+def test_a_single_execution_selection_runs_one_run_per_slide_in_parallel_bounded_by_the_pool(mapped):
+    """Six selected slides: six radpath-map runs, their pods in parallel, but never more
+    segment pods at once than Kaapana's NODE_RAM pool has room for (the pool's slots over
+    the segment task's), all six pairs linked."""
+    patients, result = mapped
+    runs = runs_of(result)[:SELECTED]
+    assert [run["state"] for run in runs] == ["success"] * SELECTED
+    assert sorted(run["conf"]["data_form"]["identifiers"][0] for run in runs) == \
+        sorted(uids["slide_series"] for uids in patients)
+    for uids in patients:
+        made = series_of(result, uids["ct_study"])
+        assert len(made["SEG"]) == 1 and len(made["KO"]) == 1, uids
+    pool, slots = runs[0]["task_pools"]["segment"]
+    room = result["pools"][pool] // slots
+    assert pool == "NODE_RAM" and room == 2
+    assert 1 <= most_at_once(result["pods"], "radpath-segment") <= room
+    assert most_at_once(result["pods"]) >= 2  # the runs did not wait for one another
+
+
+def test_most_at_once_counts_overlapping_pods():
+    """The negative control of the bound above: three segment pods that overlap count 3."""
+    def pod(event, at, name="radpath-segment"):
+        return {"event": event, "at": at, "image": f"registry/{name}:0.6.0"}
+
+    log = [pod("start", 0), pod("start", 1), pod("start", 2), pod("end", 3), pod("end", 3),
+           pod("start", 3, "radpath-nifti"), pod("end", 4), pod("end", 5, "radpath-nifti")]
+    assert most_at_once(log, "radpath-segment") == 3
+    assert most_at_once(log) == 3
+    assert most_at_once(log[:2] + log[3:5]) == 2
 
 
 def test_a_store_pod_without_the_ctp_label_cannot_reach_ctp_and_stores_nothing_half(tmp_path, kaapana_source):
@@ -89,7 +144,7 @@ def test_a_store_pod_without_the_ctp_label_cannot_reach_ctp_and_stores_nothing_h
         assert '"network-access-ctp": "true"' in text
         operators.write_text(text.replace('"network-access-ctp": "true"', '"network-access-ctp": "false"'))
 
-    result = run_box(tmp_path / "box", [("radpath-map", selection(uids["slide_series"]))], seed.paths,
+    result = run_box(tmp_path / "box", [[("radpath-map", selection(uids["slide_series"]))]], seed.paths,
                      edit_dags=unlabel)
     (run,) = runs_of(result)
     assert run["task_states"]["seg-encode"] == "success" and run["task_states"]["store"] == "failed", run["task_states"]
@@ -102,7 +157,7 @@ def test_a_store_pod_without_the_ctp_label_cannot_reach_ctp_and_stores_nothing_h
 @pytest.fixture(scope="module")
 def imported_and_batched(tmp_path_factory, kaapana_source):
     """One box: radpath-wsi-import on an uploaded SVS with its sidecar and a corrupt upload,
-    then a scheduled radpath-batch run (empty conf) with the project Variable set."""
+    then radpath-batch unpaused with the project Variable set, started by its schedule."""
     from radpath.synthetic import write_svs
 
     tmp = tmp_path_factory.mktemp("box-import")
@@ -115,7 +170,7 @@ def imported_and_batched(tmp_path_factory, kaapana_source):
                "biopsy.svs.json": b'{"patient_id": "RP-BOX-IMP", "anatomic_site": "Niere links"}',
                "broken.svs": b"not a slide at all", "broken.svs.json": b'{"patient_id": "RP-BOX-IMP"}'}
     conf = {"data_form": {"action_files": sorted(uploads)}, "workflow_form": {}, "project_form": PROJECT}
-    result = run_box(tmp / "box", [("radpath-wsi-import", conf), ("radpath-batch", {})], seed.paths,
+    result = run_box(tmp / "box", [[("radpath-wsi-import", conf)], [("radpath-batch", None)]], seed.paths,
                      uploads=uploads, env={"AIRFLOW_VAR_RADPATH_BATCH_PROJECT": json.dumps(PROJECT)})
     return {"importing": importing, "batch_pair": batch_pair, "slide_only": slide_only}, result
 
@@ -141,6 +196,7 @@ def test_a_scheduled_radpath_batch_on_kaapana_links_exactly_the_unlinked_complet
     uids, result = imported_and_batched
     runs = runs_of(result)
     (batch,) = [run for run in runs if run["dag_id"] == "radpath-batch"]
+    assert batch["run_id"].startswith("scheduled__")  # Airflow's scheduler started it, not a trigger
     assert batch["state"] == "success", batch["task_states"]
     after = runs[runs.index(batch) + 1:]
     assert [run["dag_id"] for run in after] == ["radpath-map"]
