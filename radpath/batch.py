@@ -59,6 +59,9 @@ def iter_elements(layout: RunLayout) -> Iterator[BatchElement]:
     if not batch_dir.is_dir():
         return
     for path in sorted(p for p in batch_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if path.is_symlink():  # it would lead a stage's writes outside the run
+            log.error("%s: a link to a folder elsewhere, not an element: passed over", path.name)
+            continue
         yield BatchElement(
             name=path.name,
             path=path,

@@ -223,16 +223,21 @@ def _run(args: argparse.Namespace) -> int:
     if args.standin_weights:
         env["TOTALSEG_STANDIN_WEIGHTS"] = "true"
     if args.dicomweb:
-        from radpath.dicomweb import DicomWeb, DicomWebError
-        from radpath.discovery import series_for_selection
-
         env["DICOMWEB_URL"] = args.dicomweb
         if args.user:
             env["DICOMWEB_USERNAME"] = args.user
+    try:  # a wrong setting stops here, on the terminal, before any work (not in a log file later)
+        settings = Settings.from_env({**os.environ, **env})
+    except SettingsError as err:
+        print(f"radpath run: {err}", file=sys.stderr)
+        return 2
+    if args.dicomweb:
+        from radpath.dicomweb import DicomWeb, DicomWebError
+        from radpath.discovery import series_for_selection
+
         try:
-            pacs = DicomWeb(Settings.from_env({**os.environ, **env}).dicomweb)
-            series = series_for_selection(pacs, args.study, args.series, args.patient)
-        except (SettingsError, DicomWebError) as err:
+            series = series_for_selection(DicomWeb(settings.dicomweb), args.study, args.series, args.patient)
+        except DicomWebError as err:
             print(f"radpath run: {err}", file=sys.stderr)
             return 2
         if not series:

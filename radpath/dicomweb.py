@@ -204,6 +204,11 @@ class DicomWeb:
             raise DicomWebError(
                 f"{what} at {self.endpoint}: no answer within {self.settings.timeout_s:g} s"
             ) from None
+        except ValueError as err:  # a 200 whose body is no DICOMweb (an HTML login page, a proxy's notice)
+            raise DicomWebError(
+                f"{what} at {self.endpoint}: the answer is not DICOMweb ({type(err).__name__}: {str(err)[:120]}); "
+                "is the URL the DICOMweb root, reached without a login page or proxy in between?"
+            ) from None
 
     # -- QIDO-RS ---------------------------------------------------------------------
 

@@ -2,9 +2,14 @@
 patient's radiology DICOM and slides (DICOM, or vendor files with their sidecar or a
 ``radpath-slides.csv`` naming the patient).
 
-What cannot be used is listed by file name with the reason (unreadable DICOM, DICOM
-without PatientID, files of no kind radpath reads) in ``rejected-inputs.json`` beside the
-batch, and ``radpath report`` fails the run for it; the usable files still go on.
+What cannot be used is listed by file name with the reason in ``rejected-inputs.json``
+beside the batch, and ``radpath report`` fails the run for it; the usable files still go
+on. Problems that show without converting anything are found here, not a stage later:
+unreadable DICOM, DICOM without PatientID, a CT/MR slice whose pixel data is cut short,
+two files with one SOPInstanceUID (used once when their bytes are equal, both rejected
+when not: nobody can tell which is right), an empty slide file, a TIFF slide whose
+directory claims an impossible size or points past the end of the file, files of no
+kind radpath reads.
 Elements are named like Kaapana's (a SeriesInstanceUID: the patient's first CT/MR series,
 else its first slide series), so no patient identity appears in folder names or logs.
 Files are linked, not copied: a gigapixel slide is not duplicated.
@@ -12,6 +17,7 @@ Files are linked, not copied: a gigapixel slide is not duplicated.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -22,6 +28,7 @@ from pathlib import Path
 
 import pydicom
 
+from radpath.names import safe_component
 from radpath.slides.convert import SLIDE_SUFFIXES, is_dicom
 from radpath.slides.linkage import CSV_NAME, LinkError, LinkSources, is_linkage_file, sidecars_of
 
@@ -53,12 +60,73 @@ class _Group:
     def name(self) -> str:
         for uids in (self.radiology_series, self.slide_series):
             if uids:
-                return min(uids)
-        return _safe(self.vendor_slides[0].name) if self.vendor_slides else "unnamed"
+                return safe_component(min(uids))  # a header's UID is user data too
+        return safe_component(self.vendor_slides[0].name) if self.vendor_slides else "unnamed"
 
 
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-._" else "_" for c in text)
+#: Largest side of a slide image: 2^20 pixels is 26 cm at 0.25 µm per pixel, more than a
+#: 75 mm glass slide holds; a TIFF claiming more is damaged, not a slide.
+MAX_SLIDE_SIDE = 2**20
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _slide_problem(path: Path) -> str | None:
+    """Why a vendor slide file cannot be converted, where that shows without converting."""
+    size = path.stat().st_size
+    if size == 0:
+        return "empty file (0 bytes)"
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head not in _TIFF_MAGIC:
+        return None  # not TIFF-based (MRXS, CZI …): the converter judges it
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            for index, page in enumerate(tiff.pages):
+                width, height = page.imagewidth, page.imagelength
+                if not (0 < width <= MAX_SLIDE_SIDE and 0 < height <= MAX_SLIDE_SIDE):
+                    return (f"TIFF page {index} claims {width} × {height} pixels: no slide is that size "
+                            f"(at most {MAX_SLIDE_SIDE} per side); the file is damaged")
+                ends = [offset + count for offset, count in zip(page.dataoffsets, page.databytecounts)]
+                if ends and max(ends) > size:
+                    return (f"TIFF page {index} points past the end of the file ({max(ends)} > {size} bytes): "
+                            "the file is truncated")
+    except Exception as err:  # tifffile raises many types for damaged headers
+        return f"TIFF structure unreadable ({type(err).__name__}: {err})"
+    return None
+
+
+def _pixel_problem(path: Path) -> str | None:
+    """Why a CT/MR slice's pixel data cannot be used (read whole: a slice is small)."""
+    try:
+        ds = pydicom.dcmread(path, force=True)
+    except Exception as err:  # pydicom raises many types for a cut-off file
+        return f"pixel data unreadable ({type(err).__name__}: {err})"
+    if "PixelData" not in ds:
+        return None  # a non-image instance: series selection passes it over, saying so
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if syntax is not None and syntax.is_compressed:
+        return None
+    try:
+        bits = int(ds.BitsAllocated) * int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
+        expected = (bits * int(ds.get("NumberOfFrames") or 1) + 7) // 8
+    except (AttributeError, TypeError, ValueError) as err:
+        return f"image attributes missing or invalid ({err})"
+    if len(ds.PixelData) < expected:
+        return f"pixel data cut short ({len(ds.PixelData)} of {expected} bytes): the file is truncated"
+    return None
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+
+    def digest(path: Path) -> bytes:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").digest()
+
+    return digest(a) == digest(b)
 
 
 def _dicom_header(path: Path):
@@ -84,6 +152,8 @@ def stage_input_folder(folder: Path, batch_dir: Path, out_dir: str) -> StagedInp
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(
         part.startswith(".") for part in p.relative_to(folder).parts))
     mrxs_data = {p.with_suffix("") for p in files if p.suffix.lower() == ".mrxs"}
+    seen: dict[str, Path] = {}  # SOPInstanceUID → the first file carrying it
+    clashes: dict[Path, Path] = {}  # a file → the other file with its SOPInstanceUID
     for path in files:
         name = path.relative_to(folder).as_posix()
         if is_linkage_file(path) or any(parent in mrxs_data for parent in path.parents):
@@ -98,11 +168,29 @@ def stage_input_folder(folder: Path, batch_dir: Path, out_dir: str) -> StagedInp
             if not patient:
                 staged.rejected.append(Rejected(name, "DICOM without PatientID: cannot tell whose it is"))
                 continue
+            problem = _pixel_problem(path) if header.get("Modality") != "SM" else None
+            if problem:
+                staged.rejected.append(Rejected(name, problem))
+                continue
+            instance = str(header.get("SOPInstanceUID") or "")
+            first = seen.get(instance)
+            if first is not None:
+                if _same_bytes(first, path):
+                    log.info("input: %s is a copy of %s: used once", name, first.relative_to(folder).as_posix())
+                    continue
+                clashes.update({first: path, path: first})
+                continue
+            if instance:
+                seen[instance] = path
             group = groups[patient]
             series = str(header.get("SeriesInstanceUID") or "")
             (group.slide_series if header.get("Modality") == "SM" else group.radiology_series).add(series)
             group.files.append(path)
         elif path.suffix.lower() in SLIDE_SUFFIXES:
+            problem = _slide_problem(path)
+            if problem:
+                staged.rejected.append(Rejected(name, problem))
+                continue
             try:
                 link = links.find(path)
             except LinkError as err:
@@ -114,12 +202,21 @@ def stage_input_folder(folder: Path, batch_dir: Path, out_dir: str) -> StagedInp
         else:
             staged.rejected.append(Rejected(name, "neither DICOM nor a slide format radpath reads "
                                                   f"({', '.join(sorted(SLIDE_SUFFIXES))})"))
+    for path, other in sorted(clashes.items()):
+        staged.rejected.append(Rejected(path.relative_to(folder).as_posix(),
+                                        f"same SOPInstanceUID as {other.relative_to(folder).as_posix()} but "
+                                        "different content: duplicate instance, neither used"))
+        for group in groups.values():
+            if path in group.files:
+                group.files.remove(path)
     for group in groups.values():
+        if not group.files:
+            continue
         element = batch_dir / group.name() / out_dir
         shutil.rmtree(element, ignore_errors=True)
         element.mkdir(parents=True)
         for path in group.files:
-            target = element / _safe(path.relative_to(folder).as_posix())
+            target = element / safe_component(path.relative_to(folder).as_posix())
             os.symlink(path, target)
             companions = [c for c in sidecars_of(path) if c.is_file() and c != path]
             for companion in companions[:1]:

@@ -46,7 +46,8 @@ class ElementSummary:
 
 def summarize(settings: Settings) -> list[ElementSummary]:
     """Each element's final status, the stage it ended at and why (from its manifest),
-    after the input files that never became part of an element (named by file)."""
+    after the input files that never became part of an element and the slides rejected
+    within an element that went on (named by file)."""
     from radpath.localinput import read_rejected
 
     rows = [ElementSummary(r.file, "failed", "input", r.reason)
@@ -54,6 +55,10 @@ def summarize(settings: Settings) -> list[ElementSummary]:
     for element in iter_elements(settings.layout):
         manifest = Manifest.load(element.path)
         ended = manifest.ended_at()
+        # Slides rejected on their own while the rest of the element went on.
+        rows += [ElementSummary(f"{element.name}/{failure['file']}", "failed", "wsi-dicomize", failure["reason"])
+                 for failure in manifest.facts.get("wsi_dicomize", {}).get("failed", [])
+                 if ended is None or ended[0] != "wsi-dicomize"]
         if ended is not None:
             name, rec = ended
             rows.append(ElementSummary(element.name, rec.status.value, name, rec.reason or rec.error or ""))

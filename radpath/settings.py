@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from radpath.names import check_component
+
 T = TypeVar("T")
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
@@ -181,6 +183,17 @@ class RunLayout:
     run_id: str | None = _option(Option("RUN_ID", parse_optional_text, help="Airflow run id"))
     dag_id: str | None = _option(Option("DAG_ID", parse_optional_text, help="Airflow DAG id"))
     task_id: str | None = _option(Option("TASK_ID", parse_optional_text, help="Airflow task id"))
+
+    def __post_init__(self) -> None:
+        # Each is one folder name, never a path: checked at construction, so no layout
+        # (from the environment, a form, or dataclasses.replace) can lead outside the run.
+        for variable, value in (("BATCH_NAME", self.batch_name), ("OPERATOR_IN_DIR", self.operator_in_dir),
+                                ("OPERATOR_OUT_DIR", self.operator_out_dir)):
+            if value is not None:
+                try:
+                    check_component(value)
+                except ValueError as err:
+                    raise SettingsError(variable, f"{err}, got {value!r}") from None
 
     @property
     def batch_dir(self) -> Path:

@@ -174,7 +174,20 @@ def test_link_sources_in_order_sidecar_csv_conf(tmp_path):
         ('{"accession_number": "A"}', "sidecar x.svs.json: patient_id is missing"),
         ('{"patient_id": "P", "patient_sex": "X"}', "sidecar x.svs.json: patient_sex must be M, F or O"),
         ('{"patient_id": "P", "studyuid": "1.2"}', "sidecar x.svs.json: unknown field(s) studyuid"),
-        ('{"patient_id": "P", "study_instance_uid": "1.2.abc"}', "sidecar x.svs.json: study_instance_uid is not a valid UID"),
+        ('{"patient_id": "P", "study_instance_uid": "1.2.abc"}',
+         "sidecar x.svs.json: study_instance_uid (StudyInstanceUID, UI) is not a valid UI value"),
+        # each field checked against the VR it is written as, the value never quoted when it identifies
+        ('{"patient_id": "REL\\\\BS^X"}',
+         "sidecar x.svs.json: patient_id (PatientID, LO) must be a single value: a backslash would make it several"),
+        ('{"patient_id": "%s"}' % ("7" * 70),
+         "sidecar x.svs.json: patient_id (PatientID, LO) the value length (70) exceeds the maximum length of 64"),
+        ('{"patient_id": "P", "accession_number": "ACC-2026-000000042"}',
+         "sidecar x.svs.json: accession_number (AccessionNumber, SH) the value length (18) exceeds"),
+        ('{"patient_id": "P", "patient_name": "A^B^C^D^E^F"}',
+         "sidecar x.svs.json: patient_name (PatientName, PN) a person name has at most 5"),
+        ('{"patient_id": "P", "patient_birth_date": "19991332"}',
+         "sidecar x.svs.json: patient_birth_date (PatientBirthDate, DA) is not a valid DA value; got a value of 8"),
+        ('{"patient_id": "P\\u0007"}', "sidecar x.svs.json: patient_id (PatientID, LO) must not contain control"),
     ],
 )
 def test_bad_links_are_named(tmp_path, sidecar, message):

@@ -41,6 +41,9 @@ def batch(tmp_path: Path, shared_data: Path) -> Path:
     shutil.copy(svs, mixed / "good.svs")
     (mixed / "bad.svs").write_text("not a slide")
     (mixed / "radpath-slides.csv").write_text("slide,patient_id\ngood.svs,RP-43\nbad.svs,RP-43\n")
+    broken = element("broken")
+    (broken / "only.svs").write_text("not a slide either")
+    (broken / "only.svs.json").write_text(json.dumps({"patient_id": "RP-44"}))
     dicom = element("dicom")
     shutil.copy(shared_data / "sm/highdicom-sm_image-brain.dcm", dicom / "already.dcm")
     return root
@@ -50,7 +53,7 @@ def test_stage_converts_linked_slides_and_names_the_rest(batch: Path):
     result = run_stage("wsi-dicomize", run_wsi_dicomize, settings_for(batch))
     statuses = {r.element: (r.status, r.detail) for r in result.elements}
     assert result.exit_code == 0  # the good elements go on
-    assert [r.element for r in result.failed] == ["mixed"]
+    assert [r.element for r in result.failed] == ["broken"]  # the element with no usable slide
 
     assert statuses["linked"][0] is Status.DONE
     facts = Manifest.load(batch / "batch/linked").facts["wsi_dicomize"]
@@ -63,10 +66,17 @@ def test_stage_converts_linked_slides_and_names_the_rest(batch: Path):
     assert statuses["unlinked"] == (Status.SKIPPED, "no patient link for orphan.svs")
     assert not any((batch / "batch/unlinked/wsi-dicomize").iterdir())
 
-    assert statuses["mixed"][0] is Status.FAILED
-    assert "bad.svs: cannot convert, format SVS (not a TIFF/DICOM container)" in statuses["mixed"][1]
+    # One bad slide is rejected on its own: the patient's good slide goes on.
+    assert statuses["mixed"][0] is Status.DONE
+    mixed = Manifest.load(batch / "batch/mixed").facts["wsi_dicomize"]
+    assert [s["file"] for s in mixed["slides"]] == ["good.svs"]
+    ((bad),) = mixed["failed"]
+    assert bad["file"] == "bad.svs"
+    assert "bad.svs: cannot convert, format SVS (not a TIFF/DICOM container)" in bad["reason"]
     mixed_out = batch / "batch/mixed/wsi-dicomize"
     assert sorted(p.name for p in mixed_out.iterdir()) == ["good.svs"]  # nothing partial of bad.svs
+    assert statuses["broken"][0] is Status.FAILED
+    assert "only.svs: cannot convert, format SVS (not a TIFF/DICOM container)" in statuses["broken"][1]
 
     assert statuses["dicom"][0] is Status.DONE
     (passed,) = Manifest.load(batch / "batch/dicom").facts["wsi_dicomize"]["slides"]

@@ -177,9 +177,18 @@ def convert_series(series: SeriesFiles, out_dir: Path, started: Dcm2niixRun | No
         else:
             source = Path(scratch) / "in"
             source.mkdir()
+            originals = {}
             for index, instance in enumerate(images):
-                os.symlink(instance.path.resolve(), source / f"{index:06d}.dcm")
-            converted = run_dcm2niix(source, Path(scratch) / "out")
+                link = source / f"{index:06d}.dcm"
+                originals[str(link)] = str(instance.path.resolve())
+                os.symlink(originals[str(link)], link)
+            try:
+                converted = run_dcm2niix(source, Path(scratch) / "out")
+            except NiftiConversionError as err:  # name the user's files, not the scratch links
+                message = str(err)
+                for link_name, original in originals.items():
+                    message = message.replace(link_name, original)
+                raise NiftiConversionError(message.replace(str(source), "the series' folder")) from None
         if not converted:
             raise NiftiConversionError(f"dcm2niix wrote no volume for series {series.summary.key}")
         summary = series.summary

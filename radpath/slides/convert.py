@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from radpath.anatomy import load_master, resolve_body_part
+from radpath.names import safe_component
 from radpath.slides.linkage import SlideLink
 from radpath.uids import file_fingerprint
 
@@ -133,10 +133,6 @@ def describe_format(path: Path) -> str:
     return f"{suffix.upper()} ({kind})"
 
 
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "slide"
-
-
 def _encoding(name: str):
     from wsidicom.codec.settings import HTJpeg2000Settings, Jpeg2kSettings, JpegSettings
 
@@ -167,7 +163,8 @@ def code_anatomic_site(text: str | None, laterality: str | None) -> AnatomicSite
     result = resolve_body_part(probe)
     if result.organ is None or result.snomed is None:
         return None
-    return AnatomicSite(result.snomed, laterality or result.laterality, result.organ)
+    # The specimen is the part the text names (the appendix), not the organ it belongs to.
+    return AnatomicSite(result.subpart_snomed or result.snomed, laterality or result.laterality, result.organ)
 
 
 def _metadata(link: SlideLink | None, site: AnatomicSite | None, container: str):
@@ -240,7 +237,7 @@ def _series_and_study(files: list[Path]) -> tuple[str, str]:
 def passthrough(path: Path, out_root: Path) -> ConvertedSlide:
     """A file that is already DICOM is copied unchanged into its series' folder."""
     ds = pydicom.dcmread(path, stop_before_pixels=True)
-    folder = out_root / _safe_name(str(ds.SeriesInstanceUID))
+    folder = out_root / safe_component(str(ds.SeriesInstanceUID))
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / path.name
     shutil.copy2(path, target)
@@ -260,9 +257,9 @@ def dicomize_slide(
     fmt = describe_format(path)
     site = code_anatomic_site(link.anatomic_site if link else None, link.laterality if link else None)
     container = (link.container_identifier if link else None) or path.stem
-    final = out_root / _safe_name(path.name)
+    final = out_root / safe_component(path.name, "slide")
     out_root.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".partial-{_safe_name(path.stem)}-", dir=out_root))
+    partial = Path(tempfile.mkdtemp(prefix=f".partial-{safe_component(path.stem, 'slide')[:40]}-", dir=out_root))
     try:
         written = WsiDicomizer.convert(
             path,

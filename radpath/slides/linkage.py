@@ -18,16 +18,17 @@ silently imported without its patient.
 from __future__ import annotations
 
 import csv
+import datetime as _dt
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from radpath.names import is_uid
+from radpath.vr import VR, check_value
+
 CSV_NAME = "radpath-slides.csv"
-_DATE = re.compile(r"^\d{8}$")
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
 class LinkError(ValueError):
@@ -60,19 +61,53 @@ class SlideLink:
         kept = {k: v for k, v in values.items() if k in known and v}
         if not kept.get("patient_id"):
             raise LinkError(f"{source}: patient_id is missing")
-        if "patient_birth_date" in kept and not _DATE.match(kept["patient_birth_date"]):
-            raise LinkError(f"{source}: patient_birth_date must be YYYYMMDD")
         if "patient_sex" in kept:
             kept["patient_sex"] = kept["patient_sex"].upper()[:1]
             if kept["patient_sex"] not in ("M", "F", "O"):
                 raise LinkError(f"{source}: patient_sex must be M, F or O")
-        if "study_instance_uid" in kept and (not _UID.match(kept["study_instance_uid"]) or len(kept["study_instance_uid"]) > 64):
-            raise LinkError(f"{source}: study_instance_uid is not a valid UID")
         if "laterality" in kept:
             kept["laterality"] = kept["laterality"].lower()
             if kept["laterality"] not in ("left", "right", "bilateral"):
                 raise LinkError(f"{source}: laterality must be left, right or bilateral")
+        for name, value in kept.items():
+            _check_field(name, value, source)
         return cls(source=source, **kept)
+
+
+#: The DICOM attribute and VR each identity field is written as (checked before any is).
+FIELD_VRS: dict[str, tuple[str, VR]] = {
+    "patient_id": ("PatientID", VR.LO),
+    "patient_name": ("PatientName", VR.PN),
+    "patient_birth_date": ("PatientBirthDate", VR.DA),
+    "patient_sex": ("PatientSex", VR.CS),
+    "accession_number": ("AccessionNumber", VR.SH),
+    "study_instance_uid": ("StudyInstanceUID", VR.UI),
+    # the first 64 characters become SpecimenShortDescription (LO), the whole a UT
+    "specimen_description": ("SpecimenDetailedDescription", VR.UT),
+    "container_identifier": ("ContainerIdentifier", VR.LO),
+    "anatomic_site": ("PrimaryAnatomicStructureSequence (coded from the text)", VR.UT),
+}
+
+
+def _check_field(name: str, value: str, source: str) -> None:
+    keyword, vr = FIELD_VRS.get(name, (None, None))
+    if vr is None:
+        return
+    try:
+        check_value(vr, value)
+        if name == "specimen_description":  # its first 64 characters: SpecimenShortDescription
+            check_value(VR.LO, value[:64])
+        if vr is VR.DA:
+            _dt.datetime.strptime(value, "%Y%m%d")
+        if vr is VR.UI and not is_uid(value):
+            raise ValueError("not a valid UID (digits and dots, no leading zeros, 64 characters at most)")
+    except ValueError as err:
+        shown = repr(value) if name not in IDENTIFYING else f"a value of {len(value)} characters"
+        raise LinkError(f"{source}: {name} ({keyword}, {vr.value}) {err}; got {shown}") from None
+
+
+#: Fields whose values stay out of messages (they identify the patient).
+IDENTIFYING = frozenset({"patient_id", "patient_name", "patient_birth_date"})
 
 
 def sidecars_of(slide: Path) -> list[Path]:

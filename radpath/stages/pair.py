@@ -23,6 +23,7 @@ from typing import Any
 from radpath.batch import BatchElement, ElementSkipped
 from radpath.dicomweb import TAG_SERIES_UID, TAG_STUDY_UID, DicomWeb
 from radpath.manifest import Manifest, StageRecord, Status, now_iso
+from radpath.names import is_uid, safe_component
 from radpath.radiology.pairing import choose_study, radiology_studies, slide_series
 from radpath.radiology.selection import select_series
 from radpath.radiology.series import SeriesFiles, read_series_in
@@ -119,7 +120,9 @@ def _from_radiology(
     first, *others = slides
     for item in others:  # one element per further slide, with the radiology beside it
         series_uid = item[TAG_SERIES_UID]["Value"][0]
-        sibling = element.path.parent / f"{element.name}+{series_uid}"
+        if not is_uid(series_uid):  # the PACS's answer becomes a folder name: check it
+            raise ValueError(f"the PACS names a slide series {series_uid[:80]!r}, which is not a UID")
+        sibling = element.path.parent / safe_component(f"{element.name}+{series_uid}")
         _link_tree(source_dir, sibling / source_dir.relative_to(element.path))
         pacs.retrieve_series(item[TAG_STUDY_UID]["Value"][0], series_uid, sibling / out_dir.name / "slide")
         manifest = Manifest.load(sibling)
@@ -138,6 +141,11 @@ def run_pair(element: BatchElement, settings: Settings) -> None:
     slides = [s for s in everything if s.summary.modality == "SM"]
     radiology = [s for s in everything if s.summary.modality in RADIOLOGY]
     out_dir = element.out_dir or element.path / "pair"
+    if bool(slides) != bool(radiology) and settings.dicomweb.url is None:
+        # A folder run without a PACS: the input folder was all there was to search.
+        have, missing = ("a slide", "CT/MR series") if slides else ("CT/MR", "slide")
+        raise ElementSkipped(f"{have} but no {missing} of the patient in the input, and no PACS to search "
+                             "(DICOMWEB_URL not set)")
     if slides and radiology:
         facts = {**_choose_local(radiology), "slide_series_instance_uid": slides[0].summary.series_instance_uid}
     elif slides:

@@ -6,8 +6,10 @@ Slide Microscopy instances. A slide without a link is not imported unless the ru
 unlinked import (ALLOW_UNLINKED), which then creates a study of its own and says so.
 Files that are DICOM already pass through unchanged.
 
-The element ends failed when any slide could not be read or linked (each named, with its
-format), skipped when no slide had a link, done otherwise.
+A slide that cannot be read or linked is rejected on its own (named, with its format and
+the reason, in the manifest and the run's final table) and the element goes on with the
+others; it ends failed only when no slide could be used, skipped when no slide had a
+link, done otherwise.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def run_wsi_dicomize(element: BatchElement, settings: Settings) -> None:
                 continue
             result = dicomize_slide(path, out_dir, link, options)
         except (LinkError, SlideConversionError) as err:
-            failures.append(str(err))
+            failures.append({"file": path.name, "reason": str(err)})
             log.error("%s: slide %d/%d failed: %s", element.name, index, len(slides), err)
             continue
         records.append(_record(result, link))
@@ -115,7 +117,7 @@ def run_wsi_dicomize(element: BatchElement, settings: Settings) -> None:
     manifest = element.manifest()
     manifest.update("wsi_dicomize", {"slides": records, "unlinked": unlinked, "failed": failures})
     manifest.save()
-    if failures:
-        raise SlidesFailed("; ".join(failures))
+    if failures and not records:
+        raise SlidesFailed("; ".join(failure["reason"] for failure in failures))
     if not records:
         raise ElementSkipped("no patient link for " + ", ".join(unlinked))

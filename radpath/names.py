@@ -1,0 +1,61 @@
+"""Names radpath turns into paths: checked or made safe in this one place.
+
+Two kinds of name become a folder or file under the run folder:
+
+- layout names the platform (or a workflow form) hands over, such as ``BATCH_NAME`` or
+  ``OPERATOR_OUT_DIR``: each must be one plain path component, or the run stops with a
+  configuration error (:func:`check_component`); a value is never "repaired", because a
+  repaired layout name would point at a folder nobody asked for;
+- names derived from user data (slide file names, UIDs read from DICOM headers or a
+  PACS): made safe (:func:`safe_component`), since the user's file still has to land
+  somewhere.
+
+Either way the result cannot contain a separator, be ``.`` or ``..``, or be longer than
+a file system allows, so ``root / name`` stays under ``root``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+#: Longest derived name: well under the 255 bytes of ext4/xfs, leaving room for the
+#: suffixes radpath adds (``.json``, ``.partial-…``).
+MAX_NAME = 120
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+
+
+def check_component(text: str) -> str:
+    """``text`` when it is one plain path component; ValueError saying why otherwise."""
+    if not text:
+        raise ValueError("must be a folder name, not empty")
+    if "/" in text or "\\" in text:
+        raise ValueError("expected a single folder name, without / or \\")
+    if text in (".", ".."):
+        raise ValueError("expected a folder name, not . or ..")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise ValueError("expected a folder name without control characters")
+    if len(text.encode("utf-8")) > MAX_NAME:
+        raise ValueError(f"expected a folder name of at most {MAX_NAME} bytes")
+    return text
+
+
+def safe_component(text: str, fallback: str = "unnamed") -> str:
+    """A file-system-safe form of ``text`` (letters, digits, ``._+-``), never hidden, never
+    longer than :data:`MAX_NAME`: a long name keeps its start and end and gains a short
+    digest of the whole, so two long names stay apart."""
+    name = _UNSAFE.sub("_", text).strip("._") or fallback
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    stem, dot, suffix = name.rpartition(".")
+    suffix = f".{suffix}" if dot and len(suffix) <= 12 else ""
+    keep = MAX_NAME - len(digest) - len(suffix) - 1
+    return f"{(stem if suffix else name)[:keep]}-{digest}{suffix}"
+
+
+def is_uid(text: str) -> bool:
+    """A DICOM UID (VR UI): dot-separated numbers without leading zeros, 64 characters at most."""
+    return len(text) <= 64 and bool(_UID.match(text))
