@@ -42,17 +42,18 @@ def check_component(text: str) -> str:
     return text
 
 
-def safe_component(text: str, fallback: str = "unnamed") -> str:
+def safe_component(text: str, fallback: str = "unnamed", max_len: int = MAX_NAME) -> str:
     """A file-system-safe form of ``text`` (letters, digits, ``._+-``), never hidden, never
-    longer than :data:`MAX_NAME`: a long name keeps its start and end and gains a short
-    digest of the whole, so two long names stay apart."""
+    longer than ``max_len``: a long name keeps its start and end and gains a short digest
+    of the whole, so two long names stay apart. Being plain ASCII without a backslash, it
+    is also one valid DICOM LO value when ``max_len`` is 64."""
     name = _UNSAFE.sub("_", text).strip("._") or fallback
-    if len(name) <= MAX_NAME:
+    if len(name) <= max_len:
         return name
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
     stem, dot, suffix = name.rpartition(".")
     suffix = f".{suffix}" if dot and len(suffix) <= 12 else ""
-    keep = MAX_NAME - len(digest) - len(suffix) - 1
+    keep = max_len - len(digest) - len(suffix) - 1
     return f"{(stem if suffix else name)[:keep]}-{digest}{suffix}"
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -97,43 +95,6 @@ def test_stow_to_a_stopped_orthanc_retries_a_bounded_number_of_times(tmp_path, c
         pacs.store(ct_series.paths[:1])
     assert str(info.value).startswith(f"STOW-RS at {url}: cannot connect after 2 retries")
     assert "refused" in str(info.value).lower()
-
-
-class _Recording(BaseHTTPRequestHandler):
-    """Answers every request from ``answer(method, path)`` and records what it got."""
-
-    def _handle(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        self.server.requests.append((self.command, self.path, dict(self.headers), body))
-        status, content_type, payload = self.server.answer(self.command, self.path)
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST = _handle
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def stub_server():
-    """A loopback HTTP server (a stand-in for a PACS error or for Keycloak) that records requests."""
-    servers = []
-
-    def start(answer) -> tuple[str, list]:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Recording)
-        server.answer, server.requests = answer, []
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}", server.requests
-
-    yield start
-    for server in servers:
-        server.shutdown()
 
 
 def _status(code: int):

@@ -190,7 +190,7 @@ def _metadata(link: SlideLink | None, site: AnatomicSite | None, container: str)
     sites = [Code(site.code["code"], site.code["scheme"], site.code["meaning"])] if site else None
     description = (link.specimen_description if link else None) or None
     sample = SlideSample(
-        identifier=f"{container}-1",
+        identifier=f"{container}-1" if len(container) <= 62 else container,  # SpecimenIdentifier, LO
         anatomical_sites=sites,
         short_description=description[:64] if description else None,
         detailed_description=description if description and len(description) > 64 else None,
@@ -203,11 +203,15 @@ def _metadata(link: SlideLink | None, site: AnatomicSite | None, container: str)
     return WsiDicomizerMetadata(**kwargs)
 
 
-def _add_laterality_modifier(site: AnatomicSite | None):
-    """A post-processor adding the side modifier wsidicom's metadata model cannot express."""
+def finish_dataset(site: AnatomicSite | None):
+    """A post-processor for what wsidicom's metadata model cannot express: the side
+    modifier of the anatomic site, and the character set of the identity it carries."""
     lateral = load_master().data["laterality"]
 
     def post_process(dataset: Dataset, _metadata) -> Dataset:
+        # wsidicom declares no SpecificCharacterSet, so "Müller" would be written as
+        # "M?ller" in the default repertoire; UTF-8 holds every name a sidecar can give.
+        dataset.SpecificCharacterSet = "ISO_IR 192"
         if site is None or site.laterality is None:
             return dataset
         code = lateral[site.laterality]["code"]
@@ -256,7 +260,8 @@ def dicomize_slide(
         return passthrough(path, out_root)
     fmt = describe_format(path)
     site = code_anatomic_site(link.anatomic_site if link else None, link.laterality if link else None)
-    container = (link.container_identifier if link else None) or path.stem
+    # The file name is user data too: as ContainerIdentifier (LO) it must be one value of 64.
+    container = (link.container_identifier if link else None) or safe_component(path.stem, "slide", max_len=64)
     final = out_root / safe_component(path.name, "slide")
     out_root.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".partial-{safe_component(path.stem, 'slide')[:40]}-", dir=out_root))
@@ -270,7 +275,7 @@ def dicomize_slide(
             include_overview=options.include_overview,
             include_thumbnail=options.include_thumbnail,
             include_confidential=link is not None,
-            metadata_post_processor=_add_laterality_modifier(site),
+            metadata_post_processor=finish_dataset(site),
             uid_generator=DerivedSlideUids(_slide_seed(path, link)),
             workers=options.workers,
             chunk_size=CHUNK_SIZE,

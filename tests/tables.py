@@ -1,0 +1,32 @@
+"""Reading the terminal table back as a user reads it: one row per element or file."""
+
+from __future__ import annotations
+
+
+def squash(text: str, keep_spaces: bool = False) -> str:
+    """``text`` with its whitespace removed (or made single spaces): rich wraps long cells
+    over lines, at a space or inside a word."""
+    return " ".join(text.split()) if keep_spaces else "".join(text.split())
+
+
+def table_rows(text: str) -> list[tuple[str, str, str, str]]:
+    """The (element, status, stage, detail) rows of radpath's element table in ``text``.
+
+    A row starts where the status cell is filled (a status never wraps); the lines after
+    it with an empty status continue its cells."""
+    rows: list[list[list[str]]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not (line.startswith("│") and line.endswith("│")):
+            continue
+        cells = [cell.strip() for cell in line[1:-1].split("│")]
+        if len(cells) != 4:
+            continue
+        if cells[1]:
+            rows.append([[cell] for cell in cells])
+        elif rows:
+            for parts, cell in zip(rows[-1], cells):
+                if cell:
+                    parts.append(cell)
+    return [("".join(element), " ".join(status), " ".join(stage), " ".join(detail))
+            for element, status, stage, detail in rows]
