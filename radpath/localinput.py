@@ -17,7 +17,7 @@ Files are linked, not copied: a gigapixel slide is not duplicated.
 
 from __future__ import annotations
 
-import hashlib
+import filecmp
 import json
 import logging
 import os
@@ -118,17 +118,6 @@ def _pixel_problem(path: Path) -> str | None:
     return None
 
 
-def _same_bytes(a: Path, b: Path) -> bool:
-    if a.stat().st_size != b.stat().st_size:
-        return False
-
-    def digest(path: Path) -> bytes:
-        with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").digest()
-
-    return digest(a) == digest(b)
-
-
 def _dicom_header(path: Path):
     """The header, or None when the file is not DICOM at all; raises when it is broken."""
     if is_dicom(path):
@@ -175,7 +164,7 @@ def stage_input_folder(folder: Path, batch_dir: Path, out_dir: str) -> StagedInp
             instance = str(header.get("SOPInstanceUID") or "")
             first = seen.get(instance)
             if first is not None:
-                if _same_bytes(first, path):
+                if filecmp.cmp(first, path, shallow=False):
                     log.info("input: %s is a copy of %s: used once", name, first.relative_to(folder).as_posix())
                     continue
                 clashes.update({first: path, path: first})

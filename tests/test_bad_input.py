@@ -242,6 +242,8 @@ class Case:
     rows: tuple[Row, ...] = ()
     message: str = ""  # on the terminal, outside the table (settings and PACS errors stop before it)
     check: Callable[[Outcome], None] | None = None
+    #: A run of its own (given the test's request and tmp_path); None: the shared folder run.
+    run: Callable[[pytest.FixtureRequest, Path], Outcome] | None = None
 
 
 def _element(outcome: Outcome, case: str) -> Path:
@@ -295,11 +297,33 @@ def check_no_identity_quoted(outcome: Outcome) -> None:
     assert "REL\\BS" not in outcome.text and "P" * 64 not in outcome.text
 
 
+def _wrong_password_run(request, tmp: Path) -> Outcome:
+    pacs = request.getfixturevalue("orthanc_auth")
+    held = instance_count(DicomWeb(_auth_settings(pacs.dicomweb_url)))
+    result = _dicomweb_run(tmp, pacs.dicomweb_url, {"DICOMWEB_PASSWORD": "wrong-pw"}, "--user", "radpath")
+    assert instance_count(DicomWeb(_auth_settings(pacs.dicomweb_url))) == held  # nothing half-stored
+    assert "wrong-pw" not in result.text
+    return result
+
+
+def _http_500_run(request, tmp: Path) -> Outcome:
+    base, requests = request.getfixturevalue("stub_server")(lambda method, path: (500, "text/plain", b"oops"))
+    result = _dicomweb_run(tmp, f"{base}/dicom-web")
+    assert len(requests) == 2  # the request and one retry (DICOMWEB_RETRIES=1), no storm
+    return result
+
+
+def _login_page_run(request, tmp: Path) -> Outcome:
+    base, _ = request.getfixturevalue("stub_server")(_html_login_page)
+    return _dicomweb_run(tmp, f"{base}/dicom-web")
+
+
 CASES = (
     Case("1-batch-name-escape", "BATCH_NAME=../../.. aims a stage at the folders above the run", 2,
-         message="BATCH_NAME"),
+         message="BATCH_NAME", run=lambda request, tmp: _stage_escape(tmp, BATCH_NAME="../../..")),
     Case("1-out-dir-escape", "OPERATOR_OUT_DIR=../../../escaped writes beside the run", 2,
-         message="OPERATOR_OUT_DIR"),
+         message="OPERATOR_OUT_DIR",
+         run=lambda request, tmp: _stage_escape(tmp, OPERATOR_OUT_DIR="../../../escaped")),
     Case("2-bad-slide-beside-good", "a zero-byte slide beside the patient's good one", 1,
          rows=(Row("two-slides/zero.svs", "failed", "input", "empty file (0 bytes)"),
                Row("two-slides", "done", "link")),
@@ -311,8 +335,10 @@ CASES = (
          rows=(Row("identity/too-long.svs", "failed", "input", "patient_id (PatientID, LO) the value length (70)"),),
          check=check_no_identity_quoted),
     Case("4-half-basic-auth", "DICOMWEB_PASSWORD without a user, on a folder run", 2,
-         message="DICOMWEB_USERNAME: basic auth needs both"),
-    Case("5-html-200", "a DICOMweb URL answering 200 with an HTML login page", 2, message="the answer is not DICOMweb"),
+         message="DICOMWEB_USERNAME: basic auth needs both",
+         run=lambda request, tmp: _folder_run_with(tmp, {"DICOMWEB_PASSWORD": "not-shown-anywhere"})),
+    Case("5-html-200", "a DICOMweb URL answering 200 with an HTML login page", 2, message="the answer is not DICOMweb",
+         run=_login_page_run),
     # TotalSegmentator has no appendix class: the colon is segmented whole, and the row says so
     # (the phantom has no colon: skipped, or done where a model finds one).
     Case("6-appendix", "a sidecar naming the appendix", 1, check=check_appendix,
@@ -332,40 +358,18 @@ CASES = (
          check=check_two_slides),
     Case("10-absurd-tiff", "an SVS whose TIFF header claims 3 000 000 000 pixels", 1,
          rows=(Row("absurd/huge.svs", "failed", "input", "claims 3000000000 × 768 pixels"),), check=check_absurd),
-    Case("pacs-down", "a PACS that does not answer (closed port)", 2, message="cannot connect after 1 retries"),
-    Case("pacs-401", "wrong credentials", 2, message="HTTP 401"),
-    Case("pacs-500", "a PACS answering HTTP 500", 2, message="500"),
+    Case("pacs-down", "a PACS that does not answer (closed port)", 2, message="cannot connect after 1 retries",
+         run=lambda request, tmp: _dicomweb_run(tmp, f"http://127.0.0.1:{free_port()}/dicom-web")),
+    Case("pacs-401", "wrong credentials", 2, message="HTTP 401", run=_wrong_password_run),
+    Case("pacs-500", "a PACS answering HTTP 500", 2, message="500", run=_http_500_run),
 )
 
 
 @pytest.fixture
 def outcome(request, tmp_path):
-    """The outcome for the case under test: the shared folder run, or a run of its own."""
+    """The outcome for the case under test: a run of its own, or the shared folder run."""
     case: Case = request.param
-    if case.name == "1-batch-name-escape":
-        return _stage_escape(tmp_path, BATCH_NAME="../../..")
-    if case.name == "1-out-dir-escape":
-        return _stage_escape(tmp_path, OPERATOR_OUT_DIR="../../../escaped")
-    if case.name == "4-half-basic-auth":
-        return _folder_run_with(tmp_path, {"DICOMWEB_PASSWORD": "not-shown-anywhere"})
-    if case.name == "5-html-200":
-        base, _ = request.getfixturevalue("stub_server")(_html_login_page)
-        return _dicomweb_run(tmp_path, f"{base}/dicom-web")
-    if case.name == "pacs-down":
-        return _dicomweb_run(tmp_path, f"http://127.0.0.1:{free_port()}/dicom-web")
-    if case.name == "pacs-401":
-        pacs = request.getfixturevalue("orthanc_auth")
-        held = instance_count(DicomWeb(_auth_settings(pacs.dicomweb_url)))
-        result = _dicomweb_run(tmp_path, pacs.dicomweb_url, {"DICOMWEB_PASSWORD": "wrong-pw"}, "--user", "radpath")
-        assert instance_count(DicomWeb(_auth_settings(pacs.dicomweb_url))) == held  # nothing half-stored
-        assert "wrong-pw" not in result.text
-        return result
-    if case.name == "pacs-500":
-        base, requests = request.getfixturevalue("stub_server")(lambda method, path: (500, "text/plain", b"oops"))
-        result = _dicomweb_run(tmp_path, f"{base}/dicom-web")
-        assert len(requests) == 2  # the request and one retry (DICOMWEB_RETRIES=1), no storm
-        return result
-    return request.getfixturevalue("folder_run")
+    return case.run(request, tmp_path) if case.run else request.getfixturevalue("folder_run")
 
 
 def _auth_settings(url: str):

@@ -52,12 +52,7 @@ def run_segment(element: BatchElement, settings: Settings) -> None:
         "threads": options.totalseg_threads,
     }
     run = segment_in_own_process(request, element.path)
-    device, speed, notes = run["device"], run["speed"], list(run["notes"])
-    # A part the task has no class for (the appendix of the colon): said here, where the
-    # user sees it, not only at merge, which an empty organ never reaches.
-    fallback = master.select_classes(organ, task, bodypart.get("laterality"), bodypart.get("subpart")).note
-    if fallback:
-        notes.insert(0, fallback)
+    device, speed, notes = run["device"], run["speed"], run["notes"]
     if run["standin_weights"]:
         log.warning("%s: segmenting with radpath's STAND-IN weights from %s", element.name, run["weights_root"])
     counts = _voxel_counts(out_dir, classes)
@@ -80,6 +75,9 @@ def run_segment(element: BatchElement, settings: Settings) -> None:
     if not any(counts.values()):
         caveat = (" by radpath's stand-in weights (small models that may miss what TotalSegmentator's official "
                   "weights find)" if run["standin_weights"] else "")
+        # A part the task has no class for (the appendix of the colon) is said here: merge,
+        # which records it otherwise, is never reached by an empty organ.
+        fallback = master.select_classes(organ, task, bodypart.get("laterality"), bodypart.get("subpart")).note
         raise ElementSkipped((f"{fallback}; " if fallback else "") + f"{organ} not found in the field of view of "
                              f"series {nifti.get('series_description') or nifti['series_key']}{caveat}")
     present = ", ".join(f"{name} {count}" for name, count in counts.items() if count)
