@@ -31,6 +31,7 @@ from common import emit  # bench/common.py
 from radpath.manifest import Manifest
 from radpath.segmentation.standin import STANDIN_WEIGHTS
 from radpath.synthetic import SliceGeometry
+from radpath.synthetic.facts import add_sections, given_bodypart, given_nifti
 from radpath.synthetic.volumes import phantom_volume
 
 CLASSES = ["kidney_left", "kidney_right"]
@@ -63,10 +64,7 @@ def main() -> int:
         element = root / "run" / "batch" / "ct"
         (element / "nifti").mkdir(parents=True)
         nib.save(image, element / "nifti" / "ct.nii.gz")
-        manifest = Manifest.load(element)
-        manifest.update("nifti", {"folder": "nifti", "path": "ct.nii.gz", "modality": "CT", "series_key": "ct"})
-        manifest.update("bodypart", {"organ": "kidney", "laterality": None})
-        manifest.save()
+        add_sections(element, given_nifti("ct.nii.gz", "CT", "ct"), given_bodypart("kidney"))
 
         env = {**os.environ, "TOTALSEG_HOME_DIR": str(root / "totalseg-home"), "RADPATH_LOG_LEVEL": "WARNING"}
         (root / "totalseg-home").mkdir()

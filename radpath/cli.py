@@ -12,6 +12,7 @@ from radpath import __version__, stages
 from radpath.batch import run_stage
 from radpath.logs import configure
 from radpath.settings import Settings, SettingsError
+from radpath.vocabulary import Laterality, Speed, StoreTarget, Transcoding
 
 
 def _stage(args: argparse.Namespace) -> int:
@@ -250,11 +251,10 @@ def _run(args: argparse.Namespace) -> int:
             print(f"radpath run: input folder {args.input} does not exist", file=sys.stderr)
             return 2
         conf = selection_conf(input_folder=Path(args.input), workflow_form=form)
-    store = args.store or ("pacs" if args.dicomweb else "folder")
-    if store == "folder":
-        env.update({"STORE_TARGET": "folder", "STORE_FOLDER": str(output / "store")})
-    else:
-        env["STORE_TARGET"] = "dicomweb"
+    store = StoreTarget(args.store or (StoreTarget.DICOMWEB if args.dicomweb else StoreTarget.FOLDER))
+    env["STORE_TARGET"] = store.value
+    if store is StoreTarget.FOLDER:
+        env["STORE_FOLDER"] = str(output / "store")
     result = run_main_job(MainJob(output, conf, env, use_airflow=not args.no_airflow))
     return result.exit_code
 
@@ -284,14 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--birth-date", help="YYYYMMDD")
     p.add_argument("--sex", choices=["M", "F", "O"])
     p.add_argument("--anatomy", help='anatomic site as text, e.g. "Niere rechts" (coded via anatomy/master.json)')
-    p.add_argument("--laterality", choices=["left", "right", "bilateral"])
+    p.add_argument("--laterality", choices=Laterality.values())
     p.add_argument("--description", help="specimen short description")
     p.add_argument("--container", help="container (slide) identifier; default: the file name")
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--tile-size", type=int, default=512)
     p.add_argument("--include-label", action="store_true", help="convert the label image (it may show names)")
     p.add_argument("--no-overview", action="store_true")
-    p.add_argument("--transcoding", choices=["jpeg", "jpeg2000", "jpeg2000-lossless", "htj2k"], default="jpeg")
+    p.add_argument("--transcoding", choices=Transcoding.values(), default=Transcoding.JPEG.value)
     p.add_argument("--output", "-o", required=True, help="output folder (one sub-folder per slide)")
     p.set_defaults(func=_dicomize)
 
@@ -323,12 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patient", action="append", default=[], help="PatientID (repeatable; --dicomweb)")
     p.add_argument("--user", help="DICOMweb basic-auth user (password from DICOMWEB_PASSWORD)")
     p.add_argument("--output", "-o", default="radpath-output", help="output folder (default: radpath-output)")
-    p.add_argument("--store", choices=["folder", "pacs"],
+    p.add_argument("--store", choices=(StoreTarget.FOLDER.value, StoreTarget.DICOMWEB.value),
                    help="results to OUTPUT/store (default with --input) or back to the DICOMweb server "
                    "(default with --dicomweb)")
     p.add_argument("--organ", help="organ override (a key of anatomy/master.json)")
-    p.add_argument("--laterality", choices=["left", "right", "bilateral"], help="side override")
-    p.add_argument("--speed", choices=["fast", "fastest", "full"], help="TotalSegmentator resolution")
+    p.add_argument("--laterality", choices=Laterality.values(), help="side override")
+    p.add_argument("--speed", choices=Speed.values(), help="TotalSegmentator resolution")
     p.add_argument("--standin-weights", action="store_true",
                    help="without official TotalSegmentator weights, use radpath's small stand-ins (trial runs)")
     p.add_argument("--no-airflow", action="store_true", help="run the stages in this process, not under Airflow")

@@ -13,9 +13,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+
+from radpath.headers import read_header
 
 _TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
 
@@ -83,6 +84,6 @@ def read_metadata(path: Path) -> list[Dataset]:
             raise UnreadableDicom(f"{path}: JSON holds no DICOM dataset")
         return datasets
     try:
-        return [pydicom.dcmread(path, stop_before_pixels=True)]
+        return [read_header(path)]
     except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError, AttributeError) as err:
         raise UnreadableDicom(f"{path}: not a DICOM file ({type(err).__name__}: {err})") from None

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from radpath.dicomfiles import datasets_from_json
 from radpath.dicomweb import TAG_SERIES_UID, TAG_STUDY_UID, DicomWeb, first_value
+from radpath.vocabulary import Modality
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +65,12 @@ def find_unlinked_slides(pacs: DicomWeb, limit: int) -> Discovery:
     if limit < 1:
         raise ValueError(f"the batch limit must be at least 1, not {limit}")
     by_patient: dict[str, list[dict]] = defaultdict(list)
-    for row in pacs.find_series(modality="SM"):
+    for row in pacs.find_series(modality=Modality.SM):
         by_patient[_value(row, TAG_PATIENT_ID)].append(row)
     found = Discovery()
     candidates: list[tuple[str, str]] = []  # (study date, series uid)
     for patient_id, slides in by_patient.items():
-        if not patient_id or not any(pacs.find_series(patient_id=patient_id, modality=m) for m in ("CT", "MR")):
+        if not patient_id or not any(pacs.find_series(patient_id=patient_id, modality=m) for m in Modality.radiology()):
             found.without_radiology += len(slides)
             continue
         linked = linked_slide_series(pacs, patient_id)
@@ -95,7 +96,7 @@ def series_for_selection(pacs: DicomWeb, studies: list[str], series: list[str], 
         by_modality = defaultdict(list)
         for row in rows:
             by_modality[_value(row, "00080060")].append(_value(row, TAG_SERIES_UID))
-        return by_modality["SM"] or by_modality["CT"] + by_modality["MR"]
+        return by_modality[Modality.SM] or [s for m in Modality.radiology() for s in by_modality[m]]
 
     for study in studies:
         chosen += slides_else_radiology(pacs.find_series(study_instance_uid=study))

@@ -31,6 +31,7 @@ import pydicom
 from radpath.names import safe_component
 from radpath.slides.convert import SLIDE_SUFFIXES, is_dicom
 from radpath.slides.linkage import CSV_NAME, LinkError, LinkSources, is_linkage_file, sidecars_of
+from radpath.vocabulary import Modality
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ def stage_input_folder(folder: Path, batch_dir: Path, out_dir: str) -> StagedInp
             if not patient:
                 staged.rejected.append(Rejected(name, "DICOM without PatientID: cannot tell whose it is"))
                 continue
-            problem = _pixel_problem(path) if header.get("Modality") != "SM" else None
+            problem = _pixel_problem(path) if header.get("Modality") != Modality.SM else None
             if problem:
                 staged.rejected.append(Rejected(name, problem))
                 continue
@@ -173,7 +174,7 @@ def stage_input_folder(folder: Path, batch_dir: Path, out_dir: str) -> StagedInp
                 seen[instance] = path
             group = groups[patient]
             series = str(header.get("SeriesInstanceUID") or "")
-            (group.slide_series if header.get("Modality") == "SM" else group.radiology_series).add(series)
+            (group.slide_series if header.get("Modality") == Modality.SM else group.radiology_series).add(series)
             group.files.append(path)
         elif path.suffix.lower() in SLIDE_SUFFIXES:
             problem = _slide_problem(path)

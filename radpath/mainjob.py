@@ -11,7 +11,6 @@ import datetime as _dt
 import json
 import logging
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,15 +18,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from radpath.events import EventTail, ProgressEvent
 from radpath.pipeline import ElementSummary, element_table, run_pipeline, summarize
 from radpath.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: The per-element line every stage logs (radpath.batch.run_stage), wherever it appears.
-ELEMENT_LINE = re.compile(r"(?P<stage>[a-z][a-z-]*) \[(?P<index>\d+)/(?P<total>\d+)\] (?P<element>\S+): "
-                          r"(?P<status>done|skipped|failed|passed over)")
-STAGE_START = re.compile(r"(?:^|radpath\.batch: )(?P<stage>[a-z][a-z-]*): (?P<total>\d+) element\(s\) in ")
 INPUT_STAGE = "get-input"
 
 
@@ -60,8 +56,8 @@ class JobResult:
 
 
 class StageProgress:
-    """Rich progress bars fed by the stages' per-element lines (from a task log or from
-    in-process logging alike), one bar per stage in pipeline order."""
+    """Rich progress bars fed by the stages' progress events (:mod:`radpath.events`,
+    from Airflow's tasks or in-process alike), one bar per stage in pipeline order."""
 
     def __init__(self, console: Console):
         self.progress = Progress(TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(),
@@ -82,50 +78,37 @@ class StageProgress:
             self.tasks[stage] = self.progress.add_task(stage, total=total, tally="")
             self.tallies[stage] = {}
 
-    def feed(self, line: str) -> None:
-        started = STAGE_START.search(line)
-        if started is not None:  # the bar appears (and its clock starts) with the stage
-            self._bar(started["stage"], int(started["total"]))
+    def feed(self, event: ProgressEvent) -> None:
+        if event.started:  # the bar appears (and its clock starts) with the stage
+            self._bar(event.stage, event.total)
             return
-        match = ELEMENT_LINE.search(line)
-        if match is None:
-            return
-        stage, element, status = match["stage"], match["element"], match["status"]
-        key = (stage, match["index"], element)
-        if key in self.seen:  # Airflow's dag.test prints each task log line twice
+        key = (event.stage, str(event.index), event.element or "")
+        if key in self.seen:  # a task retried, or a file read twice
             return
         self.seen.add(key)
-        self._bar(stage, int(match["total"]))
-        tally = self.tallies[stage]
-        tally[status] = tally.get(status, 0) + 1
-        self.progress.update(self.tasks[stage], advance=1,
+        self._bar(event.stage, event.total)
+        tally = self.tallies[event.stage]
+        tally[event.status or "?"] = tally.get(event.status or "?", 0) + 1
+        self.progress.update(self.tasks[event.stage], advance=1,
                              tally=", ".join(f"{n} {s}" for s, n in tally.items()))
 
 
 @contextlib.contextmanager
-def _logs_to(path: Path, progress: StageProgress) -> Iterator[None]:
-    """radpath's log lines into ``path`` and the progress bars; only warnings and errors
-    still reach the terminal while the bars run."""
+def _logs_to(path: Path) -> Iterator[None]:
+    """radpath's log lines into ``path``; only warnings and errors still reach the
+    terminal while the bars run."""
     logger = logging.getLogger("radpath")
     to_file = logging.FileHandler(path, encoding="utf-8")
     to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-
-    class Feed(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            progress.feed(record.getMessage())
-
-    feed = Feed()
     terminal = [h for h in logger.handlers if getattr(h, "_radpath", False)]
     levels = [h.level for h in terminal]
     for handler in terminal:
         handler.setLevel(logging.WARNING)
     logger.addHandler(to_file)
-    logger.addHandler(feed)
     try:
         yield
     finally:
         logger.removeHandler(to_file)
-        logger.removeHandler(feed)
         to_file.close()
         for handler, level in zip(terminal, levels):
             handler.setLevel(level)
@@ -139,16 +122,17 @@ def run_main_job(job: MainJob, console: Console | None = None) -> JobResult:
     stamp = _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
     log_file = output / "logs" / f"radpath-run-{stamp}.log"
     progress = StageProgress(console)
+    (output / "runs").mkdir(exist_ok=True)
+    events = EventTail(output / "runs", progress.feed)
     if job.use_airflow:
         from radpath.airflow_local import LocalAirflow
 
         airflow = LocalAirflow(home=output / "airflow", data_dir=output / "runs")
         console.print(f"running radpath-map under a local Airflow ({airflow.home}); full log: {log_file}",
                       soft_wrap=True)
-        with open(log_file, "w", encoding="utf-8") as handle, progress:
+        with open(log_file, "w", encoding="utf-8") as handle, progress, events:
             def on_line(line: str) -> None:
                 handle.write(line + "\n")
-                progress.feed(line)
                 if " ERROR radpath" in line or line.startswith("ERROR radpath"):
                     console.print(line[line.index("ERROR radpath"):], markup=False, highlight=False)
 
@@ -156,12 +140,12 @@ def run_main_job(job: MainJob, console: Console | None = None) -> JobResult:
         workflow_dir = airflow.data_dir / outcome.run_id
     else:
         workflow_dir = output / "runs" / f"local__{stamp}"
-        (workflow_dir / "conf").mkdir(parents=True)
+        (workflow_dir / "conf").mkdir(parents=True)  # after the tail began: its events are new
         (workflow_dir / "conf" / "conf.json").write_text(json.dumps(job.conf, indent=2))
         settings = Settings.from_env({**os.environ, **job.env, "WORKFLOW_DIR": str(workflow_dir),
                                       "BATCH_NAME": "batch"})
         console.print(f"running the stages in this process; full log: {log_file}", soft_wrap=True)
-        with _logs_to(log_file, progress), progress:
+        with _logs_to(log_file), progress, events:
             _fill_input(settings)
             run_pipeline(settings, INPUT_STAGE)
     settings = Settings.from_env({"WORKFLOW_DIR": str(workflow_dir), "BATCH_NAME": "batch"})

@@ -1,9 +1,10 @@
 """The per-element manifest: the facts that travel between stages, and each stage's outcome.
 
-One small JSON file per batch element (``<element>/radpath-manifest.json``). A stage
-reads what earlier stages decided (organ, laterality, chosen series, UIDs written …)
-from ``facts`` instead of deriving it again, and records its own outcome under
-``stages``. This module is the only one that reads or writes the file.
+One small JSON file per batch element (``<element>/radpath-manifest.json``): under
+``facts`` each stage's decisions (organ, laterality, chosen series, UIDs written …), one
+section per stage (:mod:`radpath.sections`), under ``stages`` each stage's outcome.
+This module is the only one that reads or writes the file, and only the runner
+(:mod:`radpath.batch`) calls it: stages get the sections they need and return theirs.
 
 The file is replaced atomically (write to a temporary file, then rename), so a stage
 killed half-way never leaves a manifest that the next stage cannot parse.
@@ -21,8 +22,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from radpath.records import RecordError
+from radpath.sections import Section, section_class
+
 MANIFEST_NAME = "radpath-manifest.json"
-SCHEMA_VERSION = 1
+#: 2: every section a typed record (:mod:`radpath.sections`), keyed by its stage's name.
+SCHEMA_VERSION = 2
 
 
 class Status(str, Enum):
@@ -68,10 +73,10 @@ class ManifestError(RuntimeError):
 
 @dataclass
 class Manifest:
-    """Facts and stage outcomes of one batch element."""
+    """Sections and stage outcomes of one batch element."""
 
     path: Path
-    facts: dict[str, Any] = field(default_factory=dict)
+    sections: dict[str, Section] = field(default_factory=dict)
     stages: dict[str, StageRecord] = field(default_factory=dict)
 
     @classmethod
@@ -82,10 +87,12 @@ class Manifest:
             return cls(path=path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("schema") == 1:
+                data = _from_schema_1(data)
             if data.get("schema") != SCHEMA_VERSION:
                 raise ManifestError(f"{path}: unknown schema version {data.get('schema')!r}")
             stages = {name: StageRecord.from_json(rec) for name, rec in data.get("stages", {}).items()}
-            return cls(path=path, facts=dict(data.get("facts", {})), stages=stages)
+            return cls(path=path, sections=_sections(data.get("facts", {})), stages=stages)
         except (OSError, ValueError, KeyError, AttributeError, TypeError) as err:
             raise ManifestError(f"{path}: unreadable manifest ({err})") from None
 
@@ -100,16 +107,21 @@ class Manifest:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".manifest-", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, indent=2, default=str)  # stages stay in run order
+                json.dump(data, handle, indent=2)  # stages stay in run order
                 handle.write("\n")
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def update(self, section: str, values: Mapping[str, Any]) -> None:
-        """Merge ``values`` into ``facts[section]`` (one section per deciding stage)."""
-        self.facts.setdefault(section, {}).update(values)
+    @property
+    def facts(self) -> dict[str, Any]:
+        """The sections in their JSON form, by stage name."""
+        return {name: section.to_json() for name, section in self.sections.items()}
+
+    def put(self, section: Section) -> None:
+        """``section`` as its stage's decisions (replacing an earlier run's)."""
+        self.sections[section.stage] = section
 
     def record(self, stage: str, record: StageRecord) -> None:
         self.stages[stage] = record
@@ -131,6 +143,28 @@ class Manifest:
             if rec.status in (Status.FAILED, Status.SKIPPED):
                 return name, rec
         return None
+
+
+def _sections(facts: Mapping[str, Any]) -> dict[str, Section]:
+    sections = {}
+    for name, data in facts.items():
+        kind = section_class(name)
+        if kind is None:
+            raise ValueError(f"unknown section {name!r}")
+        try:
+            sections[name] = kind.from_json(data)
+        except RecordError as err:
+            raise ValueError(f"section {name!r}: {err}") from None
+    return sections
+
+
+def _from_schema_1(data: dict[str, Any]) -> dict[str, Any]:
+    """A manifest of radpath before typed sections: one section renamed, ``folder`` everywhere."""
+    facts = dict(data.get("facts", {}))
+    if "wsi_dicomize" in facts:
+        facts["wsi-dicomize"] = facts.pop("wsi_dicomize")
+    facts = {name: {"folder": None, **values} for name, values in facts.items()}
+    return {**data, "schema": SCHEMA_VERSION, "facts": facts}
 
 
 def now_iso() -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from radpath import stages
 from radpath.batch import BatchResult, iter_elements, run_stage
 from radpath.manifest import Manifest
+from radpath.sections import WsiDicomizeFacts
 from radpath.settings import Settings
 
 
@@ -56,9 +57,10 @@ def summarize(settings: Settings) -> list[ElementSummary]:
         manifest = Manifest.load(element.path)
         ended = manifest.ended_at()
         # Slides rejected on their own while the rest of the element went on.
-        rows += [ElementSummary(f"{element.name}/{failure['file']}", "failed", "wsi-dicomize", failure["reason"])
-                 for failure in manifest.facts.get("wsi_dicomize", {}).get("failed", [])
-                 if ended is None or ended[0] != "wsi-dicomize"]
+        slides = manifest.sections.get(WsiDicomizeFacts.stage)
+        if isinstance(slides, WsiDicomizeFacts) and (ended is None or ended[0] != slides.stage):
+            rows += [ElementSummary(f"{element.name}/{failure.file}", "failed", slides.stage, failure.reason)
+                     for failure in slides.failed]
         if ended is not None:
             name, rec = ended
             rows.append(ElementSummary(element.name, rec.status.value, name, rec.reason or rec.error or ""))

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from radpath.names import check_component
+from radpath.vocabulary import Laterality, SegEncoder, Speed, StoreTarget, Term, Transcoding
 
 T = TypeVar("T")
 
@@ -104,6 +105,20 @@ def choice(*allowed: str) -> Callable[[str], str]:
         return value
 
     parse.choices = allowed  # type: ignore[attr-defined]  # read by docs/Task API export
+    return parse
+
+
+E = TypeVar("E", bound=Term)
+
+
+def term(kind: type[E]) -> Callable[[str], E]:
+    """Parser for one of a vocabulary's terms (case-insensitive)."""
+    pick = choice(*kind.values())
+
+    def parse(text: str) -> E:
+        return kind(pick(text))
+
+    parse.choices = kind.values()  # type: ignore[attr-defined]
     return parse
 
 
@@ -311,7 +326,7 @@ class StageOptions:
     laterality: str | None = _option(
         Option(
             "LATERALITY",
-            choice("", "left", "right", "bilateral"),
+            choice("", *Laterality.values()),
             help="laterality override; empty: read it from the slide",
             form_key=True,
         )
@@ -325,11 +340,11 @@ class StageOptions:
             form_key=True,
         )
     )
-    totalseg_speed: str = _option(
+    totalseg_speed: Speed = _option(
         Option(
             "TOTALSEG_SPEED",
-            choice("fast", "fastest", "full"),
-            "fast",
+            term(Speed),
+            Speed.FAST,
             "TotalSegmentator resolution: fast (3 mm), fastest (6 mm) or full",
             form_key=True,
         )
@@ -343,11 +358,11 @@ class StageOptions:
             form_key=True,
         )
     )
-    seg_encoder: str = _option(
+    seg_encoder: SegEncoder = _option(
         Option(
             "SEG_ENCODER",
-            choice("dcmqi", "highdicom"),
-            "dcmqi",
+            term(SegEncoder),
+            SegEncoder.DCMQI,
             "DICOM SEG writer: dcmqi's itkimage2segimage, or highdicom (used anyway where dcmqi cannot)",
             form_key=True,
         )
@@ -404,20 +419,20 @@ class StageOptions:
     include_overview: bool = _option(
         Option("INCLUDE_OVERVIEW", parse_bool, True, "convert the overview (macro) image", form_key=True)
     )
-    slide_transcoding: str = _option(
+    slide_transcoding: Transcoding = _option(
         Option(
             "SLIDE_TRANSCODING",
-            choice("jpeg", "jpeg2000", "jpeg2000-lossless", "htj2k"),
-            "jpeg",
+            term(Transcoding),
+            Transcoding.JPEG,
             "encoding for slide tiles that cannot be copied as they are",
             form_key=True,
         )
     )
-    store_target: str = _option(
+    store_target: StoreTarget = _option(
         Option(
             "STORE_TARGET",
-            choice("dicomweb", "dimse", "folder"),
-            "dicomweb",
+            term(StoreTarget),
+            StoreTarget.DICOMWEB,
             "where results go: STOW-RS, DIMSE C-STORE (Kaapana CTP) or a local folder",
             form_key=True,
         )

@@ -26,9 +26,9 @@ from itertools import groupby
 from pathlib import Path
 from typing import Protocol
 
-import pydicom
-
+from radpath import vocabulary
 from radpath.dicomweb import TAG_SOP_UID, DicomWeb, DicomWebError, StoreError
+from radpath.headers import read_header
 from radpath.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,7 @@ class Instance:
 
     @classmethod
     def read(cls, path: Path, what: str) -> Instance:
-        ds = pydicom.dcmread(path, stop_before_pixels=True,
-                             specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
+        ds = read_header(path)
         uids = [str(ds.get(name) or "") for name in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]
         if not all(uids):
             raise StoreFailed(f"{Path(path).name} ({what}) lacks a Study, Series or SOP Instance UID: cannot store it")
@@ -248,12 +247,12 @@ def store_target(settings: Settings) -> StoreTarget:
     """The target STORE_TARGET names, configured from the settings (and the run conf's
     forms for Kaapana's AE titles)."""
     choice = settings.options.store_target
-    if choice == "folder":
+    if choice == vocabulary.StoreTarget.FOLDER:
         if settings.options.store_folder is None:
             raise SettingsError("STORE_FOLDER", "is required when STORE_TARGET=folder")
         return FolderTarget(settings.options.store_folder)
     query = DicomWeb(settings.dicomweb) if settings.dicomweb.url else None
-    if choice == "dicomweb":
+    if choice == vocabulary.StoreTarget.DICOMWEB:
         if query is None:
             raise SettingsError("DICOMWEB_URL", "is required when STORE_TARGET=dicomweb")
         return DicomWebTarget(query)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -51,6 +53,16 @@ def shared_data() -> Path:
 def kaapana_source() -> Path:
     """``../shared/kaapana-0.6.0``: Kaapana's source, read by the packaging and DAG tests."""
     return require_shared(KAAPANA_SOURCE, "Kaapana 0.6.0's source")
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``radpath demo`` once for the session (the whole pipeline under a local Airflow):
+    its output folder and the finished command."""
+    output = tmp_path_factory.mktemp("demo")
+    run = subprocess.run([sys.executable, "-m", "radpath.cli", "demo", "--output", str(output)],
+                         capture_output=True, text=True, timeout=600)
+    return output, run
 
 
 def _start(credentials: Credentials | None, tmp: Path) -> LocalOrthanc:

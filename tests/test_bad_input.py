@@ -264,7 +264,7 @@ def check_two_slides(outcome: Outcome) -> None:
     stored = _stored(outcome, "BAD-TWO")
     assert len(stored.get("SEG", [])) == 1 and len(stored.get("KO", [])) == 1, sorted(stored)
     assert len({ds.SeriesInstanceUID for ds in stored["SM"]}) == 1  # the good slide, converted
-    facts = Manifest.load(_element(outcome, "two-slides")).facts["wsi_dicomize"]
+    facts = Manifest.load(_element(outcome, "two-slides")).facts["wsi-dicomize"]
     (slide,) = facts["slides"]  # staged under a shortened name (a digest keeps it apart), converted
     assert slide["file"].startswith("two-slides_Niere-links-Stanzbiopsie-x") and len(slide["file"]) <= 120, slide
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from radpath.batch import (
     run_stage,
 )
 from radpath.manifest import MANIFEST_NAME, Manifest, Status
+from radpath.sections import Section
 from radpath.settings import Settings
 
 
@@ -30,14 +32,18 @@ def make_batch(root: Path, names: list[str]) -> Settings:
     )
 
 
-def copy_unless_b(element: BatchElement, settings: Settings) -> None:
+@dataclass
+class CopyFacts(Section, stage="copy"):
+    folder: str | None
+    chars: int
+
+
+def copy_unless_b(element: BatchElement, settings: Settings) -> CopyFacts:
     if element.name == "b":
         raise ValueError("series b has no pixel data")
     text = (element.in_dir / "input.txt").read_text()
     (element.out_dir / "output.txt").write_text(text.upper())
-    manifest = element.manifest()
-    manifest.update("copy", {"chars": len(text)})
-    manifest.save()
+    return CopyFacts(folder=element.output.name, chars=len(text))
 
 
 def test_middle_element_failing_leaves_the_others_done(tmp_path: Path):
@@ -59,7 +65,7 @@ def test_middle_element_failing_leaves_the_others_done(tmp_path: Path):
     b = Manifest.load(tmp_path / "batch" / "b")
     assert b.stages["copy"].error == "ValueError: series b has no pixel data"
     assert (tmp_path / "batch" / "c" / "out" / "output.txt").read_text() == "C"
-    assert Manifest.load(tmp_path / "batch" / "c").facts == {"copy": {"chars": 1}}
+    assert Manifest.load(tmp_path / "batch" / "c").facts == {"copy": {"folder": "out", "chars": 1}}
 
 
 def test_batch_where_every_element_failed_exits_1(tmp_path: Path):
@@ -135,11 +141,11 @@ def test_manifest_round_trips(tmp_path: Path, status: Status):
     from radpath.manifest import StageRecord
 
     m = Manifest.load(tmp_path)
-    m.update("bodypart", {"organ": "kidney", "laterality": "left"})
-    m.record("bodypart", StageRecord(status, reason="r" if status is Status.SKIPPED else None))
+    m.put(CopyFacts(folder="out", chars=3))
+    m.record("copy", StageRecord(status, reason="r" if status is Status.SKIPPED else None))
     m.save()
     again = Manifest.load(tmp_path)
-    assert again.facts == {"bodypart": {"organ": "kidney", "laterality": "left"}}
+    assert again.sections == {"copy": CopyFacts(folder="out", chars=3)}
     assert again.status is status
 
 

@@ -3,16 +3,11 @@ radpath-map DAG under a local Airflow."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 from radpath.manifest import Manifest
 
 
-def test_demo_runs_the_pipeline_on_a_generated_patient(tmp_path: Path):
-    run = subprocess.run([sys.executable, "-m", "radpath.cli", "demo", "--output", str(tmp_path)],
-                         capture_output=True, text=True, timeout=600)
+def test_demo_runs_the_pipeline_on_a_generated_patient(demo_run):
+    tmp_path, run = demo_run
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     (workflow_dir,) = (tmp_path / "runs").iterdir()
     assert workflow_dir.name.startswith("manual__")  # an Airflow run id: the DAG ran it

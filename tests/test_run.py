@@ -47,5 +47,5 @@ def test_run_on_the_prostate_mr_with_a_biopsy_slide_and_a_corrupt_file(shared_da
         assert f"{element.name} │ skipped │ segment │ prostate" in text
     else:
         assert (element / "link" / "link.json").is_file() and f"{element.name} │ done" in text
-    assert slide.path.name in (manifest.facts["wsi_dicomize"]["slides"][0]["file"])
+    assert slide.path.name in (manifest.facts["wsi-dicomize"]["slides"][0]["file"])
     assert patient_id not in run.stdout + run.stderr  # no patient identity on the terminal

@@ -30,6 +30,7 @@ from radpath.stages.merge import run_merge
 from radpath.stages.nifti import run_nifti
 from radpath.stages.seg_encode import run_seg_encode
 from radpath.synthetic import SliceGeometry, write_series
+from radpath.synthetic.facts import add_sections, given_bodypart, given_segment
 from radpath.synthetic.phantom import LABELS, sample
 
 ENCODERS = [DcmqiEncoder(), HighdicomEncoder()]
@@ -161,10 +162,7 @@ def element_after_segment(tmp_path: Path, text: str, geometry: SliceGeometry, cl
         mask, affine = phantom_mask_on_nifti(element / "nifti" / nifti["path"], organ or "liver", "CT")
         image = nib.Nifti1Image((mask & bool(organ)).astype(np.uint8), LPS_FROM_RAS @ affine)
         nib.save(image, str(element / "segment" / f"{name}.nii.gz"))
-    manifest.update("bodypart", resolved(text))
-    manifest.update("segment", {"folder": "segment", "task": "total", "totalsegmentator": "2.18.0",
-                                "standin_weights": False, "classes": {}})
-    manifest.save()
+    add_sections(element, given_bodypart(**resolved(text)), given_segment("total", "2.18.0"))
     return root
 
 

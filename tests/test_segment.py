@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from radpath.batch import run_stage
-from radpath.manifest import Manifest, Status
+from radpath.manifest import Status
 from radpath.segmentation.weights import WeightsMissing, check_weights, model_spec
 from radpath.settings import Settings
 from radpath.stages.nifti import run_nifti
 from radpath.stages.segment import run_segment
 from radpath.synthetic import SliceGeometry, write_series
+from radpath.synthetic.facts import add_sections, given_bodypart
 
 
 @pytest.fixture
@@ -53,9 +54,7 @@ def test_stage_fails_fast_with_the_message_and_writes_no_usage_stats(no_weights,
     write_series(root / "batch/e1/get-input", geometry=SliceGeometry(16, 16, 10, (10.0, 10.0), 10.0))
     env = {"WORKFLOW_DIR": str(root), "OPERATOR_IN_DIR": "get-input"}
     run_stage("nifti", run_nifti, Settings.from_env({**env, "OPERATOR_OUT_DIR": "nifti"}))
-    manifest = Manifest.load(root / "batch/e1")
-    manifest.update("bodypart", {"organ": "kidney", "laterality": "left"})
-    manifest.save()
+    add_sections(root / "batch/e1", given_bodypart("kidney", "left"))
 
     result = run_stage("segment", run_segment, Settings.from_env({**env, "OPERATOR_OUT_DIR": "segment"}))
     (element,) = result.elements

@@ -22,6 +22,7 @@ from radpath.settings import Settings
 from radpath.stages.nifti import run_nifti
 from radpath.stages.segment import run_segment
 from radpath.synthetic import LABELS, SliceGeometry
+from radpath.synthetic.facts import add_sections, given_bodypart, given_nifti
 from radpath.synthetic.volumes import phantom_volume
 
 
@@ -79,9 +80,7 @@ def shared_ct_element(shared_data: Path, root: Path, organ: str) -> Path:
     element = root / "batch" / "ct"
     shutil.copytree(shared_data / "ct-abdomen-totalseg", element / "get-input")
     assert run_stage("nifti", run_nifti, standin_settings(root, "nifti")).exit_code == 0
-    manifest = Manifest.load(element)
-    manifest.update("bodypart", {"organ": organ, "laterality": None})
-    manifest.save()
+    add_sections(element, given_bodypart(organ))
     return element
 
 
@@ -160,11 +159,7 @@ def nifti_element(root: Path, image: Path | nib.Nifti1Image, modality: str, orga
         shutil.copy(image, target)
     else:
         nib.save(image, target)
-    manifest = Manifest.load(element)
-    manifest.update("nifti", {"folder": "nifti", "path": target.name, "modality": modality, "series_key": "e1",
-                              "series_description": series_description})
-    manifest.update("bodypart", {"organ": organ, "laterality": None})
-    manifest.save()
+    add_sections(element, given_nifti(target.name, modality, "e1", series_description), given_bodypart(organ))
     return element
 
 

@@ -56,7 +56,7 @@ def test_stage_converts_linked_slides_and_names_the_rest(batch: Path):
     assert [r.element for r in result.failed] == ["broken"]  # the element with no usable slide
 
     assert statuses["linked"][0] is Status.DONE
-    facts = Manifest.load(batch / "batch/linked").facts["wsi_dicomize"]
+    facts = Manifest.load(batch / "batch/linked").facts["wsi-dicomize"]
     (slide,) = facts["slides"]
     assert (slide["file"], slide["link_source"], slide["accession_number"]) == ("biopsy.svs", "sidecar biopsy.svs.json", "ACC-42")
     assert slide["anatomy"]["organ"] == "kidney" and slide["anatomy"]["laterality"] == "left"
@@ -68,7 +68,7 @@ def test_stage_converts_linked_slides_and_names_the_rest(batch: Path):
 
     # One bad slide is rejected on its own: the patient's good slide goes on.
     assert statuses["mixed"][0] is Status.DONE
-    mixed = Manifest.load(batch / "batch/mixed").facts["wsi_dicomize"]
+    mixed = Manifest.load(batch / "batch/mixed").facts["wsi-dicomize"]
     assert [s["file"] for s in mixed["slides"]] == ["good.svs"]
     ((bad),) = mixed["failed"]
     assert bad["file"] == "bad.svs"
@@ -79,7 +79,7 @@ def test_stage_converts_linked_slides_and_names_the_rest(batch: Path):
     assert "only.svs: cannot convert, format SVS (not a TIFF/DICOM container)" in statuses["broken"][1]
 
     assert statuses["dicom"][0] is Status.DONE
-    (passed,) = Manifest.load(batch / "batch/dicom").facts["wsi_dicomize"]["slides"]
+    (passed,) = Manifest.load(batch / "batch/dicom").facts["wsi-dicomize"]["slides"]
     assert passed["passthrough"] is True
     copied = next((batch / "batch/dicom/wsi-dicomize").rglob("already.dcm"))
     assert copied.read_bytes() == (batch / "batch/dicom/slides/already.dcm").read_bytes()
@@ -89,7 +89,7 @@ def test_allow_unlinked_creates_its_own_study_and_says_so(batch: Path, caplog):
     caplog.set_level("INFO", logger="radpath")
     result = run_stage("wsi-dicomize", run_wsi_dicomize, settings_for(batch, ALLOW_UNLINKED="True"))
     assert {r.element: r.status for r in result.elements}["unlinked"] is Status.DONE
-    (slide,) = Manifest.load(batch / "batch/unlinked").facts["wsi_dicomize"]["slides"]
+    (slide,) = Manifest.load(batch / "batch/unlinked").facts["wsi-dicomize"]["slides"]
     assert slide["unlinked"] is True and slide["study_instance_uid"]
     assert f"unlinked: created its own study {slide['study_instance_uid']}" in caplog.text
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from radpath.anatomy.text import Phrase, PhraseIndex, tokens
+from radpath.vocabulary import Laterality
 
 #: Scheme designators seen for SNOMED CT and for legacy SNOMED-RT / SNOMED 3 codes.
 SCT_SCHEMES = {"SCT", "SNOMED", "SNOMED-CT", "SNOMEDCT", "SNOMED CT"}
@@ -124,7 +125,7 @@ class Master:
         named; where the task has no class for the sub-part (``total_mr`` has whole lungs,
         no lobes) the selection falls back to the side's whole organ and says so.
         """
-        side = laterality if laterality in ("left", "right") else None
+        side = laterality if laterality in Laterality.sides() else None
         candidates = [c for c in self.classes(organ, task) if side is None or c["laterality"] in (side, None)]
         if subpart:
             chosen = [c for c in candidates if c["subpart"] == subpart]

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from radpath.vocabulary import Laterality
+
 if TYPE_CHECKING:
     from radpath.anatomy.master import Target
 
@@ -120,6 +122,6 @@ def sides_near(
 def combine_sides(sides: set[str]) -> str | None:
     if not sides:
         return None
-    if "bilateral" in sides or {"left", "right"} <= sides:
-        return "bilateral"
+    if Laterality.BILATERAL in sides or set(Laterality.sides()) <= sides:
+        return Laterality.BILATERAL.value
     return next(iter(sides))

@@ -19,11 +19,11 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from radpath.executables import wheel_tool
+from radpath.headers import read_header
 from radpath.radiology.series import Frame, SeriesFiles
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -223,23 +223,5 @@ def convert_series(series: SeriesFiles, out_dir: Path, started: Dcm2niixRun | No
 
 
 def _tilt(images) -> str | None:
-    import pydicom
-
-    value = pydicom.dcmread(images[0].path, stop_before_pixels=True, specific_tags=["GantryDetectorTilt"]).get(
-        "GantryDetectorTilt"
-    )
+    value = read_header(images[0].path).get("GantryDetectorTilt")
     return str(value) if value not in (None, "", 0, 0.0) else None
-
-
-def mapping_json(volume: Volume) -> dict[str, Any]:
-    """The manifest's record of the volume: shape, affine and the k → instance map."""
-    return {
-        "path": volume.path.name,
-        "shape": list(volume.shape),
-        "grid_aligned": volume.grid_aligned,
-        "affine_lps": [[round(float(v), 6) for v in row] for row in volume.affine_lps],
-        "slices": [
-            {"sop_instance_uid": f.sop_instance_uid, "frame": f.frame_number} if f else None
-            for f in volume.slices
-        ],
-    }

@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from radpath.radiology.series import SeriesSummary
+from radpath.radiology.summary import SeriesSummary
 
 RULES_PATH = Path(__file__).with_name("series_rules.json")
 

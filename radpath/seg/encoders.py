@@ -21,6 +21,7 @@ import numpy as np
 
 import radpath
 from radpath.executables import wheel_tool
+from radpath.headers import read_header
 from radpath.seg.description import SegmentDescription, SegSeries
 from radpath.seg.geometry import SourceGrid
 
@@ -194,7 +195,7 @@ class HighdicomEncoder:
         import pydicom
 
         _check_masks(masks, segments, grid)
-        sources = [pydicom.dcmread(path, stop_before_pixels=True) for path in grid.files]
+        sources = [read_header(path) for path in grid.files]
         seg = hd.seg.Segmentation(
             source_images=sources,
             pixel_array=np.stack(masks, axis=-1).astype(np.uint8),  # (frames, rows, columns, segments)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from radpath.headers import read_header
 from radpath.radiology.series import Frame, SeriesFiles
 
 #: Slice positions and voxel centres closer than this (mm) are the same place.
@@ -105,8 +106,6 @@ class SourceGrid:
     @classmethod
     def from_series(cls, series: SeriesFiles) -> SourceGrid:
         """The grid of a series of single-frame images."""
-        import pydicom
-
         summary = series.summary
         if not summary.orientation or len(summary.orientation) != 6:
             raise SourceGeometryError(f"series {summary.key} has no ImageOrientationPatient")
@@ -117,7 +116,7 @@ class SourceGrid:
             raise SourceGeometryError(f"series {summary.key} is multi-frame: seg-encode takes single-frame series")
         if any(i.frames[0].position is None for i in images):
             raise SourceGeometryError(f"series {summary.key} has images without ImagePositionPatient")
-        first = pydicom.dcmread(images[0].path, stop_before_pixels=True, specific_tags=["Rows", "Columns"])
+        first = read_header(images[0].path)
         normal = np.cross(summary.orientation[:3], summary.orientation[3:])
         ordered = sorted(images, key=lambda i: float(np.dot(normal, i.frames[0].position)))
         positions = np.array([i.frames[0].position for i in ordered], float)

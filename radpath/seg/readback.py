@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from radpath.headers import read_header
 from radpath.seg.encoders import SegEncodeError, dcmqi_binary
 from radpath.seg.geometry import SourceGrid, mask_on_source
 
@@ -38,9 +39,7 @@ class FrameCheck:
 
 def check_frames(path: Path, grid: SourceGrid) -> FrameCheck:
     """Does every frame lie on the slice it references, with the source's orientation?"""
-    import pydicom
-
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    ds = read_header(path)
     shared = ds.SharedFunctionalGroupsSequence[0]
     by_uid = {frame.sop_instance_uid: k for k, frame in enumerate(grid.frames)}
     check = FrameCheck(int(ds.NumberOfFrames))

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from radpath.headers import read_header
 from radpath.seg.geometry import SourceGrid
 from radpath.uids import derived_uid
 
@@ -27,7 +28,7 @@ def complete_sources(grid: SourceGrid, scratch: Path, series_key: str) -> tuple[
     in ``scratch`` and the UIDs that were filled in (attribute → value)."""
     import pydicom
 
-    first = pydicom.dcmread(grid.files[0], stop_before_pixels=True)
+    first = read_header(grid.files[0])
     missing = [name for name in ("StudyInstanceUID", "SeriesInstanceUID", *_FROM_FILE_META) if not first.get(name)]
     if not missing:
         return grid, {}

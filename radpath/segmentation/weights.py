@@ -16,14 +16,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from radpath.vocabulary import Speed
+
 #: TotalSegmentator's download names for radpath's tasks and speeds.
 DOWNLOAD_NAMES = {
-    ("total", "fast"): "total_fast",
-    ("total", "fastest"): "total_fast",
-    ("total", "full"): "total",
-    ("total_mr", "fast"): "total_fast_mr",
-    ("total_mr", "fastest"): "total_fast_mr",
-    ("total_mr", "full"): "total_mr",
+    ("total", Speed.FAST): "total_fast",
+    ("total", Speed.FASTEST): "total_fast",
+    ("total", Speed.FULL): "total",
+    ("total_mr", Speed.FAST): "total_fast_mr",
+    ("total_mr", Speed.FASTEST): "total_fast_mr",
+    ("total_mr", Speed.FULL): "total_mr",
 }
 CHECKPOINT = Path("fold_0") / "checkpoint_final.pth"
 
@@ -68,7 +70,7 @@ class ModelSpec:
 def model_spec(task: str, speed: str, roi_subset: bool = False, robust_crop: bool = False) -> ModelSpec:
     from totalsegmentator.python_api import get_task_config
 
-    config = get_task_config(task, fast=speed == "fast", fastest=speed == "fastest", quiet=True)
+    config = get_task_config(task, fast=speed == Speed.FAST, fastest=speed == Speed.FASTEST, quiet=True)
     ids = config["task_id"] if isinstance(config["task_id"], list) else [config["task_id"]]
     crop = CROP_MODELS.get((task, robust_crop)) if roi_subset else None
     return ModelSpec(task, speed, tuple(ids), config["trainer"], config.get("plans") or "nnUNetPlans", crop)
@@ -137,7 +139,7 @@ def choose_weights(
     notes = []
     if not set(model_spec(task, speed).task_ids) <= {model.task_id for model in STANDIN_MODELS}:
         notes.append(f"stand-in weights exist for the fast models only: {speed} runs as fast")
-        speed = "fast"
+        speed = Speed.FAST
     spec = check_weights(task, speed, root=STANDIN_WEIGHTS, roi_subset=roi_subset, robust_crop=robust_crop)
     notes.append(
         "TotalSegmentator's official weights are not installed: using radpath's STAND-IN weights (tiny models "
@@ -150,8 +152,6 @@ def choose_weights(
 #: version and folder name from its TASK_ID_WEIGHTS_CONFIGS
 #: (``totalsegmentator.libs.download_pretrained_weights`` holds this base in a local).
 WEIGHTS_RELEASES_URL = "https://github.com/wasserth/TotalSegmentator/releases/download"
-#: The speeds a run may ask for, and whether TotalSegmentator's robust crop is on.
-SPEEDS = ("fast", "fastest", "full")
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ def official_models() -> list[OfficialModel]:
 
     trainers: dict[int, set[str]] = {}
     for task in sorted({task for task, _speed in DOWNLOAD_NAMES}):
-        for speed in SPEEDS:
+        for speed in Speed:
             for robust_crop in (False, True):
                 spec = model_spec(task, speed, roi_subset=True, robust_crop=robust_crop)
                 for folder in spec.folders(Path()):

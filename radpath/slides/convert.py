@@ -27,6 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from radpath.anatomy import load_master, resolve_body_part
+from radpath.headers import read_header
 from radpath.names import safe_component
 from radpath.slides.linkage import SlideLink
 from radpath.uids import file_fingerprint
@@ -234,13 +235,13 @@ def _slide_seed(path: Path, link: SlideLink | None) -> str:
 
 
 def _series_and_study(files: list[Path]) -> tuple[str, str]:
-    ds = pydicom.dcmread(files[0], stop_before_pixels=True)
+    ds = read_header(files[0])
     return str(ds.SeriesInstanceUID), str(ds.StudyInstanceUID)
 
 
 def passthrough(path: Path, out_root: Path) -> ConvertedSlide:
     """A file that is already DICOM is copied unchanged into its series' folder."""
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    ds = read_header(path)
     folder = out_root / safe_component(str(ds.SeriesInstanceUID))
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / path.name

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from radpath.names import is_uid
+from radpath.vocabulary import Laterality
 from radpath.vr import VR, check_value
 
 CSV_NAME = "radpath-slides.csv"
@@ -67,8 +68,8 @@ class SlideLink:
                 raise LinkError(f"{source}: patient_sex must be M, F or O")
         if "laterality" in kept:
             kept["laterality"] = kept["laterality"].lower()
-            if kept["laterality"] not in ("left", "right", "bilateral"):
-                raise LinkError(f"{source}: laterality must be left, right or bilateral")
+            if kept["laterality"] not in Laterality.values():
+                raise LinkError(f"{source}: laterality must be one of {', '.join(Laterality.values())}")
         for name, value in kept.items():
             _check_field(name, value, source)
         return cls(source=source, **kept)

@@ -12,26 +12,28 @@ one TotalSegmentator cannot segment on the element's modality.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from pydicom.dataset import Dataset
 
 from radpath.anatomy import BodyPart, load_master, resolve_body_part
 from radpath.batch import BatchElement, ElementSkipped
 from radpath.dicomfiles import read_metadata_under
+from radpath.sections import BodyPartFacts, PairFacts
 from radpath.settings import Settings, SettingsError
+from radpath.vocabulary import Modality
 
 log = logging.getLogger(__name__)
 
-SLIDE_MODALITY = "SM"
 
-
-def _modality(element: BatchElement) -> str | None:
+def _modality(element: BatchElement) -> Modality | None:
     """The radiology modality: from the pair stage's decision, else from files in the element."""
-    decided = element.manifest().facts.get("pair", {}).get("modality")
-    if decided:
-        return decided
-    modalities = {str(ds.get("Modality", "")) for _, ds in read_metadata_under(element.path)} & {"CT", "MR"}
-    return modalities.pop() if len(modalities) == 1 else None
+    pair = element.get(PairFacts)
+    if pair is not None:
+        return pair.modality
+    modalities = {str(ds.get("Modality", "")) for _, ds in read_metadata_under(element.path)} & set(
+        Modality.radiology())
+    return Modality(modalities.pop()) if len(modalities) == 1 else None
 
 
 def resolve_slide(datasets: list[Dataset]) -> BodyPart:
@@ -41,47 +43,46 @@ def resolve_slide(datasets: list[Dataset]) -> BodyPart:
     return max(with_organ, key=lambda r: r.confidence) if with_organ else results[0]
 
 
-def run_bodypart(element: BatchElement, settings: Settings) -> None:
+def run_bodypart(element: BatchElement, settings: Settings) -> BodyPartFacts:
     master = load_master()
     slides = []
     # In the DAG the input is the previous stage's output; the slide may lie elsewhere in
     # the element (wsi-dicomize's or pair's folder, or as GetInputOperator left it).
     for folder in dict.fromkeys(f for f in (element.in_dir, element.path) if f is not None):
-        slides = [ds for _, ds in read_metadata_under(folder) if ds.get("Modality") == SLIDE_MODALITY]
+        slides = [ds for _, ds in read_metadata_under(folder) if ds.get("Modality") == Modality.SM]
         if slides:
             break
     if not slides:
         raise ElementSkipped("no slide (DICOM SM) in the element")
     result = resolve_slide(slides)
-    facts = {
-        "resolved": result.to_json(),
-        "slide_series_instance_uid": str(slides[0].get("SeriesInstanceUID", "")),
-        "organ": result.organ,
-        "laterality": result.laterality,
-        "subpart": result.subpart,
-        "snomed": result.snomed,
-    }
+    facts = BodyPartFacts(
+        folder=None,  # writes no files
+        resolved=result.to_json(),
+        slide_series_instance_uid=str(slides[0].get("SeriesInstanceUID", "")),
+        organ=result.organ,
+        laterality=result.laterality,
+        subpart=result.subpart,
+        snomed=result.snomed,
+    )
     options = settings.options
     if options.organ:
         if options.organ not in master.organs:
             raise SettingsError("ORGAN", f"unknown organ {options.organ!r} (a key of anatomy/master.json)")
-        facts.update(organ=options.organ, snomed=master.concept_of(options.organ), subpart=None, override="ORGAN")
+        facts = replace(facts, organ=options.organ, snomed=master.concept_of(options.organ), subpart=None,
+                        override="ORGAN")
     if options.laterality:
-        facts.update(laterality=options.laterality, laterality_override="LATERALITY")
-    manifest = element.manifest()
-    manifest.update("bodypart", facts)
-    manifest.save()
-    organ = facts["organ"]
+        facts = replace(facts, laterality=options.laterality, laterality_override="LATERALITY")
+    organ = facts.organ
     if organ is None:
-        raise ElementSkipped(f"slide names no organ: {result.reason}")
+        raise ElementSkipped(f"slide names no organ: {result.reason}", facts)
     modality = _modality(element)
     if modality is not None:
         task = master.data["totalsegmentator_tasks"].get(modality)
         if task is None or not master.classes(organ, task):
             raise ElementSkipped(
-                f"TotalSegmentator cannot segment {organ} on {modality} (no class for it in task {task})"
+                f"TotalSegmentator cannot segment {organ} on {modality} (no class for it in task {task})", facts
             )
-        manifest.update("bodypart", {"modality": modality, "task": task})
-        manifest.save()
-    side = f", {facts['laterality']}" if facts["laterality"] else ""
+        facts = replace(facts, modality=modality, task=task)
+    side = f", {facts.laterality}" if facts.laterality else ""
     log.info("%s: %s%s (%s, %s)", element.name, organ, side, result.rule, result.source)
+    return facts

@@ -14,20 +14,20 @@ from __future__ import annotations
 import json
 import logging
 
-import pydicom
-
-from radpath.batch import BatchElement, MissingFact
+from radpath.batch import BatchElement
 from radpath.dciodvfy import dciodvfy_available, verify
+from radpath.headers import read_header
 from radpath.link.kos import LinkIdentity, build_link_kos
 from radpath.link.page import ExtentSlice, split_view_html
 from radpath.link.qc import qc_picture, slide_thumbnail
 from radpath.link.viewers import ViewerLinks
 from radpath.seg.geometry import SourceGrid
 from radpath.seg.readback import check_frames
+from radpath.sections import LinkFacts, MergeFacts, NiftiFacts, SegEncodeFacts, SegmentFacts, StoreFacts
 from radpath.settings import Settings
 from radpath.stages.seg_encode import FIRST_SEG_SERIES_NUMBER, algorithm_of
-from radpath.stages.store import PairFiles, pair_files
 from radpath.storage import Instance, store_new, store_target
+from radpath.workspace import PairFiles
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class LinkError(RuntimeError):
 
 
 def _headers(paths) -> list[pydicom.Dataset]:
-    return [pydicom.dcmread(p, stop_before_pixels=True) for p in paths]
+    return [read_header(p) for p in paths]
 
 
 def _extent(files: PairFiles) -> tuple[list[ExtentSlice], int]:
@@ -51,13 +51,11 @@ def _extent(files: PairFiles) -> tuple[list[ExtentSlice], int]:
     )
 
 
-def run_link(element: BatchElement, settings: Settings) -> None:
-    manifest = element.manifest()
-    facts = manifest.facts
-    if "store" not in facts:
-        raise MissingFact("the store stage has not put the pair in the PACS")
-    nifti, segment, merge, seg_facts = facts["nifti"], facts["segment"], facts["merge"], facts["seg-encode"]
-    files = pair_files(element, manifest)
+def run_link(element: BatchElement, settings: Settings) -> LinkFacts:
+    element.need(StoreFacts)  # the pair is in the PACS
+    nifti, segment, merge = element.need(NiftiFacts, SegmentFacts, MergeFacts)
+    seg_facts = element.need(SegEncodeFacts)
+    files = element.pair_files()
     instances = files.instances()
     everything = [i for group in instances.values() for i in group]
     target = store_target(settings)
@@ -76,14 +74,14 @@ def run_link(element: BatchElement, settings: Settings) -> None:
     sources = _headers(i.path for i in files.source.instances)
     slides = _headers(files.slides)
     slide = slides[0]
-    parts = [p for p in merge["parts"] if p.get("voxels")]
-    organ_label = " and ".join(p["what"] for p in parts)
+    parts = [p for p in merge.parts if p.voxels]
+    organ_label = " and ".join(p.what for p in parts)
     slide_label = str(slide.get("ContainerIdentifier") or slide.get("SeriesDescription") or slide.SeriesInstanceUID)
     identity = LinkIdentity(seg.SeriesInstanceUID, slide.SeriesInstanceUID)
     kos = build_link_kos(seg, sources, slides, identity, organ_label, slide_label,
                          series_number=int(seg.get("SeriesNumber") or FIRST_SEG_SERIES_NUMBER) + 1)
 
-    out_dir = element.out_dir or element.path / "link"
+    out_dir = element.output
     out_dir.mkdir(parents=True, exist_ok=True)
     kos_path = out_dir / KOS_FILE
     kos.save_as(kos_path, enforce_file_format=True)
@@ -100,20 +98,20 @@ def run_link(element: BatchElement, settings: Settings) -> None:
                         slide.StudyInstanceUID, slide.SeriesInstanceUID)
     extent, total = _extent(files)
     algorithm = algorithm_of(segment).label
-    series_label = nifti.get("series_description") or files.source.summary.description or "the source series"
-    title = f"{organ_label} | {series_label} ({nifti['modality']}) | {algorithm}"
+    series_label = nifti.series_description or files.source.summary.description or "the source series"
+    title = f"{organ_label} | {series_label} ({nifti.modality}) | {algorithm}"
     picture = qc_picture(
-        element.path / nifti["folder"] / nifti["path"],
-        [element.path / merge["folder"] / p["path"] for p in parts],
-        nifti["modality"],
+        element.folder_of(nifti) / nifti.path,
+        [element.folder_of(merge) / p.path for p in parts],
+        nifti.modality,
         title,
         slide_thumbnail(files.slides),
     )
     picture.save(out_dir / QC_FILE)
     (out_dir / PAGE_FILE).write_text(split_view_html(f"radpath: {title}", links, extent, total), encoding="utf-8")
     record = {
-        "organ": parts[0]["organ"],
-        "laterality": [p["laterality"] for p in parts],
+        "organ": parts[0].organ,
+        "laterality": [p.laterality for p in parts],
         "what": organ_label,
         "radiology": {
             "study_instance_uid": seg.StudyInstanceUID,
@@ -132,23 +130,13 @@ def run_link(element: BatchElement, settings: Settings) -> None:
                    "last_slice": extent[-1].index if extent else None, "slices": total},
         "qc": QC_FILE,
         "algorithm": algorithm,
-        "seg_encoder": seg_facts.get("encoder"),
+        "seg_encoder": seg_facts.encoder.value,
     }
     (out_dir / LINK_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
-    manifest = element.manifest()
-    manifest.update("link", {
-        "folder": out_dir.name,
-        "kos": KOS_FILE,
-        "kos_sent": bool(report.sent),
-        "target": target.description,
-        "ohif": links.ohif(),
-        "slim": links.slim,
-        "notes": notes,
-    })
-    manifest.save()
     for note in notes:
         log.info("%s: %s", element.name, note)
     state = "stored" if report.sent else "already in the PACS"
     log.info("%s: linked %s to slide %s (KOS %s); open %s", element.name, organ_label, slide_label, state,
              out_dir / PAGE_FILE)
-
+    return LinkFacts(folder=out_dir.name, kos=KOS_FILE, kos_sent=bool(report.sent), target=target.description,
+                     ohif=links.ohif(), slim=links.slim, notes=notes)

@@ -16,7 +16,9 @@ import numpy as np
 
 from radpath.anatomy import load_master
 from radpath.batch import BatchElement, ElementSkipped, MissingFact
+from radpath.sections import BodyPartFacts, MaskPart, MergeFacts, NiftiFacts, SegmentFacts
 from radpath.settings import Settings
+from radpath.vocabulary import Laterality
 
 log = logging.getLogger(__name__)
 
@@ -25,51 +27,48 @@ class MaskGridMismatch(ValueError):
     """Class masks of one element do not share one voxel grid."""
 
 
-def run_merge(element: BatchElement, settings: Settings) -> None:
-    manifest = element.manifest()
-    segment, bodypart, nifti = (manifest.facts.get(k) for k in ("segment", "bodypart", "nifti"))
-    if not segment or not bodypart:
-        raise MissingFact("the bodypart and segment stages have not run on this element")
-    master, organ = load_master(), bodypart["organ"]
-    side = bodypart.get("laterality") if bodypart.get("laterality") in ("left", "right") else None
+def run_merge(element: BatchElement, settings: Settings) -> MergeFacts:
+    segment, bodypart = element.need(SegmentFacts, BodyPartFacts)
+    master, organ = load_master(), bodypart.organ
+    side = bodypart.laterality if bodypart.laterality in Laterality.sides() else None
     sides: list[str | None] = [side]
     if side is None and not settings.options.merge_bilateral and master.organ(organ)["paired"]:
-        sides = ["left", "right"]  # MERGE_BILATERAL=false: one segment per side
-    folder = element.path / segment["folder"]
-    out_dir = element.out_dir or element.path / "merge"
+        sides = list(Laterality.sides())  # MERGE_BILATERAL=false: one segment per side
+    folder = element.folder_of(segment)
+    out_dir = element.output
     parts, notes = [], []
     for part_side in sides:
-        selection = master.select_classes(organ, segment["task"], part_side, bodypart.get("subpart"))
+        selection = master.select_classes(organ, segment.task, part_side, bodypart.subpart)
         union, affine, counts = _union(folder, selection.classes)
-        part = {
-            "organ": organ,
-            "laterality": selection.laterality,
-            "subpart": selection.subpart,
-            "classes": counts,
-            "voxels": int(np.count_nonzero(union)),
-            "what": _what(selection),
-        }
+        part = MaskPart(
+            organ=organ,
+            laterality=selection.laterality,
+            subpart=selection.subpart,
+            classes=counts,
+            voxels=int(np.count_nonzero(union)),
+            what=_what(selection),
+        )
         if selection.note:
             notes.append(selection.note)
-        if part["voxels"]:
+        if part.voxels:
             out_dir.mkdir(parents=True, exist_ok=True)
             path = out_dir / ("_".join(filter(None, (organ, selection.subpart, selection.laterality))) + ".nii.gz")
             _save_mask(union, affine, path)
-            part["path"] = path.name
+            part.path = path.name
         else:
-            notes.append(f"{part['what']}: no voxel in any of {', '.join(counts)}")
+            notes.append(f"{part.what}: no voxel in any of {', '.join(counts)}")
         parts.append(part)
-    found = [p for p in parts if p["voxels"]]
-    manifest.update("merge", {"folder": out_dir.name, "task": segment["task"], "parts": found, "notes": notes})
-    manifest.save()
+    facts = MergeFacts(folder=out_dir.name, task=segment.task, parts=[p for p in parts if p.voxels], notes=notes)
     for note in notes:
         log.info("%s: %s", element.name, note)
-    if not found:
-        series = (nifti or {}).get("series_description") or (nifti or {}).get("series_key", "?")
-        what = " and ".join(p["what"] for p in parts)
-        raise ElementSkipped(f"{what} not found in the field of view of series {series}")
-    for part in found:
-        log.info("%s: %s = %s: %d voxels", element.name, part["what"], " ∪ ".join(part["classes"]), part["voxels"])
+    if not facts.parts:
+        nifti = element.get(NiftiFacts)
+        series = nifti.series_label if nifti else "?"
+        raise ElementSkipped(f"{' and '.join(p.what for p in parts)} not found in the field of view of series "
+                             f"{series}", facts)
+    for part in facts.parts:
+        log.info("%s: %s = %s: %d voxels", element.name, part.what, " ∪ ".join(part.classes), part.voxels)
+    return facts
 
 
 def _what(selection) -> str:

@@ -15,14 +15,14 @@ import tempfile
 from pathlib import Path
 
 from radpath.batch import BatchElement, ElementSkipped
-from radpath.radiology.nifti import Dcm2niixRun, convert_series, mapping_json
+from radpath.radiology.nifti import Dcm2niixRun, convert_series
 from radpath.radiology.selection import select_series
-from radpath.radiology.series import SeriesFiles, read_series_in
+from radpath.radiology.series import SeriesFiles
+from radpath.sections import NiftiFacts, PairFacts, SliceSource
 from radpath.settings import Settings
+from radpath.vocabulary import Modality
 
 log = logging.getLogger(__name__)
-
-RADIOLOGY_MODALITIES = ("CT", "MR")
 
 
 #: Larger files (whole-slide images, big multi-frame objects) are not worth converting on
@@ -46,8 +46,8 @@ def _radiology(element: BatchElement, scratch: Path) -> tuple[list[SeriesFiles],
         started = Dcm2niixRun(element.in_dir, scratch / "speculative")
     for folder in (element.in_dir, element.path):
         if folder is not None and folder.is_dir():
-            everything = read_series_in(folder)
-            found = [s for s in everything if s.summary.modality in RADIOLOGY_MODALITIES]
+            everything = element.series(folder)
+            found = [s for s in everything if s.summary.modality in Modality.radiology()]
             if found:
                 alone = folder == element.in_dir and len(everything) == 1 and not any(
                     not i.is_image for i in everything[0].instances
@@ -56,21 +56,21 @@ def _radiology(element: BatchElement, scratch: Path) -> tuple[list[SeriesFiles],
     return [], started, False
 
 
-def run_nifti(element: BatchElement, settings: Settings) -> None:
+def run_nifti(element: BatchElement, settings: Settings) -> NiftiFacts:
     with tempfile.TemporaryDirectory(prefix="radpath-nifti-") as scratch:
         series, started, alone = _radiology(element, Path(scratch))
         try:
-            _convert(element, series, started if alone else None)
+            return _convert(element, series, started if alone else None)
         finally:
             if started is not None and not alone:
                 started.cancel()
 
 
-def _convert(element: BatchElement, series: list[SeriesFiles], started: Dcm2niixRun | None) -> None:
-    manifest = element.manifest()
+def _convert(element: BatchElement, series: list[SeriesFiles], started: Dcm2niixRun | None) -> NiftiFacts:
     if not series:
         raise ElementSkipped("no CT or MR series in the element")
-    wanted = manifest.facts.get("pair", {}).get("series_key")
+    pair = element.get(PairFacts)
+    wanted = pair.series_key if pair else None
     selection = None
     if wanted:
         chosen = next((s for s in series if s.summary.key == wanted), None)
@@ -82,31 +82,32 @@ def _convert(element: BatchElement, series: list[SeriesFiles], started: Dcm2niix
             reasons = "; ".join(f"{key}: {why}" for key, why in selection.reasons.items())
             raise ElementSkipped(f"no series to segment ({reasons})")
         chosen = next(s for s in series if s.summary.key == selection.chosen.key)
-    out_dir = element.out_dir or element.path / "nifti"
+    out_dir = element.output
     conversion = convert_series(chosen, out_dir, started)
-    summary = chosen.summary
-    facts = {
-        **mapping_json(conversion.volume),
-        "folder": out_dir.name,
-        "series_key": summary.key,
-        "series_instance_uid": summary.series_instance_uid,
-        "study_instance_uid": summary.study_instance_uid,
-        "frame_of_reference_uid": summary.frame_of_reference_uid,
-        "modality": summary.modality,
-        "series_description": summary.description,
-        "orientation": list(summary.orientation or []),
-        "notes": conversion.volume.notes + conversion.others,
-        "ignored_non_image_instances": conversion.ignored_instances,
-    }
-    if selection is not None:
-        facts["selection"] = selection.to_json()
+    summary, volume = chosen.summary, conversion.volume
+    notes = volume.notes + conversion.others
     if summary.series_instance_uid is None:
-        facts["notes"].append("the series has no SeriesInstanceUID in its datasets (de-identified)")
-    manifest.update("nifti", facts)
-    manifest.save()
-    volume = conversion.volume
+        notes.append("the series has no SeriesInstanceUID in its datasets (de-identified)")
     log.info(
         "%s: %s series %r → %s %s, %d/%d slices mapped to instances",
         element.name, summary.modality, summary.description, volume.path.name,
         "x".join(map(str, volume.shape)), volume.matched, len(volume.slices),
+    )
+    return NiftiFacts(
+        folder=out_dir.name,
+        path=volume.path.name,
+        shape=list(volume.shape),
+        grid_aligned=volume.grid_aligned,
+        affine_lps=[[round(float(v), 6) for v in row] for row in volume.affine_lps],
+        slices=[SliceSource(f.sop_instance_uid, f.frame_number) if f else None for f in volume.slices],
+        series_key=summary.key,
+        series_instance_uid=summary.series_instance_uid,
+        study_instance_uid=summary.study_instance_uid,
+        frame_of_reference_uid=summary.frame_of_reference_uid,
+        modality=Modality(summary.modality),
+        series_description=summary.description,
+        orientation=list(summary.orientation or []),
+        notes=notes,
+        ignored_non_image_instances=conversion.ignored_instances,
+        selection=selection.to_json() if selection is not None else None,
     )

@@ -17,27 +17,26 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from radpath.batch import BatchElement, ElementSkipped
+from radpath.batch import BatchElement, ElementSkipped, split_element
 from radpath.dicomweb import TAG_SERIES_UID, TAG_STUDY_UID, DicomWeb
-from radpath.manifest import Manifest, StageRecord, Status, now_iso
+from radpath.headers import read_header
 from radpath.names import is_uid, safe_component
-from radpath.radiology.pairing import choose_study, radiology_studies, slide_series
+from radpath.radiology.pairing import choose_study
+from radpath.radiology.search import radiology_studies, slide_series
 from radpath.radiology.selection import select_series
-from radpath.radiology.series import SeriesFiles, read_series_in
+from radpath.radiology.series import SeriesFiles
+from radpath.sections import PairFacts
 from radpath.settings import Settings
+from radpath.vocabulary import Modality
 
 log = logging.getLogger(__name__)
 
-RADIOLOGY = ("CT", "MR")
-
 
 def _first_dataset(series: SeriesFiles):
-    import pydicom
-
-    return pydicom.dcmread(series.instances[0].path, stop_before_pixels=True)
+    return read_header(series.instances[0].path)
 
 
 def _slide_date(ds) -> str | None:
@@ -49,20 +48,22 @@ def _slide_date(ds) -> str | None:
     return value[:8] if len(value) >= 8 else None
 
 
-def _choose_local(radiology: list[SeriesFiles]) -> dict[str, Any]:
+def _choose_local(radiology: list[SeriesFiles], folder: str, slide_uid: str | None) -> PairFacts:
     selection = select_series([s.summary for s in radiology])
     if selection.chosen is None:
         reasons = "; ".join(selection.reasons.values())
         raise ElementSkipped(f"no CT/MR series to segment in the element ({reasons})")
-    return {
-        "series_key": selection.chosen.key,
-        "modality": selection.chosen.modality,
-        "radiology_study_instance_uid": selection.chosen.study_instance_uid,
-        "selection": selection.to_json(),
-    }
+    return PairFacts(
+        folder=folder,
+        series_key=selection.chosen.key,
+        modality=Modality(selection.chosen.modality),
+        radiology_study_instance_uid=selection.chosen.study_instance_uid,
+        slide_series_instance_uid=slide_uid,
+        selection=selection.to_json(),
+    )
 
 
-def _from_slide(element: BatchElement, slide: SeriesFiles, pacs: DicomWeb, out_dir: Path) -> dict[str, Any]:
+def _from_slide(element: BatchElement, slide: SeriesFiles, pacs: DicomWeb, out_dir: Path) -> PairFacts:
     ds = _first_dataset(slide)
     patient_id = str(ds.get("PatientID") or "")
     if not patient_id:
@@ -83,16 +84,17 @@ def _from_slide(element: BatchElement, slide: SeriesFiles, pacs: DicomWeb, out_d
     pacs.retrieve_series(study.study_instance_uid, chosen.key, out_dir / "radiology")
     log.info("%s: paired with study %s (%s), series %r", element.name, study.study_instance_uid, why,
              chosen.description)
-    return {
-        "series_key": chosen.key,
-        "modality": chosen.modality,
-        "radiology_study_instance_uid": study.study_instance_uid,
-        "radiology_dir": str((out_dir / "radiology").relative_to(element.path)),
-        "study_reason": why,
-        "studies_considered": len(studies),
-        "slide_series_instance_uid": slide.summary.series_instance_uid,
-        "selection": selection.to_json(),
-    }
+    return PairFacts(
+        folder=out_dir.name,
+        series_key=chosen.key,
+        modality=Modality(chosen.modality),
+        radiology_study_instance_uid=study.study_instance_uid,
+        radiology_dir=str((out_dir / "radiology").relative_to(element.path)),
+        study_reason=why,
+        studies_considered=len(studies),
+        slide_series_instance_uid=slide.summary.series_instance_uid,
+        selection=selection.to_json(),
+    )
 
 
 def _link_tree(source: Path, target: Path) -> None:
@@ -109,9 +111,9 @@ def _link_tree(source: Path, target: Path) -> None:
 
 def _from_radiology(
     element: BatchElement, radiology: list[SeriesFiles], pacs: DicomWeb, out_dir: Path
-) -> dict[str, Any]:
-    local = _choose_local(radiology)
-    chosen = next(s for s in radiology if s.summary.key == local["series_key"])
+) -> PairFacts:
+    local = _choose_local(radiology, out_dir.name, None)
+    chosen = next(s for s in radiology if s.summary.key == local.series_key)
     patient_id = str(_first_dataset(chosen).get("PatientID") or "")
     slides = slide_series(pacs, patient_id) if patient_id else []
     if not slides:
@@ -125,35 +127,27 @@ def _from_radiology(
         sibling = element.path.parent / safe_component(f"{element.name}+{series_uid}")
         _link_tree(source_dir, sibling / source_dir.relative_to(element.path))
         pacs.retrieve_series(item[TAG_STUDY_UID]["Value"][0], series_uid, sibling / out_dir.name / "slide")
-        manifest = Manifest.load(sibling)
-        manifest.update("pair", {**local, "slide_series_instance_uid": series_uid,
-                                 "split_from": element.name})
-        manifest.record("pair", StageRecord(Status.DONE, started=now_iso()))
-        manifest.save()
+        split_element(sibling, replace(local, slide_series_instance_uid=series_uid, split_from=element.name))
         log.info("%s: further slide %s becomes element %s", element.name, series_uid, sibling.name)
     series_uid = first[TAG_SERIES_UID]["Value"][0]
     pacs.retrieve_series(first[TAG_STUDY_UID]["Value"][0], series_uid, out_dir / "slide")
-    return {**local, "slide_series_instance_uid": series_uid, "slides_found": len(slides)}
+    return replace(local, slide_series_instance_uid=series_uid, slides_found=len(slides))
 
 
-def run_pair(element: BatchElement, settings: Settings) -> None:
-    everything = read_series_in(element.path)
-    slides = [s for s in everything if s.summary.modality == "SM"]
-    radiology = [s for s in everything if s.summary.modality in RADIOLOGY]
-    out_dir = element.out_dir or element.path / "pair"
+def run_pair(element: BatchElement, settings: Settings) -> PairFacts:
+    everything = element.series()
+    slides = [s for s in everything if s.summary.modality == Modality.SM]
+    radiology = [s for s in everything if s.summary.modality in Modality.radiology()]
+    out_dir = element.output
     if bool(slides) != bool(radiology) and settings.dicomweb.url is None:
         # A folder run without a PACS: the input folder was all there was to search.
         have, missing = ("a slide", "CT/MR series") if slides else ("CT/MR", "slide")
         raise ElementSkipped(f"{have} but no {missing} of the patient in the input, and no PACS to search "
                              "(DICOMWEB_URL not set)")
     if slides and radiology:
-        facts = {**_choose_local(radiology), "slide_series_instance_uid": slides[0].summary.series_instance_uid}
-    elif slides:
-        facts = _from_slide(element, slides[0], DicomWeb(settings.dicomweb), out_dir)
-    elif radiology:
-        facts = _from_radiology(element, radiology, DicomWeb(settings.dicomweb), out_dir)
-    else:
-        raise ElementSkipped("neither a slide nor a CT/MR series in the element")
-    manifest = element.manifest()
-    manifest.update("pair", facts)
-    manifest.save()
+        return _choose_local(radiology, out_dir.name, slides[0].summary.series_instance_uid)
+    if slides:
+        return _from_slide(element, slides[0], DicomWeb(settings.dicomweb), out_dir)
+    if radiology:
+        return _from_radiology(element, radiology, DicomWeb(settings.dicomweb), out_dir)
+    raise ElementSkipped("neither a slide nor a CT/MR series in the element")

@@ -19,16 +19,17 @@ import shutil
 from pathlib import Path
 
 from radpath.anatomy import load_master
-from radpath.batch import BatchElement, ElementSkipped, MissingFact
+from radpath.batch import BatchElement, ElementSkipped
 from radpath.dciodvfy import dciodvfy_available, verify
-from radpath.radiology.series import SeriesFiles, read_series_in
 from radpath.seg.description import Algorithm, SegSeries, describe_segment, series_description
 from radpath.seg.encoders import DcmqiEncoder, HighdicomEncoder, SegEncodeError
 from radpath.seg.geometry import SourceGrid, mask_on_source, nifti_mask
 from radpath.seg.readback import check_frames
 from radpath.seg.sources import complete_sources
+from radpath.sections import EncodedSegment, MergeFacts, NiftiFacts, SegEncodeFacts, SegmentFacts
 from radpath.settings import Settings
 from radpath.uids import derived_uid
+from radpath.vocabulary import SegEncoder
 
 log = logging.getLogger(__name__)
 
@@ -42,50 +43,39 @@ class SegValidationError(SegEncodeError):
     """The written SEG failed dciodvfy or the geometry check; it was removed."""
 
 
-def algorithm_of(segment: dict) -> Algorithm:
+def algorithm_of(segment: SegmentFacts) -> Algorithm:
     """TotalSegmentator and its version; stand-in weights say so in the name."""
-    name = "TotalSegmentator + radpath stand-in weights" if segment.get("standin_weights") else "TotalSegmentator"
-    return Algorithm(name, str(segment.get("totalsegmentator") or "unknown"))
+    name = "TotalSegmentator + radpath stand-in weights" if segment.standin_weights else "TotalSegmentator"
+    return Algorithm(name, segment.totalsegmentator or "unknown")
 
 
 def next_series_number(used: set[int]) -> int:
     return max(used | {FIRST_SEG_SERIES_NUMBER - 1}) + 1
 
 
-def _source_series(element: BatchElement, series_key: str) -> tuple[SeriesFiles, set[int]]:
-    found = read_series_in(element.path)
-    for series in found:
-        if series.summary.key == series_key:
-            numbers = {s.summary.series_number for s in found if s.summary.series_number is not None}
-            return series, numbers
-    raise MissingFact(f"the source series {series_key} is no longer in the element")
-
-
-def run_seg_encode(element: BatchElement, settings: Settings) -> None:
-    manifest = element.manifest()
-    nifti, segment, merge = (manifest.facts.get(k) for k in ("nifti", "segment", "merge"))
-    if not nifti or not segment or not merge:
-        raise MissingFact("the nifti, segment and merge stages have not run on this element")
-    parts = [p for p in merge.get("parts", []) if p.get("voxels")]
+def run_seg_encode(element: BatchElement, settings: Settings) -> SegEncodeFacts:
+    nifti, segment, merge = element.need(NiftiFacts, SegmentFacts, MergeFacts)
+    parts = [p for p in merge.parts if p.voxels]
     if not parts:
         raise ElementSkipped("the merge stage left no mask to encode")
     master = load_master()
     algorithm = algorithm_of(segment)
-    source, numbers = _source_series(element, nifti["series_key"])
+    source = element.source_series(nifti.series_key)
+    numbers = {s.summary.series_number for s in element.series() if s.summary.series_number is not None}
     grid = SourceGrid.from_series(source)
     masks, segments = [], []
     for part in parts:
-        mask, affine = nifti_mask(element.path / merge["folder"] / part["path"])
+        mask, affine = nifti_mask(element.folder_of(merge) / part.path)
         on_source = mask_on_source(mask, affine, grid)
         if not on_source.any():
-            raise ElementSkipped(f"the {part['what']} mask lies outside every slice of the source series")
-        selection = master.select_classes(part["organ"], merge["task"], part["laterality"], part["subpart"])
+            raise ElementSkipped(f"the {part.what} mask lies outside every slice of the source series")
+        selection = master.select_classes(part.organ, merge.task, part.laterality, part.subpart)
         masks.append(on_source)
         segments.append(describe_segment(master, selection, algorithm))
-    organ = parts[0]["organ"]
+    organ = parts[0].organ
     # Named by the source series, the organ and side of each segment, and the algorithm:
     # a re-run writes the same SEG, a new TotalSegmentator version a new one beside it.
-    identity = (nifti["series_key"], algorithm.name, algorithm.version,
+    identity = (nifti.series_key, algorithm.name, algorithm.version,
                 *(f"{s.property_type.value}/{s.modifier.value if s.modifier else ''}" for s in segments))
     series = SegSeries(
         series_instance_uid=derived_uid("seg-series", *identity),
@@ -94,13 +84,13 @@ def run_seg_encode(element: BatchElement, settings: Settings) -> None:
         series_description=series_description(segments),
         body_part=master.organ(organ).get("body_part_examined"),
     )
-    out_dir = element.out_dir or element.path / "seg-encode"
+    out_dir = element.output
     out = out_dir / f"{organ}.seg.dcm"
     notes: list[str] = []
     # Completed copies of sources that lack UIDs stay beside the SEG: the store stage
     # stores them, or the SEG's references would name instances no PACS holds.
     shutil.rmtree(out_dir / SOURCES_FOLDER, ignore_errors=True)
-    grid, filled = complete_sources(grid, out_dir / SOURCES_FOLDER, nifti["series_key"])
+    grid, filled = complete_sources(grid, out_dir / SOURCES_FOLDER, nifti.series_key)
     if filled:
         notes.append("the source lacks " + ", ".join(filled) + f": filled in for the SEG (copies in {SOURCES_FOLDER}/)")
     encoder = _encoder(settings.options.seg_encoder, grid, notes)
@@ -109,35 +99,33 @@ def run_seg_encode(element: BatchElement, settings: Settings) -> None:
     if problems:
         out.unlink(missing_ok=True)
         raise SegValidationError(f"{encoder.name} wrote a SEG that fails its checks (removed): {'; '.join(problems[:5])}")
-    manifest.update("seg-encode", {
-        "folder": out_dir.name,
-        "path": out.name,
-        "encoder": encoder.name,
-        "series_instance_uid": series.series_instance_uid,
-        "sop_instance_uid": series.sop_instance_uid,
-        "series_number": series.series_number,
-        "series_description": series.series_description,
-        "body_part_examined": series.body_part,
-        "segments": [
-            {"label": s.label, "type": s.property_type.value, "modifier": s.modifier.value if s.modifier else None,
-             "voxels": int(m.sum())}
-            for s, m in zip(segments, masks)
-        ],
-        "frames": frames,
-        "bytes": out.stat().st_size,
-        "source_uids": filled,
-        "sources_folder": SOURCES_FOLDER if filled else None,
-        "notes": notes,
-    })
-    manifest.save()
     for note in notes:
         log.info("%s: %s", element.name, note)
     log.info("%s: SEG %s (%s, %d frames, series %d) by %s", element.name, out.name, series.series_description,
              frames, series.series_number, encoder.name)
+    return SegEncodeFacts(
+        folder=out_dir.name,
+        path=out.name,
+        encoder=SegEncoder(encoder.name),
+        series_instance_uid=series.series_instance_uid,
+        sop_instance_uid=series.sop_instance_uid,
+        series_number=series.series_number,
+        series_description=series.series_description,
+        body_part_examined=series.body_part,
+        segments=[
+            EncodedSegment(s.label, s.property_type.value, s.modifier.value if s.modifier else None, int(m.sum()))
+            for s, m in zip(segments, masks)
+        ],
+        frames=frames,
+        bytes=out.stat().st_size,
+        source_uids=filled,
+        sources_folder=SOURCES_FOLDER if filled else None,
+        notes=notes,
+    )
 
 
-def _encoder(choice: str, grid: SourceGrid, notes: list[str]):
-    if choice == "highdicom":
+def _encoder(choice: SegEncoder, grid: SourceGrid, notes: list[str]):
+    if choice == SegEncoder.HIGHDICOM:
         return HighdicomEncoder()
     dcmqi = DcmqiEncoder()
     if not dcmqi.available:

@@ -21,67 +21,63 @@ from importlib import metadata
 
 from radpath.anatomy import load_master
 from radpath.batch import BatchElement, ElementSkipped, MissingFact
-from radpath.segmentation.runner import segment_in_own_process
+from radpath.sections import BodyPartFacts, NiftiFacts, SegmentFacts
+from radpath.segmentation.runner import SegmentRequest, segment_in_own_process
 from radpath.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def run_segment(element: BatchElement, settings: Settings) -> None:
-    manifest = element.manifest()
-    nifti, bodypart = manifest.facts.get("nifti"), manifest.facts.get("bodypart")
-    if not nifti or not bodypart or not bodypart.get("organ"):
-        raise MissingFact("the nifti and bodypart stages have not run on this element")
-    master = load_master()
-    organ, modality = bodypart["organ"], nifti["modality"]
+def run_segment(element: BatchElement, settings: Settings) -> SegmentFacts:
+    nifti, bodypart = element.need(NiftiFacts, BodyPartFacts)
+    if bodypart.organ is None:
+        raise MissingFact("the bodypart stage resolved no organ for this element")
+    master, organ, modality = load_master(), bodypart.organ, nifti.modality
     task = master.data["totalsegmentator_tasks"][modality]
     classes = [c["class"] for c in master.classes(organ, task)]
     if not classes:
         raise ElementSkipped(f"TotalSegmentator cannot segment {organ} on {modality} (no class in task {task})")
     options = settings.options
-    out_dir = element.out_dir or element.path / "segment"
-    request = {
-        "source": str(element.path / nifti["folder"] / nifti["path"]),
-        "out_dir": str(out_dir),
-        "task": task,
-        "classes": classes,
-        "speed": options.totalseg_speed,
-        "full_on_cpu": options.totalseg_full_on_cpu,
-        "allow_standin": options.totalseg_standin_weights,
-        "robust_crop": options.totalseg_robust_crop,
-        "threads": options.totalseg_threads,
-    }
-    run = segment_in_own_process(request, element.path)
-    device, speed, notes = run["device"], run["speed"], run["notes"]
-    if run["standin_weights"]:
-        log.warning("%s: segmenting with radpath's STAND-IN weights from %s", element.name, run["weights_root"])
+    out_dir = element.output
+    run = segment_in_own_process(SegmentRequest(
+        source=str(element.folder_of(nifti) / nifti.path),
+        out_dir=str(out_dir),
+        task=task,
+        classes=classes,
+        speed=options.totalseg_speed,
+        full_on_cpu=options.totalseg_full_on_cpu,
+        allow_standin=options.totalseg_standin_weights,
+        robust_crop=options.totalseg_robust_crop,
+        threads=options.totalseg_threads,
+    ), element.path)
+    if run.standin_weights:
+        log.warning("%s: segmenting with radpath's STAND-IN weights from %s", element.name, run.weights_root)
     counts = _voxel_counts(out_dir, classes)
-    manifest = element.manifest()
-    manifest.update("segment", {
-        "folder": out_dir.name,
-        "task": task,
-        "speed": speed,
-        "device": device,
-        "models": run["models"],
-        "totalsegmentator": metadata.version("TotalSegmentator"),
-        "weights": run["weights"],
-        "standin_weights": run["standin_weights"],
-        "classes": counts,
-        "notes": notes,
-    })
-    manifest.save()
-    for note in notes:
+    facts = SegmentFacts(
+        folder=out_dir.name,
+        task=task,
+        speed=run.speed,
+        device=run.device,
+        models=run.models,
+        totalsegmentator=metadata.version("TotalSegmentator"),
+        weights=run.weights,
+        standin_weights=run.standin_weights,
+        classes=counts,
+        notes=run.notes,
+    )
+    for note in run.notes:
         log.info("%s: %s", element.name, note)
     if not any(counts.values()):
         caveat = (" by radpath's stand-in weights (small models that may miss what TotalSegmentator's official "
-                  "weights find)" if run["standin_weights"] else "")
+                  "weights find)" if run.standin_weights else "")
         # A part the task has no class for (the appendix of the colon) is said here: merge,
         # which records it otherwise, is never reached by an empty organ.
-        fallback = master.select_classes(organ, task, bodypart.get("laterality"), bodypart.get("subpart")).note
+        fallback = master.select_classes(organ, task, bodypart.laterality, bodypart.subpart).note
         raise ElementSkipped((f"{fallback}; " if fallback else "") + f"{organ} not found in the field of view of "
-                             f"series {nifti.get('series_description') or nifti['series_key']}{caveat}")
+                             f"series {nifti.series_label}{caveat}", facts)
     present = ", ".join(f"{name} {count}" for name, count in counts.items() if count)
-    log.info("%s: %s on %s (%s, %s): %s voxels", element.name, organ, modality, speed, device, present)
+    log.info("%s: %s on %s (%s, %s): %s voxels", element.name, organ, modality, run.speed, run.device, present)
+    return facts
 
 
 def _voxel_counts(folder, classes: list[str]) -> dict[str, int]:

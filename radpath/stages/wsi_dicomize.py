@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import pydicom
-
-from radpath.batch import BatchElement, ElementSkipped
+from radpath.batch import BatchElement, ElementSkipped, StageFailed
+from radpath.headers import read_header
+from radpath.sections import ConvertedSlideRecord, SlideFailure, WsiDicomizeFacts
 from radpath.settings import Settings
 from radpath.slides.convert import (
     SLIDE_SUFFIXES,
@@ -30,13 +30,14 @@ from radpath.slides.convert import (
     is_dicom,
 )
 from radpath.slides.linkage import LinkError, LinkSources, SlideLink, is_linkage_file
+from radpath.vocabulary import Modality
 
 log = logging.getLogger(__name__)
 
 
 def _is_dicom_slide(path: Path) -> bool:
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"]).get("Modality") == "SM"
+        return read_header(path).get("Modality") == Modality.SM
     except Exception:  # unreadable DICOM is the conversion's to report, not ours
         return path.suffix.lower() == ".dcm"
 
@@ -67,57 +68,55 @@ def conversion_options(settings: Settings) -> ConversionOptions:
     )
 
 
-class SlidesFailed(RuntimeError):
+class SlidesFailed(StageFailed):
     """Some slides of the element could not be converted; each is named."""
 
 
-def _record(slide: ConvertedSlide, link: SlideLink | None) -> dict:
-    return {
-        "file": slide.source.name,
-        "folder": slide.folder.name,
-        "format": slide.format,
-        "instances": len(slide.files),
-        "series_instance_uid": slide.series_instance_uid,
-        "study_instance_uid": slide.study_instance_uid,
-        "passthrough": slide.passthrough,
-        "link_source": link.source if link else None,
-        "accession_number": link.accession_number if link else None,
-        "unlinked": link is None and not slide.passthrough,
-        "anatomy": slide.anatomy,
-        "notes": slide.notes,
-    }
+def _record(slide: ConvertedSlide, link: SlideLink | None) -> ConvertedSlideRecord:
+    return ConvertedSlideRecord(
+        file=slide.source.name,
+        folder=slide.folder.name,
+        format=slide.format,
+        instances=len(slide.files),
+        series_instance_uid=slide.series_instance_uid,
+        study_instance_uid=slide.study_instance_uid,
+        passthrough=slide.passthrough,
+        link_source=link.source if link else None,
+        accession_number=link.accession_number if link else None,
+        unlinked=link is None and not slide.passthrough,
+        anatomy=slide.anatomy,
+        notes=slide.notes,
+    )
 
 
-def run_wsi_dicomize(element: BatchElement, settings: Settings) -> None:
+def run_wsi_dicomize(element: BatchElement, settings: Settings) -> WsiDicomizeFacts:
     in_dir = element.in_dir or element.path
-    out_dir = element.out_dir or element.path / "wsi-dicomize"
+    out_dir = element.output
     slides = slide_files(in_dir)
     if not slides:
         raise ElementSkipped(f"no slide file in {in_dir.name}/")
     conf_dir = settings.layout.conf_path.parent if settings.layout.workflow_dir else None
     sources = LinkSources.for_element(in_dir, conf_dir, settings.conf)
     options = conversion_options(settings)
-    records, failures, unlinked = [], [], []
+    decided = WsiDicomizeFacts(folder=out_dir.name)
     for index, path in enumerate(slides, start=1):
         try:
             link = None if is_dicom(path) else sources.find(path)
             if link is None and not is_dicom(path) and not settings.options.allow_unlinked:
-                unlinked.append(path.name)
+                decided.unlinked.append(path.name)
                 continue
             result = dicomize_slide(path, out_dir, link, options)
         except (LinkError, SlideConversionError) as err:
-            failures.append({"file": path.name, "reason": str(err)})
+            decided.failed.append(SlideFailure(path.name, str(err)))
             log.error("%s: slide %d/%d failed: %s", element.name, index, len(slides), err)
             continue
-        records.append(_record(result, link))
+        decided.slides.append(_record(result, link))
         how = "passed through" if result.passthrough else f"{len(result.files)} instances"
         if link is None and not result.passthrough:
             how += f", unlinked: created its own study {result.study_instance_uid}"
         log.info("%s: slide %d/%d %s → %s (%s)", element.name, index, len(slides), path.name, result.folder.name, how)
-    manifest = element.manifest()
-    manifest.update("wsi_dicomize", {"slides": records, "unlinked": unlinked, "failed": failures})
-    manifest.save()
-    if failures and not records:
-        raise SlidesFailed("; ".join(failure["reason"] for failure in failures))
-    if not records:
-        raise ElementSkipped("no patient link for " + ", ".join(unlinked))
+    if decided.failed and not decided.slides:
+        raise SlidesFailed("; ".join(failure.reason for failure in decided.failed), decided)
+    if not decided.slides:
+        raise ElementSkipped("no patient link for " + ", ".join(decided.unlinked), decided)
+    return decided

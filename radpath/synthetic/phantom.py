@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from radpath.vocabulary import Modality
+
 
 @dataclass(frozen=True)
 class Ellipsoid:
@@ -79,7 +81,7 @@ def sample(points: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:
     Returns ``(values, labels)``: CT numbers in HU for ``CT``, arbitrary T2-like signal
     for ``MR`` (float, noise-free), and organ labels (uint8, see :data:`LABELS`).
     """
-    if modality not in ("CT", "MR"):
+    if modality not in Modality.radiology():
         raise ValueError(f"phantom modality must be CT or MR, not {modality!r}")
     ct = modality == "CT"
     x, y, z = points[..., 0], points[..., 1], points[..., 2]

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from radpath.batch import BatchElement
 from radpath.dicomweb import DicomWeb
+from radpath.manifest import Manifest
 from radpath.orthanc import LocalOrthanc
 from radpath.settings import Settings
 from radpath.stages.link import KOS_FILE, LINK_FILE, PAGE_FILE
-from radpath.stages.store import pair_files
 from radpath.viewer.assets import ohif_dist
 from radpath.viewer.server import ViewerServer
 
@@ -43,7 +43,8 @@ def element_of(path: Path) -> BatchElement:
     path = Path(path).resolve()
     for candidate in (path, path.parent, path.parent.parent):
         if (candidate / "link" / LINK_FILE).is_file():
-            return BatchElement(name=candidate.name, path=candidate, in_dir=None, out_dir=None)
+            return BatchElement(name=candidate.name, path=candidate, in_dir=None, out_dir=None,
+                                sections=Manifest.load(candidate).sections)
     raise NothingToView(f"{path}: no link/{LINK_FILE} here (give an element folder of a finished run, "
                         "its link folder or its link.json)")
 
@@ -52,7 +53,7 @@ def element_of(path: Path) -> BatchElement:
 def serve_element(path: Path, work: Path | None = None) -> Iterator[LocalView]:
     """Serve the element's result until the context ends."""
     element = element_of(path)
-    files = pair_files(element, element.manifest()).instances()
+    files = element.pair_files().instances()
     paths = [i.path for kind in files.values() for i in kind] + [element.path / "link" / KOS_FILE]
     link = json.loads((element.path / "link" / LINK_FILE).read_text())
     with tempfile.TemporaryDirectory(prefix="radpath-view-", dir=work) as tmp:
