@@ -21,8 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from anatomy_cases import CASES, dataset_for  # noqa: E402
 from common import emit  # noqa: E402  (bench/common.py)
 
-from radpath.anatomy import load_master, resolve_body_part  # noqa: E402
-
+from radpath.domain.anatomy import load_master, resolve_body_part  # noqa: E402
 
 TEXT_FIELDS = ("BodyPartExamined", "StudyDescription", "SeriesDescription", "AdmittingDiagnosesDescription")
 

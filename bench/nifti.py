@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 
 from common import abba_medians, emit, timed  # bench/common.py
-from radpath.batch import run_stage
-from radpath.radiology.nifti import dcm2niix_binary
-from radpath.settings import Settings
-from radpath.stages.nifti import run_nifti
+
+from radpath.adapters.radiology.dcm2niix import dcm2niix_binary
+from radpath.adapters.settings import Settings
+from radpath.pipeline.batch import run_stage
+from radpath.pipeline.stages.nifti import run_nifti
 from radpath.synthetic import SliceGeometry, write_series
 
 

@@ -22,17 +22,18 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from common import abba_medians, emit, timed  # bench/common.py
 from pydicom.uid import generate_uid
 
-from common import abba_medians, emit, timed  # bench/common.py
-from radpath.anatomy import load_master
-from radpath.dciodvfy import verify
-from radpath.radiology.nifti import convert_series
-from radpath.radiology.series import read_series_in
-from radpath.seg.description import Algorithm, SegSeries, describe_segment, series_description
-from radpath.seg.encoders import DcmqiEncoder, HighdicomEncoder, dcmqi_binary, dcmqi_meta
-from radpath.seg.geometry import LPS_FROM_RAS, SourceGrid, mask_from_source, mask_on_source, nifti_mask
-from radpath.seg.readback import check_frames
+from radpath.adapters.dciodvfy import verify
+from radpath.adapters.dicomseg.encoders import DcmqiEncoder, HighdicomEncoder, dcmqi_binary, dcmqi_meta
+from radpath.adapters.dicomseg.readback import check_frames
+from radpath.adapters.masks import nifti_mask
+from radpath.adapters.radiology.dcm2niix import convert_series
+from radpath.adapters.radiology.series import read_series_in
+from radpath.domain.anatomy import load_master
+from radpath.domain.dicomseg.description import Algorithm, SegSeries, describe_segment, series_description
+from radpath.domain.dicomseg.geometry import LPS_FROM_RAS, mask_from_source, mask_on_source
 from radpath.synthetic import SliceGeometry, write_series
 from radpath.synthetic.phantom import LABELS
 
@@ -51,7 +52,7 @@ def main() -> int:
         (series,) = read_series_in(series_dir)
         volume = convert_series(series, root / "nifti").volume
         image = nib.load(str(volume.path))
-        grid = SourceGrid.from_series(series)
+        grid = series.source_grid()
         by_uid = {uid: k for k, uid in enumerate(written.sop_instance_uids)}
         liver = np.stack([written.labels[by_uid[f.sop_instance_uid]] for f in grid.frames]) == LABELS["liver"]
         on_nifti = mask_from_source(liver, grid, LPS_FROM_RAS @ image.affine, image.shape[:3])
@@ -71,7 +72,7 @@ def main() -> int:
 
         def radpath_with(encoder):
             def run():
-                source = SourceGrid.from_series(read_series_in(series_dir)[0])
+                source = read_series_in(series_dir)[0].source_grid()
                 mask, affine = nifti_mask(mask_path)
                 encoder.encode([mask_on_source(mask, affine, source)], [segment], source, seg_series,
                                outputs[encoder.name])

@@ -6,7 +6,7 @@ GNU time (wall seconds, peak RSS): ``TotalSegmentator -i … -o … --fast --roi
 same NIfTI and asking for the kidney (the same two classes), and TotalSegmentator's Python
 API called with the same arguments from ``python -c`` (a reference: nnU-Net's spawned
 workers import torch late under a main module without TotalSegmentator, which the stage
-avoids, see radpath/segmentation/runner.py). All run the same weights:
+avoids, see radpath/adapters/totalseg/runner.py). All run the same weights:
 the official ones when installed, else radpath's stand-ins (``--weights standin``, the
 default here, where no official weights can be downloaded). Where a GPU is present, pass
 ``--device gpu`` to record that run too.
@@ -26,10 +26,10 @@ import tempfile
 from pathlib import Path
 
 import nibabel as nib
-
 from common import emit  # bench/common.py
-from radpath.manifest import Manifest
-from radpath.segmentation.standin import STANDIN_WEIGHTS
+
+from radpath.adapters.totalseg.standin import STANDIN_WEIGHTS
+from radpath.pipeline.manifest import Manifest
 from radpath.synthetic import SliceGeometry
 from radpath.synthetic.facts import add_sections, given_bodypart, given_nifti
 from radpath.synthetic.volumes import phantom_volume

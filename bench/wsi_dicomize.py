@@ -32,7 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 SHARED = REPO.parent / "shared" / "data" / "wsi"
-WORKERS, CHUNK = 4, 100  # what radpath's stage passes (radpath.slides.convert.CHUNK_SIZE)
+WORKERS, CHUNK = 4, 100  # what radpath's stage passes (radpath.adapters.slides.convert.CHUNK_SIZE)
 
 
 def make_big_svs(path: Path, gib: float, tile: int = 256) -> Path:

@@ -4,7 +4,7 @@
     .venv/bin/python scripts/train_standin_weights.py [--shared ../shared/data] [--iterations N]
         [--modalities CT|MR] [--device cuda --batch-size 4] [--init-from FOLDER --learning-rate 1e-3]
 
-Writes ``radpath/segmentation/standin-weights/`` in TotalSegmentator's weights layout and
+Writes ``radpath/adapters/totalseg/standin-weights/`` in TotalSegmentator's weights layout and
 prints each training case's Dice under nnU-Net's sliding-window predictor; the tests in
 ``tests/test_segment_standin.py`` then check them through TotalSegmentator's own API.
 
@@ -41,9 +41,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from radpath.anatomy import load_master  # noqa: E402
-from radpath.segmentation.standin import MARKER, STANDIN_MODELS, STANDIN_WEIGHTS, StandinModel  # noqa: E402
-from radpath.segmentation.weights import CHECKPOINT  # noqa: E402
+from radpath.adapters.totalseg.standin import MARKER, STANDIN_MODELS, STANDIN_WEIGHTS, StandinModel  # noqa: E402
+from radpath.adapters.totalseg.weights import CHECKPOINT  # noqa: E402
+from radpath.domain.anatomy import load_master  # noqa: E402
 from radpath.synthetic import LABELS, SliceGeometry  # noqa: E402
 from radpath.synthetic.volumes import phantom_volume  # noqa: E402
 
@@ -244,7 +244,7 @@ def shared_cases(shared: Path, modality: str, scratch: Path) -> list[tuple[str, 
         mr_small = nib.load(str(small / "example_mr_sm.nii.gz"))
         # Eleven organs in a small volume, and unlike the phantom: 60% of MR's patches.
         return [("example_mr_sm", mr_small, labels_on(mr_small, nib.load(str(small / "example_seg_mr.nii.gz"))), 10.0)]
-    from radpath.radiology.nifti import run_dcm2niix
+    from radpath.adapters.radiology.dcm2niix import run_dcm2niix
 
     converted = run_dcm2niix(shared / "ct-abdomen-totalseg", scratch / "dcm2niix", compress=True)
     (ct_path,) = [p for p in converted if p.name.endswith(".nii.gz")]

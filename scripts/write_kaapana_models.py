@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the model list of radpath's Kaapana model installer from radpath's own weights
-table (radpath.segmentation.weights.official_models), so the installer names exactly the
+table (radpath.adapters.totalseg.weights.official_models), so the installer names exactly the
 TotalSegmentator models radpath may run:
 
 - processing-containers/totalsegmentator-models/files/model_lookup.json (the image's lookup);
@@ -16,7 +16,7 @@ import json
 import re
 from pathlib import Path
 
-from radpath.segmentation.weights import kaapana_model_lookup
+from radpath.adapters.totalseg.weights import kaapana_model_lookup
 
 REPO = Path(__file__).resolve().parents[1]
 LOOKUP = REPO / "processing-containers" / "totalsegmentator-models" / "files" / "model_lookup.json"

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from radpath.orthanc import Credentials, LocalOrthanc, OrthancUnavailable, find_orthanc
-from radpath.settings import DicomWebSettings
+from radpath.adapters.orthanc import Credentials, LocalOrthanc, OrthancUnavailable, find_orthanc
+from radpath.adapters.settings import DicomWebSettings
 
 # wsidicomizer switches pydicom to "future" behaviour when first imported, breaking
 # Dataset.pixel_array process-wide; load it once through radpath's guard so later plain
 # imports in tests find it cached.
-from radpath.slides.convert import load_wsidicomizer  # noqa: E402
+from radpath.adapters.slides.convert import load_wsidicomizer  # noqa: E402
 
 load_wsidicomizer()
 
@@ -60,7 +60,7 @@ def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """``radpath demo`` once for the session (the whole pipeline under a local Airflow):
     its output folder and the finished command."""
     output = tmp_path_factory.mktemp("demo")
-    run = subprocess.run([sys.executable, "-m", "radpath.cli", "demo", "--output", str(output)],
+    run = subprocess.run([sys.executable, "-m", "radpath", "demo", "--output", str(output)],
                          capture_output=True, text=True, timeout=600)
     return output, run
 
@@ -92,7 +92,7 @@ def orthanc_auth(tmp_path_factory):
 
 def dicomweb_settings(url: str, **env: str) -> DicomWebSettings:
     """DICOMweb settings as the environment would give them (quick retries for tests)."""
-    from radpath.settings import Settings
+    from radpath.adapters.settings import Settings
 
     base = {"DICOMWEB_URL": url, "DICOMWEB_RETRIES": "2", "DICOMWEB_BACKOFF": "0.05", "DICOMWEB_TIMEOUT": "10"}
     base.update(env)

@@ -163,7 +163,7 @@ def run_box(root: Path, waves: list[list[tuple[str, dict | None]]], seed: list[P
     models = root / "models" / "radpath"
     models.mkdir(parents=True, exist_ok=True)
     # TotalSegmentator's layout on the models volume, with radpath's stand-in weights in it
-    (models / "totalsegmentator").symlink_to(REPO / "radpath" / "segmentation" / "standin-weights")
+    (models / "totalsegmentator").symlink_to(REPO / "radpath" / "adapters" / "totalseg" / "standin-weights")
     project_user = f"{PROJECT['kubernetes_namespace']}-system-user"
     box = {
         "kaapana_source": str(kaapana), "repo": str(REPO), "network_policies": NETWORK_POLICIES,

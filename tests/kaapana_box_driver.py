@@ -36,7 +36,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).parent))
 import kaapana_box_services as services  # noqa: E402
 
-from radpath.orthanc import LocalOrthanc  # noqa: E402
+from radpath.adapters.orthanc import LocalOrthanc  # noqa: E402
 
 RESULT = "kaapana-box-result: "
 

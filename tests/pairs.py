@@ -3,9 +3,9 @@ Aperio-style slide), stored into a PACS or any target with ``store(paths)``."""
 
 from __future__ import annotations
 
-from radpath.dicomweb import TAG_MODALITY, TAG_SERIES_UID, DicomWeb
-from radpath.slides.convert import ConversionOptions, dicomize_slide
-from radpath.slides.linkage import SlideLink
+from radpath.adapters.dicomweb import TAG_MODALITY, TAG_SERIES_UID, DicomWeb
+from radpath.adapters.slides.convert import ConversionOptions, dicomize_slide
+from radpath.domain.slides.linkage import SlideLink
 from radpath.synthetic import SliceGeometry, SyntheticPatient, SyntheticStudy, write_series, write_svs
 
 

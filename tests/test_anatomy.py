@@ -12,15 +12,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from anatomy_cases import CASES, code_item, dataset_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from anatomy_cases import CASES, code_item, dataset_for
-from radpath.anatomy import load_master, resolve_body_part
-from radpath.anatomy.text import tokens
-from radpath.dicomfiles import read_metadata
+from radpath.adapters.dicomfiles import read_metadata
+from radpath.domain.anatomy import load_master, resolve_body_part
+from radpath.domain.anatomy.text import tokens
 
 REPO = Path(__file__).resolve().parents[1]
 MASTER = load_master()
@@ -227,7 +227,7 @@ def test_bodypart_command_prints_one_line_per_input_and_exits_2_after_the_rest(s
     broken = tmp_path / "broken.dcm"
     broken.write_bytes(b"\x00" * 200 + b"not dicom")
     inputs = [shared_data / "sm/highdicom-sm_image-brain.dcm", broken, shared_data / "mr-prostate-adc"]
-    run = subprocess.run([sys.executable, "-m", "radpath.cli", "bodypart", *map(str, inputs)],
+    run = subprocess.run([sys.executable, "-m", "radpath", "bodypart", *map(str, inputs)],
                          capture_output=True, text=True)
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     assert run.returncode == 2
@@ -246,7 +246,7 @@ def test_bodypart_command_gives_a_reason_when_no_organ(tmp_path):
     ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3"
     path = tmp_path / "region.dcm"
     ds.save_as(path, enforce_file_format=True)
-    run = subprocess.run([sys.executable, "-m", "radpath.cli", "bodypart", str(path)], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "radpath", "bodypart", str(path)], capture_output=True, text=True)
     line = json.loads(run.stdout)
     assert run.returncode == 0
     assert line["organ"] is None and line["region"] == "abdomen" and "no organ" in line["reason"]

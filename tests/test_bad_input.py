@@ -26,14 +26,14 @@ from pathlib import Path
 import pydicom
 import pytest
 import tifffile
-
 from conftest import dicomweb_settings
 from pairs import modalities, put_patient
-from radpath.dicomweb import TAG_SERIES_UID, TAG_STUDY_UID, DicomWeb
-from radpath.manifest import Manifest
-from radpath.names import safe_component
-from radpath.synthetic import SliceGeometry, SyntheticPatient, SyntheticStudy, write_series, write_svs
 from tables import squash, table_rows
+
+from radpath.adapters.dicomweb import TAG_SERIES_UID, TAG_STUDY_UID, DicomWeb
+from radpath.domain.names import safe_component
+from radpath.pipeline.manifest import Manifest
+from radpath.synthetic import SliceGeometry, SyntheticPatient, SyntheticStudy, write_series, write_svs
 
 pytestmark = [pytest.mark.slow]
 
@@ -84,7 +84,7 @@ def listing(root: Path, skip: Path | None = None) -> dict[str, str]:
 def radpath(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("DICOMWEB_", "ORGAN", "LATERALITY"))}
     environ.update(env or {})
-    return subprocess.run([sys.executable, "-m", "radpath.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "radpath", *args], capture_output=True, text=True,
                           env=environ, cwd=cwd, timeout=1800)
 
 

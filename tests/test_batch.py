@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from radpath.batch import (
+from radpath.adapters.settings import Settings
+from radpath.pipeline.batch import (
     EXIT_FAILED,
     EXIT_NOTHING_TO_DO,
     EXIT_OK,
@@ -18,9 +19,8 @@ from radpath.batch import (
     ElementSkipped,
     run_stage,
 )
-from radpath.manifest import MANIFEST_NAME, Manifest, Status
-from radpath.sections import Section
-from radpath.settings import Settings
+from radpath.pipeline.manifest import MANIFEST_NAME, Manifest, Status
+from radpath.pipeline.sections import Section
 
 
 def make_batch(root: Path, names: list[str]) -> Settings:
@@ -126,11 +126,11 @@ def test_corrupt_manifest_fails_that_element_only(tmp_path: Path):
 
 def test_stage_command_without_workflow_dir_says_so():
     run = subprocess.run(
-        [sys.executable, "-m", "radpath.cli", "stage", "--list"], capture_output=True, text=True, env={}
+        [sys.executable, "-m", "radpath", "stage", "--list"], capture_output=True, text=True, env={}
     )
     assert run.returncode == 0
     run = subprocess.run(
-        [sys.executable, "-m", "radpath.cli", "stage", "no-such-stage"], capture_output=True, text=True, env={}
+        [sys.executable, "-m", "radpath", "stage", "no-such-stage"], capture_output=True, text=True, env={}
     )
     assert run.returncode == 2
     assert "unknown stage 'no-such-stage'" in run.stderr
@@ -138,7 +138,7 @@ def test_stage_command_without_workflow_dir_says_so():
 
 @pytest.mark.parametrize("status", list(Status))
 def test_manifest_round_trips(tmp_path: Path, status: Status):
-    from radpath.manifest import StageRecord
+    from radpath.pipeline.manifest import StageRecord
 
     m = Manifest.load(tmp_path)
     m.put(CopyFacts(folder="out", chars=3))
@@ -153,8 +153,8 @@ def test_uploaded_slides_come_from_the_run_folder_where_kaapanas_upload_operator
     """On Kaapana, LocalVolumeMountOperator copies the picked uploads to
     $WORKFLOW_DIR/<its out dir>; get-slides reads them there (OPERATOR_IN_DIR) when no
     SLIDES_FOLDER is set, one element per slide with its sidecar."""
-    from radpath.getinput import copy_uploaded_slides
-    from radpath.settings import Settings
+    from radpath.adapters.settings import Settings
+    from radpath.pipeline.getinput import copy_uploaded_slides
     from radpath.synthetic import write_svs
 
     uploads = tmp_path / "uploads"

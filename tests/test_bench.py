@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from radpath.benchmarks import BENCHMARKS
+from radpath.apps.benchmarks import BENCHMARKS
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
 
 def test_bench_short_reports_every_benchmark_with_its_ratios(shared_data, tmp_path: Path):
-    run = subprocess.run([sys.executable, "-m", "radpath.cli", "bench", "--short", "--output", str(tmp_path)],
+    run = subprocess.run([sys.executable, "-m", "radpath", "bench", "--short", "--output", str(tmp_path)],
                          capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads((tmp_path / "bench-report.json").read_text())

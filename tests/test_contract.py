@@ -17,15 +17,16 @@ import pydicom
 import pytest
 
 import radpath
-from radpath import batch, stagetable
-from radpath.events import EVENTS_FILE
-from radpath.manifest import MANIFEST_NAME
-from radpath.records import RecordError
-from radpath.sections import SegEncodeFacts, section_classes
-from radpath.settings import Settings
+from radpath.adapters.settings import Settings
+from radpath.domain.records import RecordError
+from radpath.pipeline import batch, stagetable
+from radpath.pipeline.events import EVENTS_FILE
+from radpath.pipeline.manifest import MANIFEST_NAME
+from radpath.pipeline.sections import SegEncodeFacts, section_classes
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = Path(radpath.__file__).resolve().parent
+STAGES_FOLDER = PACKAGE / "pipeline" / "stages"
 
 
 # -- sections ---------------------------------------------------------------------------
@@ -60,7 +61,7 @@ def test_a_renamed_or_mistyped_field_fails_when_read():
 def test_a_stage_without_its_inputs_fails_with_one_message(tmp_path: Path):
     (tmp_path / "batch" / "e1").mkdir(parents=True)
     settings = Settings.from_env({"WORKFLOW_DIR": str(tmp_path), "BATCH_NAME": "batch"})
-    from radpath.stages.seg_encode import run_seg_encode
+    from radpath.pipeline.stages.seg_encode import run_seg_encode
 
     result = batch.run_stage("seg-encode", run_seg_encode, settings)
     (element,) = result.elements
@@ -68,9 +69,11 @@ def test_a_stage_without_its_inputs_fails_with_one_message(tmp_path: Path):
 
 
 def test_stages_never_touch_the_manifest():
-    for path in sorted((PACKAGE / "stages").glob("*.py")):
+    modules = sorted(STAGES_FOLDER.glob("*.py"))
+    assert len(modules) > len(stagetable.STAGES)  # the stages and their registry
+    for path in modules:
         text = path.read_text()
-        for forbidden in ("MANIFEST_NAME", "radpath-manifest", "Manifest", ".facts", "radpath.manifest"):
+        for forbidden in ("MANIFEST_NAME", "radpath-manifest", "Manifest", ".facts", "radpath.pipeline.manifest"):
             assert forbidden not in text, f"{path.name} uses {forbidden}"
 
 
@@ -81,7 +84,7 @@ def test_stages_never_touch_the_manifest():
 def instrumented_demo(tmp_path_factory):
     """The demo in this process with every log message reworded and every header read
     counted, per stage and file."""
-    from radpath.demo import run_demo
+    from radpath.apps.demo import run_demo
 
     output = tmp_path_factory.mktemp("instrumented")
     reads: Counter = Counter()
@@ -139,7 +142,7 @@ def test_each_stage_reads_each_header_once(instrumented_demo):
 
 def test_without_the_index_the_counter_sees_repeated_reads(tmp_path: Path):
     """Negative control for the count: the same series grouped twice outside an index."""
-    from radpath.headers import header_index, read_header
+    from radpath.adapters.headers import header_index, read_header
     from radpath.synthetic.series import write_series
 
     write_series(tmp_path / "ct")
@@ -165,7 +168,7 @@ def test_without_the_index_the_counter_sees_repeated_reads(tmp_path: Path):
 
 
 def test_stage_table_agrees_with_operators_chain_form_and_containers():
-    run = subprocess.run([sys.executable, "-m", "radpath.stagetable", "--check"], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "radpath.pipeline.stagetable", "--check"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "0 disagreement(s)" in run.stdout
 
@@ -190,7 +193,7 @@ def test_stage_table_check_fails_on_a_drifted_copy(tmp_path: Path, edit, expecte
 
 
 def test_pipeline_order_is_the_table_and_the_vocabulary():
-    from radpath import stages
+    from radpath.pipeline import stages
 
     assert stages.PIPELINE == stagetable.StageName.values()
     assert [s.name for s in stages.in_pipeline_order()] == list(stagetable.StageName)
@@ -198,82 +201,129 @@ def test_pipeline_order_is_the_table_and_the_vocabulary():
 
 # -- layers ------------------------------------------------------------------------------
 
-#: Lowest first: a module may import its own layer and those below it, never above.
-LAYERS = {
-    "domain": ["vocabulary", "records", "names", "vr", "uids", "anatomy", "sections", "radiology.selection",
-               "seg.description", "slides.linkage", "slides.uids", "link.kos", "link.viewers", "link.page"],
-    "adapters": ["headers", "dicomfiles", "executables", "dciodvfy", "logs", "settings", "dicomweb", "storage",
-                 "orthanc", "radiology", "seg", "segmentation", "slides", "link", "synthetic.volumes",
-                 "synthetic.series", "synthetic.phantom", "synthetic.slides"],
-    "machinery": ["manifest", "events", "workspace", "batch", "stagetable", "stages", "pipeline", "localinput",
-                  "getinput", "discovery"],
-    "applications": ["synthetic", "mainjob", "airflow_local", "demo", "viewer", "benchmarks", "cli", "__init__"],
-}
+#: The package's folders, lowest first: a module may import its own layer and those below
+#: it, never above (``radpath/__init__.py``, the version, counts as the lowest).
+LAYERS = ("domain", "adapters", "pipeline", "synthetic", "apps")
+
+
+def _module_name(path: Path, package: Path = PACKAGE) -> str:
+    parts = path.relative_to(package.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _layer(module: str) -> int:
-    """The layer of ``radpath.<module>``: the most specific prefix listed."""
-    best, rank = -1, None
-    for index, prefixes in enumerate(LAYERS.values()):
-        for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
-                best, rank = len(prefix), index
-    assert rank is not None, f"radpath.{module} is in no layer"
-    return rank
+    """The layer of ``module`` (``radpath.<layer>.…``) by its folder."""
+    parts = module.split(".")
+    if parts in (["radpath"], ["radpath", "__main__"]):
+        return 0 if len(parts) == 1 else len(LAYERS) - 1
+    assert parts[1] in LAYERS, f"{module} lies in no layer folder ({', '.join(LAYERS)})"
+    return LAYERS.index(parts[1])
 
 
-def _imports() -> dict[str, set[str]]:
+def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    """Each module of ``package`` and the radpath modules it imports (by AST, at any depth)."""
+    modules = {_module_name(path, package): path for path in package.rglob("*.py")}
     graph: dict[str, set[str]] = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = path.relative_to(PACKAGE).with_suffix("").parts
-        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts) or "__init__"
+    for module, path in modules.items():
         found = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("radpath"):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "radpath":
                 found.add(node.module)
-                found.update(f"{node.module}.{a.name}" for a in node.names
-                             if (PACKAGE / Path(*node.module.split(".")[1:], a.name)).with_suffix(".py").is_file())
+                found.update(f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules)
             elif isinstance(node, ast.Import):
-                found.update(a.name for a in node.names if a.name.startswith("radpath"))
-        graph[module] = {name.removeprefix("radpath.").removeprefix("radpath") or "__init__" for name in found} - {
-            module}
+                found.update(a.name for a in node.names if a.name.split(".")[0] == "radpath")
+        graph[module] = {name for name in found if name in modules} - {module}
     return graph
 
 
-def test_no_import_reaches_up_a_layer():
-    upward = [f"radpath.{module} ({list(LAYERS)[_layer(module)]}) imports radpath.{target} "
-              f"({list(LAYERS)[_layer(target)]})"
-              for module, targets in _imports().items() for target in targets
-              if target in _imports() and _layer(target) > _layer(module)]
-    assert not upward, "\n".join(upward)
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return [f"{module} ({LAYERS[_layer(module)]}) imports {target} ({LAYERS[_layer(target)]})"
+            for module, targets in sorted(graph.items()) for target in sorted(targets)
+            if _layer(target) > _layer(module)]
 
 
-def test_the_import_graph_has_no_cycle():
-    graph = {m: {t for t in ts if t in _imports()} for m, ts in _imports().items()}
-    # A package imports its own modules (``radpath.seg`` → ``radpath.seg.x``): not a cycle.
-    graph = {m: {t for t in ts if not t.startswith(m + ".") and m != "__init__"} for m, ts in graph.items()}
+def import_cycles(graph: dict[str, set[str]]) -> list[str]:
+    # A package importing its own modules (``radpath.domain.anatomy`` → ``….master``) is no cycle.
+    edges = {m: {t for t in ts if not t.startswith(m + ".")} for m, ts in graph.items()}
     state: dict[str, int] = {}
     cycles = []
 
     def visit(node: str, path: list[str]) -> None:
         state[node] = 1
-        for target in sorted(graph.get(node, ())):
+        for target in sorted(edges.get(node, ())):
             if state.get(target) == 1:
-                cycles.append(" → ".join(path[path.index(target):] + [target]) if target in path else target)
+                cycles.append(" → ".join(path[path.index(target):] + [target]))
             elif target not in state:
                 visit(target, [*path, target])
         state[node] = 2
 
-    for node in sorted(graph):
+    for node in sorted(edges):
         if node not in state:
             visit(node, [node])
+    return cycles
+
+
+def test_every_module_lies_in_a_layer_folder():
+    for module in import_graph():
+        _layer(module)
+
+
+def test_no_import_reaches_up_a_layer():
+    upward = upward_imports(import_graph())
+    assert not upward, "\n".join(upward)
+
+
+def test_the_import_graph_has_no_cycle():
+    cycles = import_cycles(import_graph())
     assert not cycles, cycles
 
 
-def test_the_layer_check_sees_an_upward_import():
-    """Negative control: the stage layer above the adapters, so such an import is flagged."""
-    assert _layer("stages.link") > _layer("storage")
-    assert _layer("radiology.selection") < _layer("radiology.pairing")
+#: What the domain must not use: servers, processes, image and DICOM file I/O.
+IO_MODULES = ("subprocess", "requests", "socket", "urllib.request", "http", "dicomweb_client", "nibabel",
+              "SimpleITK", "wsidicomizer", "wsidicom", "totalsegmentator", "shutil", "tempfile")
+IO_CALLS = ("open", "dcmread", "dcmwrite", "save_as", "read_text", "write_text", "read_bytes", "write_bytes")
+#: The domain's own knowledge, read from the files that hold it.
+KNOWLEDGE_READERS = {"domain/anatomy/master.py", "domain/radiology/selection.py"}
+
+
+def domain_io(package: Path = PACKAGE) -> list[str]:
+    found = []
+    for path in sorted((package / "domain").rglob("*.py")):
+        where = str(path.relative_to(package))
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            found += [f"{where} imports {n}" for n in names
+                      if any(n == m or n.startswith(m + ".") for m in IO_MODULES)]
+            if isinstance(node, ast.Call) and where not in KNOWLEDGE_READERS:
+                called = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
+                if called in IO_CALLS:
+                    found.append(f"{where} calls {called}")
+    return found
+
+
+def test_the_domain_does_no_io():
+    """Nothing in radpath/domain talks to a server, runs a program or reads or writes files
+    other than its own knowledge data."""
+    assert not domain_io()
+
+
+def test_the_layer_checks_see_an_upward_import_a_cycle_and_domain_io(tmp_path: Path):
+    """Negative controls: a domain module importing an adapter, two modules importing each
+    other, and a domain module doing I/O."""
+    package = tmp_path / "radpath"
+    for folder in ("domain", "adapters"):
+        (package / folder).mkdir(parents=True)
+        (package / folder / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "domain" / "a.py").write_text("from radpath.adapters.b import x\n")
+    (package / "adapters" / "b.py").write_text("from radpath.adapters import c\nx = 1\n")
+    (package / "adapters" / "c.py").write_text("import radpath.adapters.b\n")
+    (package / "domain" / "d.py").write_text("import tempfile\n\ndef f(p):\n    return p.read_text()\n")
+    graph = import_graph(package)
+    assert upward_imports(graph) == ["radpath.domain.a (domain) imports radpath.adapters.b (adapters)"]
+    assert import_cycles(graph) == ["radpath.adapters.b → radpath.adapters.c → radpath.adapters.b"]
+    assert domain_io(package) == ["domain/d.py imports tempfile", "domain/d.py calls read_text"]
 
 
 # -- no repeated blocks in the stages ------------------------------------------------------
@@ -297,7 +347,9 @@ def _repeated_blocks(paths: list[Path], size: int = 6) -> list[str]:
 
 
 def test_no_block_of_six_lines_repeats_in_the_stages():
-    assert not _repeated_blocks(sorted((PACKAGE / "stages").glob("*.py")))
+    modules = sorted(STAGES_FOLDER.glob("*.py"))
+    assert len(modules) > len(stagetable.STAGES)
+    assert not _repeated_blocks(modules)
 
 
 def test_the_repeat_finder_finds_a_repeat(tmp_path: Path):

@@ -9,11 +9,11 @@ import json
 
 import pydicom
 import pytest
-
 from pairs import modalities, put_patient
-from radpath.airflow_local import LocalAirflow
-from radpath.dicomweb import DicomWeb
-from radpath.settings import Settings
+
+from radpath.adapters.dicomweb import DicomWeb
+from radpath.adapters.settings import Settings
+from radpath.apps.airflow_local import LocalAirflow
 from radpath.synthetic import write_svs
 
 pytestmark = [pytest.mark.pacs, pytest.mark.slow]
@@ -84,7 +84,7 @@ def test_radpath_map_skips_a_slide_that_names_no_organ(airflow, run_env, pacs, t
 @pytest.fixture(scope="module")
 def own_orthanc(tmp_path_factory):
     """A PACS of its own: radpath-batch looks at every slide in it."""
-    from radpath.orthanc import LocalOrthanc
+    from radpath.adapters.orthanc import LocalOrthanc
 
     pacs = LocalOrthanc(storage=tmp_path_factory.mktemp("batch-orthanc")).start()
     yield pacs
@@ -152,7 +152,7 @@ def test_radpath_wsi_import_stores_uploaded_slides_and_hands_them_to_radpath_map
 
 
 def test_find_unlinked_takes_at_most_the_limit_and_counts_the_rest(own_orthanc, tmp_path):
-    from radpath.discovery import find_unlinked_slides
+    from radpath.pipeline.discovery import find_unlinked_slides
 
     pacs = DicomWeb(Settings.from_env({"DICOMWEB_URL": own_orthanc.dicomweb_url}).dicomweb)
     new = [put_patient(pacs, tmp_path, f"RP-LIMIT-{n}", slide_site="liver")["slide_series"] for n in (1, 2)]

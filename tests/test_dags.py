@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from kaapana_box import airflow_environment, dag_folder, kaapana_python
 
 REPO = Path(__file__).resolve().parents[1]
@@ -194,7 +193,7 @@ def test_on_kaapana_slides_come_through_kaapanas_upload_pattern(on_kaapana, kaap
     run folder; the uploads' endings are the slide formats radpath converts and their links."""
     import ast
 
-    from radpath.slides.convert import SLIDE_SUFFIXES
+    from radpath.adapters.slides.convert import SLIDE_SUFFIXES
 
     # forms.py's literal, read as text: importing the operators would import Airflow here
     forms = ast.parse((REPO / "operators/radpath_operators/forms.py").read_text())

@@ -3,7 +3,7 @@ radpath-map DAG under a local Airflow."""
 
 from __future__ import annotations
 
-from radpath.manifest import Manifest
+from radpath.pipeline.manifest import Manifest
 
 
 def test_demo_runs_the_pipeline_on_a_generated_patient(demo_run):

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-
 from conftest import dicomweb_settings
-from radpath.dicomweb import (
+
+from radpath.adapters.dicomweb import (
     TAG_MODALITY,
     TAG_SERIES_UID,
     TAG_STUDY_UID,
@@ -17,7 +17,7 @@ from radpath.dicomweb import (
     DicomWebError,
     redact_url,
 )
-from radpath.orthanc import LocalOrthanc
+from radpath.adapters.orthanc import LocalOrthanc
 from radpath.synthetic import SliceGeometry, SyntheticPatient, SyntheticStudy, write_series
 
 pytestmark = pytest.mark.pacs

@@ -22,11 +22,11 @@ from pydicom import config as pydicom_config
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import generate_uid
 
-from radpath import stages
-from radpath.batch import run_stage
-from radpath.settings import Settings, SettingsError
-from radpath.slides.convert import finish_dataset, _metadata, code_anatomic_site
-from radpath.slides.linkage import LinkError, SlideLink
+from radpath.adapters.settings import Settings, SettingsError
+from radpath.adapters.slides.convert import _metadata, code_anatomic_site, finish_dataset
+from radpath.domain.slides.linkage import SlideLink, SlideLinkError
+from radpath.pipeline import stages
+from radpath.pipeline.batch import run_stage
 
 EXAMPLES = max(500, int(os.environ.get("RADPATH_HYPOTHESIS_EXAMPLES", "500")))
 ENOUGH = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -141,7 +141,7 @@ def _slide_dataset(link: SlideLink):
 def test_no_accepted_link_field_writes_an_invalid_dicom_value(fields):
     try:
         link = SlideLink.from_mapping(fields, source="sidecar slide.svs.json")
-    except LinkError as err:
+    except SlideLinkError as err:
         event("refused: " + str(err).split(": ", 1)[1].split(" (")[0])
         assert str(err).startswith("sidecar slide.svs.json: "), err
         return

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from kaapana_box import PROJECT, run_box
 from pairs import Files, put_patient
 

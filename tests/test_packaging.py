@@ -20,7 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from radpath import __version__, stages
+from radpath import __version__
+from radpath.pipeline import stages
 
 REPO = Path(__file__).resolve().parents[1]
 CONTAINERS = REPO / "processing-containers"
@@ -297,7 +298,7 @@ def test_the_workflow_chart_collects_the_dag_image_and_every_processing_image(ka
 
 
 def test_the_model_installer_names_every_model_radpath_may_run(kaapana_source):
-    from radpath.segmentation.weights import kaapana_model_lookup
+    from radpath.adapters.totalseg.weights import kaapana_model_lookup
 
     lookup = json.loads((MODELS_IMAGE / "files" / "model_lookup.json").read_text())
     expected = kaapana_model_lookup()

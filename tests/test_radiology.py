@@ -9,9 +9,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from radpath.radiology.nifti import convert_series
-from radpath.radiology.selection import select_series
-from radpath.radiology.series import read_series_in
+from radpath.adapters.radiology.dcm2niix import convert_series
+from radpath.adapters.radiology.series import read_series_in
+from radpath.domain.radiology.selection import select_series
 from radpath.synthetic import SliceGeometry, SyntheticStudy, write_series
 
 RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
@@ -177,10 +177,10 @@ def test_non_image_instances_in_the_series_are_left_out(tmp_path):
 
 
 def test_nifti_stage_alone_selects_converts_and_records_the_slice_map(tmp_path):
-    from radpath.batch import run_stage
-    from radpath.manifest import Manifest
-    from radpath.settings import Settings
-    from radpath.stages.nifti import run_nifti
+    from radpath.adapters.settings import Settings
+    from radpath.pipeline.batch import run_stage
+    from radpath.pipeline.manifest import Manifest
+    from radpath.pipeline.stages.nifti import run_nifti
 
     study = SyntheticStudy()
     folder = tmp_path / "run/batch/e1/get-input"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from radpath.manifest import Manifest
+from radpath.pipeline.manifest import Manifest
 from radpath.synthetic import write_svs
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
@@ -28,7 +28,7 @@ def test_run_on_the_prostate_mr_with_a_biopsy_slide_and_a_corrupt_file(shared_da
     (folder / "scan-0042.dcm").write_bytes(b"\x00" * 64 + b"truncated while copying")
     output = tmp_path / "out"
 
-    run = subprocess.run([sys.executable, "-m", "radpath.cli", "run", "--input", str(folder), "--output",
+    run = subprocess.run([sys.executable, "-m", "radpath", "run", "--input", str(folder), "--output",
                           str(output), "--standin-weights", "--no-airflow"],
                          capture_output=True, text=True, timeout=900)
     text = " ".join(run.stdout.split())

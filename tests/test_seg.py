@@ -13,22 +13,22 @@ import pytest
 from pydicom import Dataset
 from pydicom.uid import generate_uid
 
-from radpath.anatomy import load_master
-from radpath.anatomy.resolver import resolve_body_part
-from radpath.batch import run_stage
-from radpath.dciodvfy import verify
-from radpath.manifest import Manifest, Status
-from radpath.radiology.nifti import convert_series
-from radpath.radiology.series import read_series_in
-from radpath.seg.description import Algorithm, SegSeries, describe_segment, series_description
-from radpath.seg.encoders import DcmqiEncoder, EmptyMask, HighdicomEncoder
-from radpath.seg.geometry import LPS_FROM_RAS, SourceGrid, mask_from_source, mask_on_source
-from radpath.seg.readback import check_frames, read_with_dcmqi, read_with_highdicom
-from radpath.seg.sources import complete_sources
-from radpath.settings import Settings
-from radpath.stages.merge import run_merge
-from radpath.stages.nifti import run_nifti
-from radpath.stages.seg_encode import run_seg_encode
+from radpath.adapters.dciodvfy import verify
+from radpath.adapters.dicomseg.encoders import DcmqiEncoder, EmptyMask, HighdicomEncoder
+from radpath.adapters.dicomseg.readback import check_frames, read_with_dcmqi, read_with_highdicom
+from radpath.adapters.dicomseg.sources import complete_sources
+from radpath.adapters.radiology.dcm2niix import convert_series
+from radpath.adapters.radiology.series import read_series_in
+from radpath.adapters.settings import Settings
+from radpath.domain.anatomy import load_master
+from radpath.domain.anatomy.resolver import resolve_body_part
+from radpath.domain.dicomseg.description import Algorithm, SegSeries, describe_segment, series_description
+from radpath.domain.dicomseg.geometry import LPS_FROM_RAS, mask_from_source, mask_on_source
+from radpath.pipeline.batch import run_stage
+from radpath.pipeline.manifest import Manifest, Status
+from radpath.pipeline.stages.merge import run_merge
+from radpath.pipeline.stages.nifti import run_nifti
+from radpath.pipeline.stages.seg_encode import run_seg_encode
 from radpath.synthetic import SliceGeometry, write_series
 from radpath.synthetic.facts import add_sections, given_bodypart, given_segment
 from radpath.synthetic.phantom import LABELS, sample
@@ -47,7 +47,7 @@ def encode_and_check(mask_nifti: np.ndarray, affine: np.ndarray, series_dir: Pat
     """Encode the mask with both encoders; assert dciodvfy, frame geometry and a voxel-exact
     round trip through both readers; return each encoder's read-back mask (source grid)."""
     (series,) = read_series_in(series_dir)
-    grid, _ = complete_sources(SourceGrid.from_series(series), tmp_path / "sources", series.summary.key)
+    grid, _ = complete_sources(series.source_grid(), tmp_path / "sources", series.summary.key)
     on_source = mask_on_source(mask_nifti, affine, grid)
     assert on_source.sum() == mask_nifti.sum() > 0  # every mask voxel lies on a source voxel
     master = load_master()
@@ -115,7 +115,7 @@ def test_geometry_matrix_round_trips_exactly(name, modality, tmp_path):
     mask, affine = phantom_mask_on_nifti(volume.path, "liver", modality)
     back = encode_and_check(mask, affine, tmp_path / "series", tmp_path)
     # And against the generator's own labels, slice by slice through the SOP UIDs.
-    grid = SourceGrid.from_series(series)
+    grid = series.source_grid()
     expected = np.stack([written.labels[written.sop_instance_uids.index(f.sop_instance_uid)] for f in grid.frames])
     assert (back["dcmqi"] == (expected == LABELS["liver"])).all()
 
@@ -123,7 +123,7 @@ def test_geometry_matrix_round_trips_exactly(name, modality, tmp_path):
 def test_an_empty_mask_is_never_encoded(tmp_path):
     write_series(tmp_path / "series", geometry=GEOMETRIES["anisotropic"])
     (series,) = read_series_in(tmp_path / "series")
-    grid = SourceGrid.from_series(series)
+    grid = series.source_grid()
     master = load_master()
     segment = describe_segment(master, master.select_classes("liver", "total"), ALGORITHM)
     for encoder in ENCODERS:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from radpath.batch import run_stage
-from radpath.manifest import Status
-from radpath.segmentation.weights import WeightsMissing, check_weights, model_spec
-from radpath.settings import Settings
-from radpath.stages.nifti import run_nifti
-from radpath.stages.segment import run_segment
+from radpath.adapters.settings import Settings
+from radpath.adapters.totalseg.weights import WeightsMissing, check_weights, model_spec
+from radpath.pipeline.batch import run_stage
+from radpath.pipeline.manifest import Status
+from radpath.pipeline.stages.nifti import run_nifti
+from radpath.pipeline.stages.segment import run_segment
 from radpath.synthetic import SliceGeometry, write_series
 from radpath.synthetic.facts import add_sections, given_bodypart
 

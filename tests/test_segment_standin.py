@@ -13,18 +13,17 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from radpath.anatomy import load_master
-from radpath.batch import run_stage
-from radpath.manifest import Manifest, Status
-from radpath.segmentation.standin import STANDIN_MODELS, STANDIN_WEIGHTS, is_standin, weights_path
-from radpath.segmentation.weights import WeightsMissing, choose_weights
-from radpath.settings import Settings
-from radpath.stages.nifti import run_nifti
-from radpath.stages.segment import run_segment
+from radpath.adapters.settings import Settings
+from radpath.adapters.totalseg.standin import STANDIN_MODELS, STANDIN_WEIGHTS, is_standin, weights_path
+from radpath.adapters.totalseg.weights import WeightsMissing, choose_weights
+from radpath.domain.anatomy import load_master
+from radpath.pipeline.batch import run_stage
+from radpath.pipeline.manifest import Manifest, Status
+from radpath.pipeline.stages.nifti import run_nifti
+from radpath.pipeline.stages.segment import run_segment
 from radpath.synthetic import LABELS, SliceGeometry
 from radpath.synthetic.facts import add_sections, given_bodypart, given_nifti
 from radpath.synthetic.volumes import phantom_volume
-
 
 TRAINED = all((m.trainer_folder() / "fold_0/checkpoint_final.pth").is_file() for m in STANDIN_MODELS)
 needs_trained_standins = pytest.mark.skipif(
@@ -53,7 +52,7 @@ def lay_out_models(root: Path, marked: bool) -> Path:
 @pytest.fixture
 def standin_root(tmp_path, monkeypatch) -> Path:
     root = lay_out_models(tmp_path / "standins", marked=True)
-    monkeypatch.setattr("radpath.segmentation.standin.STANDIN_WEIGHTS", root)
+    monkeypatch.setattr("radpath.adapters.totalseg.standin.STANDIN_WEIGHTS", root)
     return root
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from radpath.settings import Settings, SettingsError, all_options
+from radpath.adapters.settings import Settings, SettingsError, all_options
 
 
 def settings(**env: str) -> Settings:
@@ -42,7 +42,7 @@ def test_missing_required_workflow_dir_names_the_variable():
 
 
 def test_missing_dicomweb_url_names_the_variable():
-    from radpath.dicomweb import DicomWeb
+    from radpath.adapters.dicomweb import DicomWeb
 
     with pytest.raises(SettingsError) as info:
         DicomWeb(settings().dicomweb)

@@ -7,13 +7,14 @@ import json
 import numpy as np
 import pydicom
 import pytest
-
 from conftest import dicomweb_settings
-from radpath.anatomy import resolve_body_part
-from radpath.dciodvfy import verify
-from radpath.dicomweb import TAG_SERIES_UID, DicomWeb
-from radpath.slides.convert import ConversionOptions, SlideConversionError, dicomize_slide
-from radpath.slides.linkage import LinkError, LinkSources, SlideLink
+
+from radpath.adapters.dciodvfy import verify
+from radpath.adapters.dicomweb import TAG_SERIES_UID, DicomWeb
+from radpath.adapters.slides.convert import ConversionOptions, SlideConversionError, dicomize_slide
+from radpath.adapters.slides.linkfiles import LinkSources
+from radpath.domain.anatomy import resolve_body_part
+from radpath.domain.slides.linkage import SlideLink, SlideLinkError
 
 pytestmark = pytest.mark.filterwarnings("ignore:get_frame_offsets is deprecated", "ignore:hamamatsu-format")
 
@@ -193,7 +194,7 @@ def test_link_sources_in_order_sidecar_csv_conf(tmp_path):
 def test_bad_links_are_named(tmp_path, sidecar, message):
     (tmp_path / "x.svs").write_bytes(b"")
     (tmp_path / "x.svs.json").write_text(sidecar)
-    with pytest.raises(LinkError) as info:
+    with pytest.raises(SlideLinkError) as info:
         LinkSources.for_element(tmp_path, None, {}).find(tmp_path / "x.svs")
     assert str(info.value).startswith(message)
 
@@ -242,7 +243,7 @@ def test_dicomize_command(shared_data, tmp_path):
 
     out = tmp_path / "out"
     run = subprocess.run(
-        [sys.executable, "-m", "radpath.cli", "dicomize", str(shared_data / "wsi/CMU-1-Small-Region.svs"),
+        [sys.executable, "-m", "radpath", "dicomize", str(shared_data / "wsi/CMU-1-Small-Region.svs"),
          "--patient-id", "RP-CLI-1", "--accession", "ACC-9", "--anatomy", "Lunge links Oberlappen", "-o", str(out)],
         capture_output=True, text=True,
     )
@@ -253,7 +254,7 @@ def test_dicomize_command(shared_data, tmp_path):
     assert (ds.PatientID, ds.AccessionNumber) == ("RP-CLI-1", "ACC-9")
     bad = tmp_path / "notes.svs"
     bad.write_text("not a slide")
-    run = subprocess.run([sys.executable, "-m", "radpath.cli", "dicomize", str(bad), "--patient-id", "P", "-o", str(out)],
+    run = subprocess.run([sys.executable, "-m", "radpath", "dicomize", str(bad), "--patient-id", "P", "-o", str(out)],
                          capture_output=True, text=True)
     assert run.returncode == 1
     assert "notes.svs: cannot convert, format SVS (not a TIFF/DICOM container)" in run.stderr
@@ -266,7 +267,7 @@ def test_converting_a_slide_leaves_pydicom_as_it_was(tmp_path):
 
     script = (
         "import pydicom.config, numpy\n"
-        "from radpath.slides.convert import load_wsidicomizer\n"
+        "from radpath.adapters.slides.convert import load_wsidicomizer\n"
         "load_wsidicomizer()\n"
         "from radpath.synthetic import write_series, SliceGeometry\n"
         f"s = write_series(r'{tmp_path}', geometry=SliceGeometry(8, 8, 1, (1.0, 1.0), 1.0))\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from radpath.manifest import Manifest, Status
+from radpath.pipeline.manifest import Manifest, Status
 from radpath.synthetic import SliceGeometry, write_series
 
 SMALL = SliceGeometry(16, 16, 3, (10.0, 10.0), 10.0)
@@ -30,7 +30,7 @@ def run_stage(workflow: Path, **env: str) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("ORGAN", "LATERALITY"))}
     environ.update(WORKFLOW_DIR=str(workflow), BATCH_NAME="batch", OPERATOR_IN_DIR="slides",
                    OPERATOR_OUT_DIR="bodypart", **env)
-    return subprocess.run([sys.executable, "-m", "radpath.cli", "stage", "bodypart"],
+    return subprocess.run([sys.executable, "-m", "radpath", "stage", "bodypart"],
                           capture_output=True, text=True, env=environ)
 
 

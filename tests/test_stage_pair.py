@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pydicom
 import pytest
-
 from conftest import dicomweb_settings
-from radpath.batch import run_stage
-from radpath.dicomweb import DicomWeb
-from radpath.manifest import Manifest, Status
-from radpath.settings import Settings
-from radpath.slides.convert import ConversionOptions, dicomize_slide
-from radpath.slides.linkage import SlideLink
-from radpath.stages.pair import run_pair
+
+from radpath.adapters.dicomweb import DicomWeb
+from radpath.adapters.settings import Settings
+from radpath.adapters.slides.convert import ConversionOptions, dicomize_slide
+from radpath.domain.slides.linkage import SlideLink
+from radpath.pipeline.batch import run_stage
+from radpath.pipeline.manifest import Manifest, Status
+from radpath.pipeline.stages.pair import run_pair
 from radpath.synthetic import SliceGeometry, SyntheticPatient, SyntheticStudy, write_series, write_svs
 
 pytestmark = [pytest.mark.pacs, pytest.mark.filterwarnings("ignore:get_frame_offsets is deprecated")]
@@ -153,7 +153,7 @@ def test_no_counterpart_is_skipped_with_what_was_searched(orthanc, slide_templat
 def test_pacs_down_fails_the_element_with_the_endpoint(slide_template, tmp_path):
     root = tmp_path / "run"
     element_with(root, "slide", make_slide(slide_template, tmp_path / "s", "RP-PAIR-A"))
-    from radpath.orthanc import free_port
+    from radpath.adapters.orthanc import free_port
 
     url = f"http://127.0.0.1:{free_port()}/dicom-web"
     result = run_stage("pair", run_pair, settings_for(root, url))

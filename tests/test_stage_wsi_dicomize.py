@@ -9,10 +9,10 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from radpath.batch import run_stage
-from radpath.manifest import Manifest, Status
-from radpath.settings import Settings
-from radpath.stages.wsi_dicomize import run_wsi_dicomize
+from radpath.adapters.settings import Settings
+from radpath.pipeline.batch import run_stage
+from radpath.pipeline.manifest import Manifest, Status
+from radpath.pipeline.stages.wsi_dicomize import run_wsi_dicomize
 
 pytestmark = pytest.mark.filterwarnings("ignore:get_frame_offsets is deprecated", "ignore:hamamatsu-format")
 

@@ -18,18 +18,18 @@ import pydicom
 import pytest
 from PIL import Image
 
-from radpath.batch import run_stage
-from radpath.dciodvfy import verify
-from radpath.demo import INPUT_DIR, make_demo_run
-from radpath.dicomweb import TAG_MODALITY, TAG_SERIES_UID, TAG_SOP_UID, DicomWeb
-from radpath.link.kos import referenced_instances
-from radpath.link.qc import OUTLINE, PANEL
-from radpath.manifest import Manifest, Status
-from radpath.orthanc import LocalOrthanc, free_port
-from radpath.pipeline import run_pipeline, stage_settings
-from radpath.settings import Settings
-from radpath.stages.link import run_link
-from radpath.stages.store import run_store
+from radpath.adapters.dciodvfy import verify
+from radpath.adapters.dicomweb import TAG_MODALITY, TAG_SERIES_UID, TAG_SOP_UID, DicomWeb
+from radpath.adapters.orthanc import LocalOrthanc, free_port
+from radpath.adapters.qc import OUTLINE, PANEL
+from radpath.adapters.settings import Settings
+from radpath.apps.demo import INPUT_DIR, make_demo_run
+from radpath.domain.link.kos import referenced_instances
+from radpath.pipeline.batch import run_stage
+from radpath.pipeline.manifest import Manifest, Status
+from radpath.pipeline.runner import run_pipeline, stage_settings
+from radpath.pipeline.stages.link import run_link
+from radpath.pipeline.stages.store import run_store
 
 CHROMIUM = Path("/usr/bin/chromium")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from radpath.dciodvfy import verify
+from radpath.adapters.dciodvfy import verify
 from radpath.synthetic import LABELS, SliceGeometry, SyntheticStudy, write_series
 
 GEOMETRIES = {

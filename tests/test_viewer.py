@@ -13,15 +13,15 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from radpath.demo import write_demo_input
-from radpath.dicomweb import DicomWeb
-from radpath.orthanc import LocalOrthanc, free_port
-from radpath.pipeline import run_pipeline
-from radpath.settings import Settings
+from radpath.adapters.dicomweb import DicomWeb
+from radpath.adapters.orthanc import LocalOrthanc, free_port
+from radpath.adapters.settings import Settings
+from radpath.apps.demo import write_demo_input
+from radpath.apps.viewer.assets import CHROMIUM, ViewerUnavailable, node_modules, ohif_dist
+from radpath.apps.viewer.look import as_displayed, look, overlay_check, seg_mask_for, slide_check
+from radpath.apps.viewer.server import ViewerServer
+from radpath.pipeline.runner import run_pipeline
 from radpath.synthetic import SyntheticPatient
-from radpath.viewer.assets import CHROMIUM, ViewerUnavailable, node_modules, ohif_dist
-from radpath.viewer.look import as_displayed, look, overlay_check, seg_mask_for, slide_check
-from radpath.viewer.server import ViewerServer
 
 pytestmark = [pytest.mark.pacs, pytest.mark.slow]
 
@@ -56,7 +56,7 @@ def served(tmp_path_factory, viewer_files):
             settings = Settings.from_env({
                 "WORKFLOW_DIR": str(workflow_dir), "TOTALSEG_STANDIN_WEIGHTS": "true", "STORE_TARGET": "dicomweb",
                 "DICOMWEB_URL": pacs.dicomweb_url, "VIEWER_BASE_URL": f"http://127.0.0.1:{port}"})
-            from radpath.getinput import fetch_selection
+            from radpath.pipeline.getinput import fetch_selection
 
             fetch_selection(settings, "get-input")
             results = run_pipeline(settings, "get-input")
@@ -141,7 +141,7 @@ def test_radpath_view_serves_the_split_page_with_both_viewers_on_the_pair(served
     element = served[2]["CT"]
     link = json.loads((element / "link/link.json").read_text())
     shot = tmp_path / SCREENSHOTS / "split.png"
-    run = subprocess.run([sys.executable, "-m", "radpath.cli", "view", str(element / "link" / "link.json"),
+    run = subprocess.run([sys.executable, "-m", "radpath", "view", str(element / "link" / "link.json"),
                           "--screenshot", str(shot)], capture_output=True, text=True, timeout=400)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "split view: http://127.0.0.1:" in run.stdout

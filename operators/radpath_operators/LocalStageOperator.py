@@ -93,7 +93,7 @@ class LocalStageOperator(BaseOperator):
 
     def command(self) -> list[str]:
         """What the stage's container runs (its CMD), here with this interpreter."""
-        return [*(self.cmds or [sys.executable, "-m", "radpath.cli", "stage", self.name]), *(self.arguments or [])]
+        return [*(self.cmds or [sys.executable, "-m", "radpath", "stage", self.name]), *(self.arguments or [])]
 
     def execute(self, context):
         run_id = context["run_id"]

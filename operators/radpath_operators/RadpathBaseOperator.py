@@ -85,7 +85,7 @@ def local_command(command: str, kwargs: dict) -> dict:
     if not IN_KAAPANA:
         import sys
 
-        kwargs.setdefault("cmds", [sys.executable, "-m", "radpath.cli", command])
+        kwargs.setdefault("cmds", [sys.executable, "-m", "radpath", command])
     return kwargs
 
 

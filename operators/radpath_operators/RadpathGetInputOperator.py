@@ -13,7 +13,7 @@ else:
         def __init__(self, dag, name="get-input", data_type="dicom", **kwargs):
             import sys
 
-            super().__init__(dag=dag, name=name, cmds=[sys.executable, "-m", "radpath.cli", "get-input"],
+            super().__init__(dag=dag, name=name, cmds=[sys.executable, "-m", "radpath", "get-input"],
                              ram_mem_mb=1000, **kwargs)
 
 __all__ = ["RadpathGetInputOperator"]

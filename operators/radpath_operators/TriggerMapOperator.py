@@ -23,8 +23,8 @@ from airflow.exceptions import AirflowSkipException
 from airflow.models import BaseOperator
 from radpath_operators.RadpathBaseOperator import run_data_root
 
-MANIFEST_NAME = "radpath-manifest.json"  # radpath.manifest.MANIFEST_NAME
-FOUND_NAME = "unlinked-slides.json"  # radpath.discovery.FOUND_NAME
+MANIFEST_NAME = "radpath-manifest.json"  # radpath.pipeline.manifest.MANIFEST_NAME
+FOUND_NAME = "unlinked-slides.json"  # radpath.pipeline.discovery.FOUND_NAME
 
 
 def stored_slide_series(batch_dir: Path) -> list[str]:

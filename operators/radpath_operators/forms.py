@@ -91,7 +91,7 @@ BATCH_FIELDS = {
 }
 
 #: What a user may pick from Kaapana's uploads for radpath-wsi-import: the slide formats
-#: radpath hands to wsidicomizer (radpath.slides.convert.SLIDE_SUFFIXES, checked by the
+#: radpath hands to wsidicomizer (radpath.adapters.slides.convert.SLIDE_SUFFIXES, checked by the
 #: tests) and the patient links beside them (sidecar ``<slide>.json``, ``radpath-slides.csv``).
 UPLOAD_ENDINGS = (".svs", ".ndpi", ".tif", ".tiff", ".mrxs", ".scn", ".bif", ".vms", ".vmu", ".czi", ".isyntax",
                   ".svslide", ".qptiff", ".dcm", ".json", ".csv")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from radpath.manifest import Manifest
-from radpath.sections import BodyPartFacts, NiftiFacts, SegmentFacts, Section
-from radpath.vocabulary import Modality, Speed
+from radpath.domain.vocabulary import Modality, Speed
+from radpath.pipeline.manifest import Manifest
+from radpath.pipeline.sections import BodyPartFacts, NiftiFacts, Section, SegmentFacts
 
 
 def given_bodypart(organ: str, laterality: str | None = None, subpart: str | None = None) -> BodyPartFacts:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from radpath.vocabulary import Modality
+from radpath.domain.vocabulary import Modality
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.valuerep import format_number_as_ds
 from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
     MRImageStorage,
-    PYDICOM_IMPLEMENTATION_UID,
     generate_uid,
 )
+from pydicom.valuerep import format_number_as_ds
 
 from radpath import __version__
 from radpath.synthetic.phantom import sample

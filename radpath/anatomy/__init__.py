@@ -1,6 +1,0 @@
-"""Which organ a slide or series shows: the anatomy master and the body-part resolver."""
-
-from radpath.anatomy.master import Master, load_master
-from radpath.anatomy.resolver import BodyPart, resolve_body_part
-
-__all__ = ["BodyPart", "Master", "load_master", "resolve_body_part"]

@@ -1,0 +1,1 @@
+"""Radiology knowledge: series summaries, which series to segment, which study pairs with a slide."""

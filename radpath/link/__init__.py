@@ -1,3 +1,0 @@
-"""The link between a radiology series and a slide: the KOS that records it in the PACS
-(:mod:`.kos`), the viewer URLs (:mod:`.viewers`), the QC picture (:mod:`.qc`) and the
-split-view page (:mod:`.page`)."""

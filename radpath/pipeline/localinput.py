@@ -1,0 +1,233 @@
+"""A folder of a user's files as the batch layout: one element per patient, holding that
+patient's radiology DICOM and slides (DICOM, or vendor files with their sidecar or a
+``radpath-slides.csv`` naming the patient).
+
+What cannot be used is listed by file name with the reason in ``rejected-inputs.json``
+beside the batch, and ``radpath report`` fails the run for it; the usable files still go
+on. Problems that show without converting anything are found here, not a stage later:
+unreadable DICOM, DICOM without PatientID, a CT/MR slice whose pixel data is cut short,
+two files with one SOPInstanceUID (used once when their bytes are equal, both rejected
+when not: nobody can tell which is right), an empty slide file, a TIFF slide whose
+directory claims an impossible size or points past the end of the file, files of no
+kind radpath reads.
+Elements are named like Kaapana's (a SeriesInstanceUID: the patient's first CT/MR series,
+else its first slide series), so no patient identity appears in folder names or logs.
+Files are linked, not copied: a gigapixel slide is not duplicated.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import logging
+import os
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+
+from radpath.adapters.slides.convert import SLIDE_SUFFIXES, is_dicom
+from radpath.adapters.slides.linkfiles import CSV_NAME, LinkSources, is_linkage_file, sidecars_of
+from radpath.domain.names import safe_component
+from radpath.domain.slides.linkage import SlideLinkError
+from radpath.domain.vocabulary import Modality
+
+log = logging.getLogger(__name__)
+
+REJECTED_NAME = "rejected-inputs.json"
+UNLINKED = ""  # the group of slides no source links to a patient (wsi-dicomize decides)
+
+
+@dataclass
+class Rejected:
+    file: str  # relative to the input folder
+    reason: str
+
+
+@dataclass
+class StagedInput:
+    elements: list[str] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+@dataclass
+class _Group:
+    files: list[Path] = field(default_factory=list)
+    radiology_series: set[str] = field(default_factory=set)
+    slide_series: set[str] = field(default_factory=set)
+    vendor_slides: list[Path] = field(default_factory=list)
+
+    def name(self) -> str:
+        for uids in (self.radiology_series, self.slide_series):
+            if uids:
+                return safe_component(min(uids))  # a header's UID is user data too
+        return safe_component(self.vendor_slides[0].name) if self.vendor_slides else "unnamed"
+
+
+#: Largest side of a slide image: 2^20 pixels is 26 cm at 0.25 µm per pixel, more than a
+#: 75 mm glass slide holds; a TIFF claiming more is damaged, not a slide.
+MAX_SLIDE_SIDE = 2**20
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _slide_problem(path: Path) -> str | None:
+    """Why a vendor slide file cannot be converted, where that shows without converting."""
+    size = path.stat().st_size
+    if size == 0:
+        return "empty file (0 bytes)"
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head not in _TIFF_MAGIC:
+        return None  # not TIFF-based (MRXS, CZI …): the converter judges it
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            for index, page in enumerate(tiff.pages):
+                width, height = page.imagewidth, page.imagelength
+                if not (0 < width <= MAX_SLIDE_SIDE and 0 < height <= MAX_SLIDE_SIDE):
+                    return (f"TIFF page {index} claims {width} × {height} pixels: no slide is that size "
+                            f"(at most {MAX_SLIDE_SIDE} per side); the file is damaged")
+                ends = [offset + count for offset, count in zip(page.dataoffsets, page.databytecounts)]
+                if ends and max(ends) > size:
+                    return (f"TIFF page {index} points past the end of the file ({max(ends)} > {size} bytes): "
+                            "the file is truncated")
+    except Exception as err:  # tifffile raises many types for damaged headers
+        return f"TIFF structure unreadable ({type(err).__name__}: {err})"
+    return None
+
+
+def _pixel_problem(path: Path) -> str | None:
+    """Why a CT/MR slice's pixel data cannot be used (read whole: a slice is small)."""
+    try:
+        ds = pydicom.dcmread(path, force=True)
+    except Exception as err:  # pydicom raises many types for a cut-off file
+        return f"pixel data unreadable ({type(err).__name__}: {err})"
+    if "PixelData" not in ds:
+        return None  # a non-image instance: series selection passes it over, saying so
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if syntax is not None and syntax.is_compressed:
+        return None
+    try:
+        bits = int(ds.BitsAllocated) * int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
+        expected = (bits * int(ds.get("NumberOfFrames") or 1) + 7) // 8
+    except (AttributeError, TypeError, ValueError) as err:
+        return f"image attributes missing or invalid ({err})"
+    if len(ds.PixelData) < expected:
+        return f"pixel data cut short ({len(ds.PixelData)} of {expected} bytes): the file is truncated"
+    return None
+
+
+def _dicom_header(path: Path):
+    """The header, or None when the file is not DICOM at all; raises when it is broken."""
+    if is_dicom(path):
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    if path.suffix.lower() != ".dcm":
+        return None
+    header = pydicom.dcmread(path, stop_before_pixels=True, force=True)  # Part-10 without preamble
+    if "SOPClassUID" not in header:
+        raise ValueError("no DICM preamble and no SOP Class UID")
+    return header
+
+
+def stage_input_folder(folder: Path, batch_dir: Path, out_dir: str) -> StagedInput:
+    """Group ``folder``'s files by patient into ``batch_dir/<element>/<out_dir>/``."""
+    folder = folder.resolve()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"input folder {folder} does not exist")
+    links = LinkSources.for_element(folder, None, {})
+    groups: dict[str, _Group] = defaultdict(_Group)
+    staged = StagedInput()
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(
+        part.startswith(".") for part in p.relative_to(folder).parts))
+    mrxs_data = {p.with_suffix("") for p in files if p.suffix.lower() == ".mrxs"}
+    seen: dict[str, Path] = {}  # SOPInstanceUID → the first file carrying it
+    clashes: dict[Path, Path] = {}  # a file → the other file with its SOPInstanceUID
+    for path in files:
+        name = path.relative_to(folder).as_posix()
+        if is_linkage_file(path) or any(parent in mrxs_data for parent in path.parents):
+            continue  # sidecars, the CSV and MRXS data files travel with their slide
+        try:
+            header = _dicom_header(path)
+        except Exception as err:  # pydicom raises many types for broken files
+            staged.rejected.append(Rejected(name, f"not readable as DICOM ({type(err).__name__}: {err})"))
+            continue
+        if header is not None:
+            patient = str(header.get("PatientID") or "")
+            if not patient:
+                staged.rejected.append(Rejected(name, "DICOM without PatientID: cannot tell whose it is"))
+                continue
+            problem = _pixel_problem(path) if header.get("Modality") != Modality.SM else None
+            if problem:
+                staged.rejected.append(Rejected(name, problem))
+                continue
+            instance = str(header.get("SOPInstanceUID") or "")
+            first = seen.get(instance)
+            if first is not None:
+                if filecmp.cmp(first, path, shallow=False):
+                    log.info("input: %s is a copy of %s: used once", name, first.relative_to(folder).as_posix())
+                    continue
+                clashes.update({first: path, path: first})
+                continue
+            if instance:
+                seen[instance] = path
+            group = groups[patient]
+            series = str(header.get("SeriesInstanceUID") or "")
+            (group.slide_series if header.get("Modality") == Modality.SM else group.radiology_series).add(series)
+            group.files.append(path)
+        elif path.suffix.lower() in SLIDE_SUFFIXES:
+            problem = _slide_problem(path)
+            if problem:
+                staged.rejected.append(Rejected(name, problem))
+                continue
+            try:
+                link = links.find(path)
+            except SlideLinkError as err:
+                staged.rejected.append(Rejected(name, str(err)))
+                continue
+            group = groups[link.patient_id if link else UNLINKED]
+            group.vendor_slides.append(path)
+            group.files.append(path)
+        else:
+            staged.rejected.append(Rejected(name, "neither DICOM nor a slide format radpath reads "
+                                                  f"({', '.join(sorted(SLIDE_SUFFIXES))})"))
+    for path, other in sorted(clashes.items()):
+        staged.rejected.append(Rejected(path.relative_to(folder).as_posix(),
+                                        f"same SOPInstanceUID as {other.relative_to(folder).as_posix()} but "
+                                        "different content: duplicate instance, neither used"))
+        for group in groups.values():
+            if path in group.files:
+                group.files.remove(path)
+    for group in groups.values():
+        if not group.files:
+            continue
+        element = batch_dir / group.name() / out_dir
+        shutil.rmtree(element, ignore_errors=True)
+        element.mkdir(parents=True)
+        for path in group.files:
+            target = element / safe_component(path.relative_to(folder).as_posix())
+            os.symlink(path, target)
+            companions = [c for c in sidecars_of(path) if c.is_file() and c != path]
+            for companion in companions[:1]:
+                shutil.copy2(companion, element / (target.name + ".json"))
+            if path.suffix.lower() == ".mrxs" and path.with_suffix("").is_dir():
+                os.symlink(path.with_suffix(""), element / target.with_suffix("").name)
+        if group.vendor_slides and (folder / CSV_NAME).is_file():
+            shutil.copy2(folder / CSV_NAME, element / CSV_NAME)
+        staged.elements.append(group.name())
+        log.info("input: element %s: %d file(s)", group.name(), len(group.files))
+    return staged
+
+
+def write_rejected(workflow_dir: Path, out_dir: str, rejected: list[Rejected]) -> None:
+    """Record rejected inputs beside the batch (read by ``radpath report``)."""
+    target = workflow_dir / out_dir / REJECTED_NAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps([item.__dict__ for item in rejected], indent=2))
+
+
+def read_rejected(workflow_dir: Path) -> list[Rejected]:
+    return [Rejected(**item) for path in sorted(workflow_dir.glob(f"*/{REJECTED_NAME}"))
+            for item in json.loads(path.read_text())]

@@ -1,0 +1,148 @@
+"""The ``link`` stage: record the pair in the PACS and give people a way to open it.
+
+After the store stage has put the source series, the slide and the SEG in place, this
+stage checks that the target holds every instance the link will name (where the target
+can be asked), writes a Key Object Selection document in the radiology study that
+references them all (:mod:`radpath.domain.link.kos`), checks it with dciodvfy and stores it
+the same way (once: its UIDs are derived from the SEG and slide series). Into the
+element's output go ``link.json`` (UIDs and viewer URLs), ``qc.png`` (the mask on three
+slices beside the slide) and ``index.html`` (OHIF and SLIM side by side).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from radpath.adapters.dciodvfy import dciodvfy_available, verify
+from radpath.adapters.dicomseg.readback import check_frames
+from radpath.adapters.headers import read_header
+from radpath.adapters.qc import qc_picture, slide_thumbnail
+from radpath.adapters.settings import Settings
+from radpath.adapters.storage import Instance, store_new, store_target
+from radpath.domain.link.kos import LinkIdentity, build_link_kos
+from radpath.domain.link.page import ExtentSlice, split_view_html
+from radpath.domain.link.viewers import ViewerLinks
+from radpath.pipeline.batch import BatchElement
+from radpath.pipeline.sections import (
+    LinkFacts,
+    MergeFacts,
+    NiftiFacts,
+    SegEncodeFacts,
+    SegmentFacts,
+    StoreFacts,
+)
+from radpath.pipeline.stages.seg_encode import FIRST_SEG_SERIES_NUMBER, algorithm_of
+from radpath.pipeline.workspace import PairFiles
+
+log = logging.getLogger(__name__)
+
+KOS_FILE, LINK_FILE, QC_FILE, PAGE_FILE = "link.kos.dcm", "link.json", "qc.png", "index.html"
+
+
+class LinkNotRecorded(RuntimeError):
+    """The link cannot be recorded: the message says what is missing or wrong."""
+
+
+def _headers(paths) -> list[pydicom.Dataset]:
+    return [read_header(p) for p in paths]
+
+
+def _extent(files: PairFiles) -> tuple[list[ExtentSlice], int]:
+    """The source slices the SEG has frames on, in slice order, and the series' slice count."""
+    grid = files.source.source_grid()
+    covered = sorted(set(check_frames(files.seg, grid).referenced))
+    return [ExtentSlice(k + 1, float(grid.positions[k][2]), grid.frames[k].sop_instance_uid) for k in covered], len(
+        grid.frames
+    )
+
+
+def run_link(element: BatchElement, settings: Settings) -> LinkFacts:
+    element.need(StoreFacts)  # the pair is in the PACS
+    nifti, segment, merge = element.need(NiftiFacts, SegmentFacts, MergeFacts)
+    seg_facts = element.need(SegEncodeFacts)
+    files = element.pair_files()
+    instances = files.instances()
+    everything = [i for group in instances.values() for i in group]
+    target = store_target(settings)
+    notes = []
+    if target.can_check:
+        held = target.held(everything)
+        missing = [i for i in everything if i.sop_instance_uid not in held]
+        if missing:
+            kinds = ", ".join(sorted({i.what for i in missing}))
+            raise LinkNotRecorded(f"{target.description} lacks {len(missing)} instance(s) the link would reference "
+                            f"({kinds}, e.g. {missing[0].sop_instance_uid}): run the store stage first")
+    else:
+        notes.append(f"{target.description} cannot be asked what it holds: references not checked")
+
+    (seg,) = _headers([files.seg])
+    sources = _headers(i.path for i in files.source.instances)
+    slides = _headers(files.slides)
+    slide = slides[0]
+    parts = [p for p in merge.parts if p.voxels]
+    organ_label = " and ".join(p.what for p in parts)
+    slide_label = str(slide.get("ContainerIdentifier") or slide.get("SeriesDescription") or slide.SeriesInstanceUID)
+    identity = LinkIdentity(seg.SeriesInstanceUID, slide.SeriesInstanceUID)
+    kos = build_link_kos(seg, sources, slides, identity, organ_label, slide_label,
+                         series_number=int(seg.get("SeriesNumber") or FIRST_SEG_SERIES_NUMBER) + 1)
+
+    out_dir = element.output
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kos_path = out_dir / KOS_FILE
+    kos.save_as(kos_path, enforce_file_format=True)
+    if dciodvfy_available():
+        checked = verify(kos_path)
+        if not checked.ok:
+            kos_path.unlink()
+            raise LinkNotRecorded(f"the KOS fails dciodvfy (removed): {'; '.join(checked.errors[:5])}")
+    else:
+        notes.append("dciodvfy is not installed: the KOS was not validated against the standard")
+    report = store_new(target, [Instance.read(kos_path, "KOS")])
+
+    links = ViewerLinks(settings.options.viewer_base_url, seg.StudyInstanceUID, seg.SeriesInstanceUID,
+                        slide.StudyInstanceUID, slide.SeriesInstanceUID)
+    extent, total = _extent(files)
+    algorithm = algorithm_of(segment).label
+    series_label = nifti.series_description or files.source.summary.description or "the source series"
+    title = f"{organ_label} | {series_label} ({nifti.modality}) | {algorithm}"
+    picture = qc_picture(
+        element.folder_of(nifti) / nifti.path,
+        [element.folder_of(merge) / p.path for p in parts],
+        nifti.modality,
+        title,
+        slide_thumbnail(files.slides),
+    )
+    picture.save(out_dir / QC_FILE)
+    (out_dir / PAGE_FILE).write_text(split_view_html(f"radpath: {title}", links, extent, total), encoding="utf-8")
+    record = {
+        "organ": parts[0].organ,
+        "laterality": [p.laterality for p in parts],
+        "what": organ_label,
+        "radiology": {
+            "study_instance_uid": seg.StudyInstanceUID,
+            "series_instance_uid": files.source.summary.series_instance_uid,
+            "seg_series_instance_uid": seg.SeriesInstanceUID,
+            "seg_sop_instance_uid": seg.SOPInstanceUID,
+        },
+        "slide": {
+            "study_instance_uid": slide.StudyInstanceUID,
+            "series_instance_uid": slide.SeriesInstanceUID,
+            "sop_instance_uids": [ds.SOPInstanceUID for ds in slides],
+        },
+        "kos": {"series_instance_uid": identity.series_instance_uid, "sop_instance_uid": identity.sop_instance_uid},
+        "viewers": {"ohif": links.ohif(), "slim": links.slim, "page": PAGE_FILE},
+        "extent": {"first_slice": extent[0].index if extent else None,
+                   "last_slice": extent[-1].index if extent else None, "slices": total},
+        "qc": QC_FILE,
+        "algorithm": algorithm,
+        "seg_encoder": seg_facts.encoder.value,
+    }
+    (out_dir / LINK_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    for note in notes:
+        log.info("%s: %s", element.name, note)
+    state = "stored" if report.sent else "already in the PACS"
+    log.info("%s: linked %s to slide %s (KOS %s); open %s", element.name, organ_label, slide_label, state,
+             out_dir / PAGE_FILE)
+    return LinkFacts(folder=out_dir.name, kos=KOS_FILE, kos_sent=bool(report.sent), target=target.description,
+                     ohif=links.ohif(), slim=links.slim, notes=notes)

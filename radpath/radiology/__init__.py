@@ -1,1 +1,0 @@
-"""Radiology side: series on disk, which series to segment, conversion to NIfTI."""
