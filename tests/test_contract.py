@@ -48,7 +48,8 @@ def test_a_renamed_or_mistyped_field_fails_when_read():
     good = {"folder": "seg-encode", "path": "kidney.seg.dcm", "encoder": "dcmqi", "series_instance_uid": "1.2",
             "sop_instance_uid": "1.3", "series_number": 300, "series_description": "Kidney", "body_part_examined":
             "KIDNEY", "segments": [{"label": "Kidney", "type": "64033007", "modifier": None, "voxels": 4}],
-            "frames": 2, "bytes": 10, "source_uids": {}, "sources_folder": None, "notes": []}
+            "frames": 2, "extent": [{"index": 4, "z_mm": 12.5, "sop_instance_uid": "1.4"}], "source_slices": 9,
+            "bytes": 10, "source_uids": {}, "sources_folder": None, "notes": []}
     assert SegEncodeFacts.from_json(good).segments[0].voxels == 4
     with pytest.raises(RecordError, match="unknown field"):
         SegEncodeFacts.from_json({**good, "seg_path": "x"})
@@ -66,6 +67,19 @@ def test_a_stage_without_its_inputs_fails_with_one_message(tmp_path: Path):
     result = batch.run_stage("seg-encode", run_seg_encode, settings)
     (element,) = result.elements
     assert element.detail == "MissingFact: the nifti and segment and merge stages have not run on this element"
+
+
+def test_a_manifest_of_another_radpath_version_fails_its_element_saying_what_to_do(tmp_path: Path):
+    element = tmp_path / "batch" / "e1"
+    element.mkdir(parents=True)
+    (element / MANIFEST_NAME).write_text(json.dumps({"schema": 1, "facts": {"wsi_dicomize": {}}, "stages": {}}))
+    settings = Settings.from_env({"WORKFLOW_DIR": str(tmp_path), "BATCH_NAME": "batch"})
+    from radpath.pipeline.stages.bodypart import run_bodypart
+
+    (result,) = batch.run_stage("bodypart", run_bodypart, settings).elements
+    assert result.status.value == "failed"
+    assert "another version of radpath (manifest schema 1, this one reads 2)" in result.detail
+    assert "run the element again from its input" in result.detail
 
 
 def test_stages_never_touch_the_manifest():

@@ -239,5 +239,5 @@ def test_merge_bilateral_false_keeps_one_segment_per_side(tmp_path):
                                  {"kidney_left": "kidney_left", "kidney_right": "kidney_right"})
     merged, encoded, manifest = run_merge_and_encode(root, MERGE_BILATERAL="false")
     assert encoded.status is Status.DONE, encoded.detail
-    assert [p["laterality"] for p in manifest.facts["merge"]["parts"]] == ["left", "right"]
+    assert [p["selection"]["laterality"] for p in manifest.facts["merge"]["parts"]] == ["left", "right"]
     assert segments_of(root / "batch/e1/seg-encode/kidney.seg.dcm") == [("Kidney", ["Left"]), ("Kidney", ["Right"])]

@@ -65,7 +65,8 @@ def _load(kind: Any, value: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise RecordError(f"{where}: expected a list, found {type(value).__name__}")
         (item,) = get_args(kind)[:1] or (Any,)
-        return [_load(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        items = [_load(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
     if origin is dict:
         if not isinstance(value, dict):
             raise RecordError(f"{where}: expected an object, found {type(value).__name__}")

@@ -87,10 +87,12 @@ class Manifest:
             return cls(path=path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("schema") == 1:
-                data = _from_schema_1(data)
             if data.get("schema") != SCHEMA_VERSION:
-                raise ManifestError(f"{path}: unknown schema version {data.get('schema')!r}")
+                # An element an earlier radpath began (untyped sections) is not carried on:
+                # its sections would be read as guesses. Start it again.
+                raise ManifestError(f"{path}: written by another version of radpath (manifest schema "
+                                    f"{data.get('schema')!r}, this one reads {SCHEMA_VERSION}): run the element "
+                                    "again from its input")
             stages = {name: StageRecord.from_json(rec) for name, rec in data.get("stages", {}).items()}
             return cls(path=path, sections=_sections(data.get("facts", {})), stages=stages)
         except (OSError, ValueError, KeyError, AttributeError, TypeError) as err:
@@ -156,15 +158,6 @@ def _sections(facts: Mapping[str, Any]) -> dict[str, Section]:
         except RecordError as err:
             raise ValueError(f"section {name!r}: {err}") from None
     return sections
-
-
-def _from_schema_1(data: dict[str, Any]) -> dict[str, Any]:
-    """A manifest of radpath before typed sections: one section renamed, ``folder`` everywhere."""
-    facts = dict(data.get("facts", {}))
-    if "wsi_dicomize" in facts:
-        facts["wsi-dicomize"] = facts.pop("wsi_dicomize")
-    facts = {name: {"folder": None, **values} for name, values in facts.items()}
-    return {**data, "schema": SCHEMA_VERSION, "facts": facts}
 
 
 def now_iso() -> str:

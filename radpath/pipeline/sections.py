@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from radpath.domain.anatomy.master import ClassSelection
+from radpath.domain.dicomseg.description import Algorithm
+from radpath.domain.link.page import ExtentSlice
 from radpath.domain.records import Record
 from radpath.domain.vocabulary import Modality, SegEncoder, Speed, StageName
 
@@ -176,21 +179,37 @@ class SegmentFacts(Section, stage=StageName.SEGMENT):
     classes: dict[str, int]  # class → voxels
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def algorithm(self) -> Algorithm:
+        """TotalSegmentator and its version, as the SEG names it; stand-in weights say so."""
+        name = "TotalSegmentator + radpath stand-in weights" if self.standin_weights else "TotalSegmentator"
+        return Algorithm(name, self.totalsegmentator or "unknown")
+
 
 # -- merge ---------------------------------------------------------------------------
 
 
 @dataclass
 class MaskPart(Record):
-    """One merged mask: an organ (or its side, or lobe) as the slide names it."""
+    """One merged mask: an organ (or its side, or lobe) as the slide names it, and the
+    classes it was made of (the segment's description is written from the same)."""
 
-    organ: str
-    laterality: str | None
-    subpart: str | None
+    selection: ClassSelection
     classes: dict[str, int]  # TotalSegmentator class → voxels, the classes that went in
     voxels: int
-    what: str  # in words: "left kidney"
     path: str | None = None  # the mask file, when it has voxels
+
+    @property
+    def organ(self) -> str:
+        return self.selection.organ
+
+    @property
+    def laterality(self) -> str | None:
+        return self.selection.laterality
+
+    @property
+    def what(self) -> str:
+        return self.selection.what
 
 
 @dataclass
@@ -230,6 +249,8 @@ class SegEncodeFacts(Section, stage=StageName.SEG_ENCODE):
     body_part_examined: str | None
     segments: list[EncodedSegment]
     frames: int
+    extent: list[ExtentSlice]  # the source slices the SEG has frames on, in slice order
+    source_slices: int  # the source series' slice count
     bytes: int
     source_uids: dict[str, str]  # attribute → value filled in on copies of the sources
     sources_folder: str | None  # those copies, which the SEG references

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from radpath.domain.anatomy.text import Phrase, PhraseIndex, Target, tokens
+from radpath.domain.records import Record
 from radpath.domain.vocabulary import Laterality
 
 #: Scheme designators seen for SNOMED CT and for legacy SNOMED-RT / SNOMED 3 codes.
@@ -41,10 +42,10 @@ def master_path() -> Path:
 
 
 @dataclass(frozen=True)
-class ClassSelection:
+class ClassSelection(Record):
     """What a mask is made of: the TotalSegmentator classes of one organ (of one side,
     of one sub-part) in one task; ``note`` says where the task could not be as specific
-    as the slide."""
+    as the slide. ``entries`` are the classes' records in ``anatomy/master.json``."""
 
     organ: str
     task: str
@@ -56,6 +57,11 @@ class ClassSelection:
     @property
     def classes(self) -> list[str]:
         return [c["class"] for c in self.entries]
+
+    @property
+    def what(self) -> str:
+        """The part in words, for messages: "left upper lobe lung", "kidney"."""
+        return " ".join(filter(None, (self.laterality, (self.subpart or "").replace("_", " "), self.organ)))
 
 
 @dataclass

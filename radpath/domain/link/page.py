@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from html import escape
 
 from radpath.domain.link.viewers import ViewerLinks
+from radpath.domain.records import Record
 
 
 @dataclass(frozen=True)
-class ExtentSlice:
+class ExtentSlice(Record):
     """One source slice the organ's mask covers."""
 
     index: int  # 1-based, in the series' order along the slice normal

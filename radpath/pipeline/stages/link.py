@@ -14,14 +14,15 @@ from __future__ import annotations
 import json
 import logging
 
+from pydicom.dataset import Dataset
+
 from radpath.adapters.dciodvfy import dciodvfy_available, verify
-from radpath.adapters.dicomseg.readback import check_frames
 from radpath.adapters.headers import read_header
 from radpath.adapters.qc import qc_picture, slide_thumbnail
 from radpath.adapters.settings import Settings
 from radpath.adapters.storage import Instance, store_new, store_target
 from radpath.domain.link.kos import LinkIdentity, build_link_kos
-from radpath.domain.link.page import ExtentSlice, split_view_html
+from radpath.domain.link.page import split_view_html
 from radpath.domain.link.viewers import ViewerLinks
 from radpath.pipeline.batch import BatchElement
 from radpath.pipeline.sections import (
@@ -32,8 +33,6 @@ from radpath.pipeline.sections import (
     SegmentFacts,
     StoreFacts,
 )
-from radpath.pipeline.stages.seg_encode import FIRST_SEG_SERIES_NUMBER, algorithm_of
-from radpath.pipeline.workspace import PairFiles
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +43,8 @@ class LinkNotRecorded(RuntimeError):
     """The link cannot be recorded: the message says what is missing or wrong."""
 
 
-def _headers(paths) -> list[pydicom.Dataset]:
+def _headers(paths) -> list[Dataset]:
     return [read_header(p) for p in paths]
-
-
-def _extent(files: PairFiles) -> tuple[list[ExtentSlice], int]:
-    """The source slices the SEG has frames on, in slice order, and the series' slice count."""
-    grid = files.source.source_grid()
-    covered = sorted(set(check_frames(files.seg, grid).referenced))
-    return [ExtentSlice(k + 1, float(grid.positions[k][2]), grid.frames[k].sop_instance_uid) for k in covered], len(
-        grid.frames
-    )
 
 
 def run_link(element: BatchElement, settings: Settings) -> LinkFacts:
@@ -85,7 +75,7 @@ def run_link(element: BatchElement, settings: Settings) -> LinkFacts:
     slide_label = str(slide.get("ContainerIdentifier") or slide.get("SeriesDescription") or slide.SeriesInstanceUID)
     identity = LinkIdentity(seg.SeriesInstanceUID, slide.SeriesInstanceUID)
     kos = build_link_kos(seg, sources, slides, identity, organ_label, slide_label,
-                         series_number=int(seg.get("SeriesNumber") or FIRST_SEG_SERIES_NUMBER) + 1)
+                         series_number=seg_facts.series_number + 1)
 
     out_dir = element.output
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -102,8 +92,8 @@ def run_link(element: BatchElement, settings: Settings) -> LinkFacts:
 
     links = ViewerLinks(settings.options.viewer_base_url, seg.StudyInstanceUID, seg.SeriesInstanceUID,
                         slide.StudyInstanceUID, slide.SeriesInstanceUID)
-    extent, total = _extent(files)
-    algorithm = algorithm_of(segment).label
+    extent = seg_facts.extent
+    algorithm = segment.algorithm.label
     series_label = nifti.series_description or files.source.summary.description or "the source series"
     title = f"{organ_label} | {series_label} ({nifti.modality}) | {algorithm}"
     picture = qc_picture(
@@ -114,7 +104,7 @@ def run_link(element: BatchElement, settings: Settings) -> LinkFacts:
         slide_thumbnail(files.slides),
     )
     picture.save(out_dir / QC_FILE)
-    (out_dir / PAGE_FILE).write_text(split_view_html(f"radpath: {title}", links, extent, total), encoding="utf-8")
+    (out_dir / PAGE_FILE).write_text(split_view_html(f"radpath: {title}", links, extent, seg_facts.source_slices), encoding="utf-8")
     record = {
         "organ": parts[0].organ,
         "laterality": [p.laterality for p in parts],
@@ -133,7 +123,7 @@ def run_link(element: BatchElement, settings: Settings) -> LinkFacts:
         "kos": {"series_instance_uid": identity.series_instance_uid, "sop_instance_uid": identity.sop_instance_uid},
         "viewers": {"ohif": links.ohif(), "slim": links.slim, "page": PAGE_FILE},
         "extent": {"first_slice": extent[0].index if extent else None,
-                   "last_slice": extent[-1].index if extent else None, "slices": total},
+                   "last_slice": extent[-1].index if extent else None, "slices": seg_facts.source_slices},
         "qc": QC_FILE,
         "algorithm": algorithm,
         "seg_encoder": seg_facts.encoder.value,

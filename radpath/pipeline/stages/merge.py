@@ -41,14 +41,7 @@ def run_merge(element: BatchElement, settings: Settings) -> MergeFacts:
     for part_side in sides:
         selection = master.select_classes(organ, segment.task, part_side, bodypart.subpart)
         union, affine, counts = _union(folder, selection.classes)
-        part = MaskPart(
-            organ=organ,
-            laterality=selection.laterality,
-            subpart=selection.subpart,
-            classes=counts,
-            voxels=int(np.count_nonzero(union)),
-            what=_what(selection),
-        )
+        part = MaskPart(selection=selection, classes=counts, voxels=int(np.count_nonzero(union)))
         if selection.note:
             notes.append(selection.note)
         if part.voxels:
@@ -70,11 +63,6 @@ def run_merge(element: BatchElement, settings: Settings) -> MergeFacts:
     for part in facts.parts:
         log.info("%s: %s = %s: %d voxels", element.name, part.what, " ∪ ".join(part.classes), part.voxels)
     return facts
-
-
-def _what(selection) -> str:
-    """"left upper lobe lung", "kidney": the part in words, for messages."""
-    return " ".join(filter(None, (selection.laterality, (selection.subpart or "").replace("_", " "), selection.organ)))
 
 
 def _union(folder, classes: list[str]):

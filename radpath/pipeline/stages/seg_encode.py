@@ -20,13 +20,14 @@ from pathlib import Path
 
 from radpath.adapters.dciodvfy import dciodvfy_available, verify
 from radpath.adapters.dicomseg.encoders import DcmqiEncoder, HighdicomEncoder, SegEncodeError
-from radpath.adapters.dicomseg.readback import check_frames
+from radpath.adapters.dicomseg.readback import FrameCheck, check_frames
 from radpath.adapters.dicomseg.sources import complete_sources
 from radpath.adapters.masks import nifti_mask
 from radpath.adapters.settings import Settings
 from radpath.domain.anatomy import load_master
-from radpath.domain.dicomseg.description import Algorithm, SegSeries, describe_segment, series_description
+from radpath.domain.dicomseg.description import SegSeries, describe_segment, series_description
 from radpath.domain.dicomseg.geometry import SourceGrid, mask_on_source
+from radpath.domain.link.page import ExtentSlice
 from radpath.domain.uids import derived_uid
 from radpath.domain.vocabulary import SegEncoder
 from radpath.pipeline.batch import BatchElement, ElementSkipped
@@ -44,12 +45,6 @@ class SegValidationError(SegEncodeError):
     """The written SEG failed dciodvfy or the geometry check; it was removed."""
 
 
-def algorithm_of(segment: SegmentFacts) -> Algorithm:
-    """TotalSegmentator and its version; stand-in weights say so in the name."""
-    name = "TotalSegmentator + radpath stand-in weights" if segment.standin_weights else "TotalSegmentator"
-    return Algorithm(name, segment.totalsegmentator or "unknown")
-
-
 def next_series_number(used: set[int]) -> int:
     return max(used | {FIRST_SEG_SERIES_NUMBER - 1}) + 1
 
@@ -60,7 +55,7 @@ def run_seg_encode(element: BatchElement, settings: Settings) -> SegEncodeFacts:
     if not parts:
         raise ElementSkipped("the merge stage left no mask to encode")
     master = load_master()
-    algorithm = algorithm_of(segment)
+    algorithm = segment.algorithm
     source = element.source_series(nifti.series_key)
     numbers = {s.summary.series_number for s in element.series() if s.summary.series_number is not None}
     grid = source.source_grid()
@@ -70,9 +65,8 @@ def run_seg_encode(element: BatchElement, settings: Settings) -> SegEncodeFacts:
         on_source = mask_on_source(mask, affine, grid)
         if not on_source.any():
             raise ElementSkipped(f"the {part.what} mask lies outside every slice of the source series")
-        selection = master.select_classes(part.organ, merge.task, part.laterality, part.subpart)
         masks.append(on_source)
-        segments.append(describe_segment(master, selection, algorithm))
+        segments.append(describe_segment(master, part.selection, algorithm))
     organ = parts[0].organ
     # Named by the source series, the organ and side of each segment, and the algorithm:
     # a re-run writes the same SEG, a new TotalSegmentator version a new one beside it.
@@ -96,14 +90,14 @@ def run_seg_encode(element: BatchElement, settings: Settings) -> SegEncodeFacts:
         notes.append("the source lacks " + ", ".join(filled) + f": filled in for the SEG (copies in {SOURCES_FOLDER}/)")
     encoder = _encoder(settings.options.seg_encoder, grid, notes)
     encoder.encode(masks, segments, grid, series, out)
-    frames, problems = _validate(out, grid, notes)
+    checked, problems = _validate(out, grid, notes)
     if problems:
         out.unlink(missing_ok=True)
         raise SegValidationError(f"{encoder.name} wrote a SEG that fails its checks (removed): {'; '.join(problems[:5])}")
     for note in notes:
         log.info("%s: %s", element.name, note)
     log.info("%s: SEG %s (%s, %d frames, series %d) by %s", element.name, out.name, series.series_description,
-             frames, series.series_number, encoder.name)
+             checked.frames, series.series_number, encoder.name)
     return SegEncodeFacts(
         folder=out_dir.name,
         path=out.name,
@@ -117,7 +111,10 @@ def run_seg_encode(element: BatchElement, settings: Settings) -> SegEncodeFacts:
             EncodedSegment(s.label, s.property_type.value, s.modifier.value if s.modifier else None, int(m.sum()))
             for s, m in zip(segments, masks)
         ],
-        frames=frames,
+        frames=checked.frames,
+        extent=[ExtentSlice(k + 1, float(grid.positions[k][2]), grid.frames[k].sop_instance_uid)
+                for k in sorted(set(checked.referenced))],
+        source_slices=len(grid.frames),
         bytes=out.stat().st_size,
         source_uids=filled,
         sources_folder=SOURCES_FOLDER if filled else None,
@@ -138,9 +135,9 @@ def _encoder(choice: SegEncoder, grid: SourceGrid, notes: list[str]):
     return dcmqi
 
 
-def _validate(path: Path, grid: SourceGrid, notes: list[str]) -> tuple[int, list[str]]:
-    """The SEG's frame count, and dciodvfy's errors and the frame geometry's problems
-    (empty when the SEG is sound)."""
+def _validate(path: Path, grid: SourceGrid, notes: list[str]) -> tuple[FrameCheck, list[str]]:
+    """The SEG's frames checked against the source grid, and dciodvfy's errors and the
+    frame geometry's problems (empty when the SEG is sound)."""
     checked = check_frames(path, grid)
     problems = list(checked.problems)
     if dciodvfy_available():
@@ -150,4 +147,4 @@ def _validate(path: Path, grid: SourceGrid, notes: list[str]) -> tuple[int, list
             notes.append(f"dciodvfy: {len(result.warnings)} warnings")
     else:
         notes.append("dciodvfy is not installed: the SEG was not validated against the standard")
-    return checked.frames, problems
+    return checked, problems
