@@ -192,6 +192,8 @@ def test_stage_table_agrees_with_operators_chain_form_and_containers():
     (("SegmentOperator.py", "gpu_mem_mb=11000", "gpu_mem_mb=8000"), "SegmentOperator.py: gpu_mem_mb=8000"),
     (("chains.py", "    merge = MergeOperator(dag=dag, input_operator=segment)\n", ""), "chains.py: the chain"),
     (("forms.py", '"enum": ["fast", "full"]', '"enum": ["fast", "turbo"]'), "forms.py: totalseg_speed offers"),
+    (("SegmentOperator.py", "totalseg_speed=None,", "speed=None,"), "SegmentOperator.py: takes options ['speed']"),
+    (("forms.py", '"merge_bilateral": {', '"merge_both": {'), "forms.py: form field 'merge_both'"),
 ])
 def test_stage_table_check_fails_on_a_drifted_copy(tmp_path: Path, edit, expected):
     """Negative controls: each kind of drift is found."""

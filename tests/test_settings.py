@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -98,15 +99,46 @@ def test_workflow_form_choice_is_case_insensitive_and_empty_means_unset():
     assert s.options.organ == "kidney"
 
 
-def test_conf_workflow_form_is_the_fallback_and_env_wins(tmp_path: Path):
+def test_the_workflow_form_wins_over_the_environment_as_on_kaapana(tmp_path: Path):
+    # KaapanaBaseOperator.execute writes every workflow_form key over the operator's
+    # env_vars (../shared/kaapana-0.6.0, KaapanaBaseOperator.py, "for key, value in
+    # workflow_form.items()"), then the run layout: radpath's one rule is that order.
     (tmp_path / "conf").mkdir()
-    form = {"merge_bilateral": False, "totalseg_speed": "full", "organ": "lung"}
+    form = {"merge_bilateral": False, "totalseg_speed": "full", "organ": "lung", "seg_encoder": None,
+            "batch_name": "../elsewhere"}
     (tmp_path / "conf" / "conf.json").write_text(json.dumps({"workflow_form": form}))
-    s = settings(WORKFLOW_DIR=str(tmp_path), ORGAN="kidney")
+    s = settings(WORKFLOW_DIR=str(tmp_path), ORGAN="kidney", SEG_ENCODER="highdicom", BATCH_NAME="batch")
     assert s.options.merge_bilateral is False
     assert s.options.totalseg_speed == "full"
-    assert s.options.organ == "kidney"  # the environment (Kaapana's operator) wins
+    assert s.options.organ == "lung"  # the form over the environment
+    assert s.options.seg_encoder == "highdicom"  # a null in the form sets nothing
+    assert s.layout.batch_name == "batch"  # the layout is the runtime's, never the form's
     assert s.conf["workflow_form"] == form
+
+
+def test_one_precedence_rule_in_a_local_airflow_task_and_in_process(tmp_path: Path, monkeypatch):
+    """The same run conf, process environment and operator defaults give the same options
+    to a plain Airflow task (LocalStageOperator) and to the main job's in-process run."""
+    from datetime import datetime
+
+    from airflow import DAG
+    from radpath_operators.LocalStageOperator import LocalStageOperator
+
+    workflow = tmp_path / "run"
+    (workflow / "conf").mkdir(parents=True)
+    (workflow / "conf" / "conf.json").write_text(json.dumps({"workflow_form": {"organ": "liver",
+                                                                                "merge_bilateral": False}}))
+    for key, value in {"ORGAN": "spleen", "TOTALSEG_SPEED": "fastest", "SEG_ENCODER": "highdicom"}.items():
+        monkeypatch.setenv(key, value)
+    defaults = {"ORGAN": "lung", "TOTALSEG_SPEED": "full"}  # an operator's env_vars
+    with DAG("precedence", start_date=datetime(2026, 1, 1), schedule=None):
+        operator = LocalStageOperator(dag=None, name="segment", env_vars=defaults)
+    in_airflow = Settings.from_env(operator.environment("run", workflow))
+    in_process = Settings.from_env({**os.environ, **defaults, "WORKFLOW_DIR": str(workflow), "BATCH_NAME": "batch"})
+    assert in_airflow.options == in_process.options
+    options = in_airflow.options
+    assert (options.organ, options.merge_bilateral, options.totalseg_speed, options.seg_encoder) == (
+        "liver", False, "full", "highdicom")  # form, form, operator default, process environment
 
 
 def test_bad_value_in_conf_names_the_variable(tmp_path: Path):

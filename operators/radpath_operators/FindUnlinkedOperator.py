@@ -6,8 +6,8 @@ from radpath_operators.RadpathBaseOperator import (
     DEFAULT_REGISTRY,
     KAAPANA_BUILD_VERSION,
     RadpathBaseOperator,
-    local_command,
     form_env,
+    local_command,
 )
 
 

@@ -5,9 +5,9 @@ The signature mirrors Kaapana's (``../shared/KAAPANA.md``), so the stage operato
 the same code in both places: task id = name (``-<parallel_id>``), ``operator_out_dir``
 defaults to the task id, ``operator_in_dir`` comes from ``input_operator``; the run folder
 is ``<data root>/<run_id>`` with the run conf at ``conf/conf.json`` and the batch under
-``batch/``; every ``workflow_form`` key reaches the stage upper-cased, as Kaapana passes
-it; exit code 126 marks the task skipped. Resource hints are kept (and shown in the task's
-docs) but a local run cannot enforce them.
+``batch/``; the ``workflow_form`` reaches the stage through the run conf, over the
+operator's defaults as on Kaapana; exit code 126 marks the task skipped. Resource hints
+are kept (and shown in the task's docs) but a local run cannot enforce them.
 """
 
 from __future__ import annotations
@@ -95,21 +95,14 @@ class LocalStageOperator(BaseOperator):
         """What the stage's container runs (its CMD), here with this interpreter."""
         return [*(self.cmds or [sys.executable, "-m", "radpath", "stage", self.name]), *(self.arguments or [])]
 
-    def execute(self, context):
-        run_id = context["run_id"]
-        workflow_dir = data_root() / run_id
-        conf = context["dag_run"].conf or {}
-        conf_path = workflow_dir / "conf" / "conf.json"
-        if not conf_path.exists():  # Kaapana mounts it; here the first task writes it
-            conf_path.parent.mkdir(parents=True, exist_ok=True)
-            conf_path.write_text(json.dumps(conf, indent=2))
-        form = {key.upper(): str(value) for key, value in (conf.get("workflow_form") or {}).items()
-                if isinstance(value, str | int | float | bool)}
+    def environment(self, run_id: str, workflow_dir: Path) -> dict[str, str]:
+        """The stage's environment: this process's under the operator's defaults, and the
+        run layout over both. The workflow form is not put in here: radpath's settings
+        read it from the run conf by the one rule every runtime shares (Kaapana's order,
+        ``radpath.adapters.settings.stage_environment``)."""
         env = {
             **os.environ,
-            # Operator defaults first: the workflow form overrides them, as in Kaapana.
             **{key: str(value) for key, value in self.env_vars.items()},
-            **form,
             "WORKFLOW_DIR": str(workflow_dir),
             "BATCH_NAME": self.batch_name,
             "OPERATOR_OUT_DIR": self.operator_out_dir,
@@ -119,6 +112,17 @@ class LocalStageOperator(BaseOperator):
         }
         if self.operator_in_dir:
             env["OPERATOR_IN_DIR"] = self.operator_in_dir
+        return env
+
+    def execute(self, context):
+        run_id = context["run_id"]
+        workflow_dir = data_root() / run_id
+        conf = context["dag_run"].conf or {}
+        conf_path = workflow_dir / "conf" / "conf.json"
+        if not conf_path.exists():  # Kaapana mounts it; here the first task writes it
+            conf_path.parent.mkdir(parents=True, exist_ok=True)
+            conf_path.write_text(json.dumps(conf, indent=2))
+        env = self.environment(run_id, workflow_dir)
         self.log.info("%s: %s in %s", self.task_id, " ".join(self.command()[-3:]), workflow_dir)
         process = subprocess.Popen(self.command(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    text=True)

@@ -2,6 +2,7 @@
 task fails when any element failed (after all of them have had their chance)."""
 
 from airflow.utils.trigger_rule import TriggerRule
+
 from radpath_operators.RadpathBaseOperator import (
     DEFAULT_REGISTRY,
     KAAPANA_BUILD_VERSION,

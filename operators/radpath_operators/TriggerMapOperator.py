@@ -21,6 +21,7 @@ from pathlib import Path
 from airflow.api.common.trigger_dag import trigger_dag
 from airflow.exceptions import AirflowSkipException
 from airflow.models import BaseOperator
+
 from radpath_operators.RadpathBaseOperator import run_data_root
 
 MANIFEST_NAME = "radpath-manifest.json"  # radpath.pipeline.manifest.MANIFEST_NAME

@@ -15,7 +15,6 @@ from radpath_operators.SegmentOperator import SegmentOperator
 from radpath_operators.StoreOperator import StoreOperator
 from radpath_operators.WsiDicomizeOperator import WsiDicomizeOperator
 
-
 #: Where each element's split-view page and QC picture go in the project's bucket: Kaapana's
 #: static-website results browser shows what lies under staticwebsiteresults (its
 #: otsus-method example puts its report there the same way).

@@ -17,6 +17,8 @@ import nibabel as nib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from radpath.domain.vocabulary import Modality
+
 log = logging.getLogger(__name__)
 
 #: Outline colour: no grey value of the slices has it, so a test (or a person) can find it.
@@ -49,7 +51,7 @@ def _display(plane: np.ndarray) -> np.ndarray:
 
 
 def _window(values: np.ndarray, modality: str) -> tuple[float, float]:
-    if modality == "CT":
+    if modality == Modality.CT:
         return CT_WINDOW
     low, high = np.percentile(values, [1, 99])
     return float(low), float(max(high, low + 1))

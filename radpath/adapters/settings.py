@@ -10,8 +10,12 @@ default, help). Parsing happens once, at start-up; a bad value raises
 :class:`SettingsError` naming the variable, so a stage never fails half-way through a
 batch because of a typo in a form.
 
-Precedence for stage options: environment variable, then the run conf's
-``workflow_form`` (lower-case key, as a plain Airflow run passes it), then the default.
+One precedence rule, Kaapana's, in every runtime (:func:`stage_environment`): the run
+conf's ``workflow_form`` over the environment (the platform's variables under the
+operator's defaults), the run layout over both, then each option's default. Kaapana's
+KaapanaBaseOperator builds a pod's environment that way; radpath applies the same rule
+to ``conf.json`` wherever it runs, so a local Airflow task, ``radpath run --no-airflow``
+and a Kaapana pod read the same options from the same run.
 """
 
 from __future__ import annotations
@@ -126,8 +130,9 @@ def term(kind: type[E]) -> Callable[[str], E]:
 class Option(Generic[T]):
     """One environment variable radpath reads.
 
-    ``form_key`` marks options a user may set from Kaapana's workflow form; those also
-    fall back to ``conf.json``'s ``workflow_form`` when the variable is absent.
+    ``form_key`` marks the options meant for a user's choice in the workflow form (the
+    forms radpath's DAGs offer may hold no other field: ``radpath.pipeline.stagetable
+    --check``). Any option may arrive from a form, as on Kaapana (:func:`stage_environment`).
     """
 
     env: str
@@ -141,13 +146,11 @@ class Option(Generic[T]):
     #: thing otherwise (Kaapana gives pods DICOM_WEB_FILTER_URL, not DICOMWEB_URL).
     fallbacks: tuple[str, ...] = ()
 
-    def read(self, environ: Mapping[str, str], form: Mapping[str, Any]) -> T | None:
+    def read(self, environ: Mapping[str, str]) -> T | None:
         raw: Any = environ.get(self.env)
         for fallback in self.fallbacks:
             if raw is None:
                 raw = environ.get(fallback)
-        if raw is None and self.form_key:
-            raw = form.get(self.env.lower())
         if raw is None:
             if self.required:
                 raise SettingsError(self.env, f"is required but not set ({self.help})")
@@ -172,8 +175,8 @@ def _options_of(cls: type) -> list[tuple[str, Option]]:
     return [(f.name, f.metadata["option"]) for f in dataclasses.fields(cls) if "option" in f.metadata]
 
 
-def _build(cls: type[T], environ: Mapping[str, str], form: Mapping[str, Any]) -> T:
-    values = {name: opt.read(environ, form) for name, opt in _options_of(cls)}
+def _build(cls: type[T], environ: Mapping[str, str]) -> T:
+    values = {name: opt.read(environ) for name, opt in _options_of(cls)}
     return cls(**values)
 
 
@@ -506,19 +509,35 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings of a stage: the run layout from ``environ`` (default: this
+        process's), everything else by :func:`stage_environment` over the run conf."""
         env = os.environ if environ is None else environ
-        layout = _build(RunLayout, env, {})
+        layout = _build(RunLayout, env)
         conf = _read_conf(layout)
-        form = conf.get("workflow_form") or {}
-        if not isinstance(form, Mapping):
-            raise SettingsError("WORKFLOW_DIR", f"{layout.conf_path}: workflow_form is not an object")
+        env = stage_environment(env, conf, str(layout.conf_path) if layout.workflow_dir else "the run conf")
         return cls(
             layout=layout,
-            dicomweb=_build(DicomWebSettings, env, {}),
-            options=_build(StageOptions, env, form),
-            dimse=_build(DimseSettings, env, {}),
+            dicomweb=_build(DicomWebSettings, env),
+            options=_build(StageOptions, env),
+            dimse=_build(DimseSettings, env),
             conf=conf,
         )
+
+
+#: Variables the runtime sets for each task after the form (KaapanaBaseOperator.execute):
+#: never taken from a workflow form.
+LAYOUT_VARIABLES = frozenset(opt.env for _, opt in _options_of(RunLayout))
+
+
+def stage_environment(environ: Mapping[str, str], conf: Mapping[str, Any], where: str = "the run conf") -> dict[str, str]:
+    """``environ`` with the run conf's workflow form over it: each key upper-cased and its
+    value as text, as Kaapana's KaapanaBaseOperator passes the form to a pod (a JSON null
+    sets nothing); the run layout stays ``environ``'s."""
+    form = conf.get("workflow_form") or {}
+    if not isinstance(form, Mapping):
+        raise SettingsError("WORKFLOW_DIR", f"{where}: workflow_form is not an object")
+    chosen = {str(key).upper(): str(value) for key, value in form.items() if value is not None}
+    return {**environ, **{key: value for key, value in chosen.items() if key not in LAYOUT_VARIABLES}}
 
 
 def _read_conf(layout: RunLayout) -> dict[str, Any]:

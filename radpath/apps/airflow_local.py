@@ -17,6 +17,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from radpath.domain.records import Record
 
 #: The checkout holding radpath: its ``dags/`` are what Kaapana installs. The operators
 #: they import (``radpath_operators``) are installed with radpath itself.
@@ -28,6 +31,25 @@ RESULT_PREFIX = "radpath-airflow-result: "
 
 class LocalAirflowError(RuntimeError):
     """Airflow could not be set up or the DAG could not be loaded (not: a task failed)."""
+
+
+@dataclass
+class DagRunRecord(Record):
+    """One run as the child reports it: its state and each task's."""
+
+    dag_id: str
+    run_id: str
+    state: str
+    task_states: dict[str, str | None]
+    conf: dict[str, Any]
+
+
+@dataclass
+class ChildResult(Record):
+    """The child's last line: the runs it made, or why it made none."""
+
+    runs: list[DagRunRecord] = field(default_factory=list)
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +122,7 @@ class LocalAirflow:
         for raw in process.stdout:
             line = raw.rstrip("\n")
             if line.startswith(RESULT_PREFIX):
-                result = json.loads(line[len(RESULT_PREFIX):])
+                result = ChildResult.from_json(json.loads(line[len(RESULT_PREFIX):]))
                 continue
             lines.append(line)
             if on_line is not None:
@@ -109,14 +131,14 @@ class LocalAirflow:
         if result is None:
             tail = "\n".join(lines[-30:])
             raise LocalAirflowError(f"the local Airflow run of {dag_id} ended (exit {code}) without a result:\n{tail}")
-        if "error" in result:
-            raise LocalAirflowError(result["error"])
-        first, *then = [DagRunOutcome(r["dag_id"], r["run_id"], r["state"], r["task_states"], lines, conf=r["conf"])
-                        for r in result["runs"]]
+        if result.error is not None:
+            raise LocalAirflowError(result.error)
+        first, *then = [DagRunOutcome(r.dag_id, r.run_id, r.state, r.task_states, lines, conf=r.conf)
+                        for r in result.runs]
         return DagRunOutcome(first.dag_id, first.run_id, first.state, first.task_states, lines, then, first.conf)
 
 
-def _run_in_child(dag_id: str, conf: dict) -> dict:
+def _run_in_child(dag_id: str, conf: dict) -> ChildResult:
     """Run ``dag_id``, then every run it triggered (no scheduler here would start them)."""
     from airflow.models import DagBag, DagRun
     from airflow.utils.session import create_session
@@ -127,29 +149,29 @@ def _run_in_child(dag_id: str, conf: dict) -> dict:
     bag = DagBag(dag_folder=folder, include_examples=False)
     if bag.import_errors:
         errors = "; ".join(f"{path}: {error.strip().splitlines()[-1]}" for path, error in bag.import_errors.items())
-        return {"error": f"the DAG folder {folder} has import errors: {errors}"}
+        return ChildResult(error=f"the DAG folder {folder} has import errors: {errors}")
     if bag.get_dag(dag_id) is None:
-        return {"error": f"no DAG {dag_id!r} in {folder} (there are: {', '.join(sorted(bag.dag_ids))})"}
+        return ChildResult(error=f"no DAG {dag_id!r} in {folder} (there are: {', '.join(sorted(bag.dag_ids))})")
     bag.sync_to_db()  # a DAG that another triggers must be known to the metadata database
     pending, runs = [(dag_id, conf)], []
     while pending:
         next_id, next_conf = pending.pop(0)
         dag_run = bag.get_dag(next_id).test(run_conf=next_conf)
-        runs.append({
-            "dag_id": next_id,
-            "run_id": dag_run.run_id,
-            "state": str(dag_run.state),
-            "task_states": {ti.task_id: (str(ti.state) if ti.state else None) for ti in dag_run.get_task_instances()},
-            "conf": next_conf,
-        })
+        runs.append(DagRunRecord(
+            dag_id=next_id,
+            run_id=dag_run.run_id,
+            state=str(dag_run.state),
+            task_states={ti.task_id: (str(ti.state) if ti.state else None) for ti in dag_run.get_task_instances()},
+            conf=next_conf,
+        ))
         with create_session() as session:  # queued by a trigger (trigger-map): run it here instead
             queued = session.query(DagRun).filter(DagRun.state == DagRunState.QUEUED)
             pending.extend((run.dag_id, dict(run.conf or {})) for run in queued.all())
             # A bulk delete: the ORM's would need Airflow's web-UI user tables mapped.
             queued.delete(synchronize_session=False)
-    return {"runs": runs}
+    return ChildResult(runs=runs)
 
 
 if __name__ == "__main__":
     outcome = _run_in_child(sys.argv[1], json.loads(sys.argv[2]))
-    print(RESULT_PREFIX + json.dumps(outcome), flush=True)
+    print(RESULT_PREFIX + json.dumps(outcome.to_json()), flush=True)

@@ -15,12 +15,13 @@ import json
 import shutil
 from pathlib import Path
 
+from radpath.domain.vocabulary import Modality, StoreTarget
 from radpath.synthetic import SliceGeometry, SyntheticPatient, SyntheticStudy, write_series, write_svs
 
 INPUT_DIR = "get-input"
 
 
-def write_demo_input(folder: Path, modality: str = "CT", patient: SyntheticPatient | None = None) -> Path:
+def write_demo_input(folder: Path, modality: str = Modality.CT, patient: SyntheticPatient | None = None) -> Path:
     """The demo patient's files as a user would bring them: CT (or MR) series, slide, sidecar."""
     shutil.rmtree(folder, ignore_errors=True)
     study = SyntheticStudy(patient=patient or SyntheticPatient(),
@@ -66,6 +67,6 @@ def run_demo(output: Path, use_airflow: bool = True) -> int:
     # No official TotalSegmentator weights on a fresh machine: the demo opts in to radpath's
     # stand-ins (official weights still win where installed; the log says which ran).
     # No server either: results go to a file store beside the run (STORE_TARGET=folder).
-    env = {"TOTALSEG_STANDIN_WEIGHTS": "true", "STORE_TARGET": "folder", "STORE_FOLDER": str(output / "store")}
+    env = {"TOTALSEG_STANDIN_WEIGHTS": "true", "STORE_TARGET": StoreTarget.FOLDER.value, "STORE_FOLDER": str(output / "store")}
     result = run_main_job(MainJob(output, selection_conf(input_folder=folder), env, use_airflow), console)
     return result.exit_code

@@ -19,12 +19,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from radpath.adapters.settings import all_options
 from radpath.domain.vocabulary import Laterality, Speed, StageName, StoreTarget
 
 
 @dataclass(frozen=True)
 class StageSpec:
-    """One stage: ``radpath stage <name>``, its container ``radpath-<name>`` and operator."""
+    """One stage: ``radpath stage <name>``, its container ``radpath-<name>`` and operator.
+
+    ``options`` are the settings (:mod:`radpath.adapters.settings`, lower-case) its operator
+    takes as arguments, each passed to the container as that variable.
+    """
 
     name: StageName
     function: str  # "module:function" under radpath.pipeline.stages
@@ -32,6 +37,7 @@ class StageSpec:
     operator: str  # class in operators/radpath_operators/<operator>.py
     ram_mem_mb: int
     gpu_mem_mb: int | None = None
+    options: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:
@@ -47,37 +53,41 @@ class StageSpec:
         return getattr(importlib.import_module(f"radpath.pipeline.stages.{module}"), function)
 
 
-STAGES: tuple[StageSpec, ...] = (
+_SPECS = {spec.name: spec for spec in (
     StageSpec(StageName.WSI_DICOMIZE, "wsi_dicomize:run_wsi_dicomize",
               "convert each element's slides to DICOM WSI carrying the patient's identity (wsidicomizer)",
-              "WsiDicomizeOperator", 8000),
+              "WsiDicomizeOperator", 8000, options=("allow_unlinked", "slide_workers", "slide_transcoding")),
     StageSpec(StageName.PAIR, "pair:run_pair",
               "find the other side in the PACS (the slide's CT/MR study, or the study's slides)",
               "PairOperator", 1000),
     StageSpec(StageName.BODYPART, "bodypart:run_bodypart",
               "resolve the organ and side of each element's slide (anatomy/master.json)",
-              "BodypartOperator", 500),
+              "BodypartOperator", 500, options=("organ", "laterality")),
     StageSpec(StageName.NIFTI, "nifti:run_nifti",
               "convert the element's chosen CT/MR series to NIfTI (dcm2niix), slices mapped to instances",
               "NiftiOperator", 4000),
     StageSpec(StageName.SEGMENT, "segment:run_segment",
               "segment the slide's organ in the NIfTI series with TotalSegmentator (CT: total, MR: total_mr)",
-              "SegmentOperator", 16000, gpu_mem_mb=11000),
+              "SegmentOperator", 16000, gpu_mem_mb=11000, options=("totalseg_speed",)),
     StageSpec(StageName.MERGE, "merge:run_merge",
               "join the organ's class masks into one mask (union), or keep the side the slide names",
-              "MergeOperator", 4000),
+              "MergeOperator", 4000, options=("merge_bilateral",)),
     StageSpec(StageName.SEG_ENCODE, "seg_encode:run_seg_encode",
               "encode the mask as a DICOM SEG on the source series' slices (dcmqi; highdicom as second encoder)",
-              "SegEncodeOperator", 8000),
+              "SegEncodeOperator", 8000, options=("seg_encoder",)),
     StageSpec(StageName.STORE, "store:run_store",
               "put the pair in the PACS, each instance once: source series, slide, SEG (STOW-RS, DIMSE or a folder)",
-              "StoreOperator", 2000),
+              "StoreOperator", 2000, options=("store_target",)),
     StageSpec(StageName.LINK, "link:run_link",
               "record the pair as a KOS in the radiology study; link.json, QC picture and split-view page",
-              "LinkOperator", 4000),
-)
+              "LinkOperator", 4000, options=("viewer_base_url",)),
+)}
 
-assert [s.name for s in STAGES] == list(StageName), "STAGES and StageName list the stages in one order"
+#: The stages in pipeline order: the order of :class:`StageName`, written once there.
+STAGES: tuple[StageSpec, ...] = tuple(_SPECS[name] for name in StageName)
+
+#: Fields of the workflow form that Kaapana reads itself (json_schema_templates.py).
+KAAPANA_FORM_FIELDS = frozenset({"single_execution"})
 
 #: The workflow form's fields (operators/radpath_operators/forms.py) whose choices are a
 #: vocabulary's, and the values each may offer (a subset: the form may leave some out).
@@ -101,6 +111,21 @@ def _keywords(tree: ast.AST) -> dict[str, ast.expr]:
             names = [a.arg for a in node.args[len(node.args) - len(node.defaults):]]
             found.update({n: d for n, d in zip(names, node.defaults) if n not in found})
     return found
+
+
+#: Parameters every operator has that are not a stage's options.
+_COMMON_PARAMETERS = {"self", "dag", "name", "env_vars"}
+
+
+def _option_parameters(tree: ast.AST, class_name: str) -> list[str]:
+    """The named parameters of ``class_name.__init__`` beyond the common ones."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                    named = item.args.posonlyargs + item.args.args + item.args.kwonlyargs
+                    return [a.arg for a in named if a.arg not in _COMMON_PARAMETERS]
+    return []
 
 
 def _literal(node: ast.expr | None):
@@ -132,6 +157,9 @@ def check_operator(spec: StageSpec, path: Path) -> list[str]:
         problems.append(f"{path.name}: name={_literal(kw.get('name'))!r}, the table says {spec.name.value!r}")
     if _image_name(kw.get("image")) != spec.image:
         problems.append(f"{path.name}: image {_image_name(kw.get('image'))!r}, the table says {spec.image!r}")
+    taken = _option_parameters(tree, spec.operator)
+    if taken != list(spec.options):
+        problems.append(f"{path.name}: takes options {taken}, the table says {list(spec.options)}")
     for resource in ("ram_mem_mb", "gpu_mem_mb"):
         if _literal(kw.get(resource)) != getattr(spec, resource):
             problems.append(f"{path.name}: {resource}={_literal(kw.get(resource))}, "
@@ -153,10 +181,31 @@ def check_chain(path: Path) -> list[str]:
     return [] if made == wanted else [f"{path.name}: the chain makes {made}, the table's order is {wanted}"]
 
 
+def check_options() -> list[str]:
+    """Every stage option is a setting radpath reads."""
+    known = {option.env.lower() for option in all_options()}
+    return [f"{spec.name}: option {name!r} is no setting of radpath.adapters.settings" for spec in STAGES
+            for name in spec.options if name not in known]
+
+
+def _form_fields(tree: ast.AST) -> dict[str, ast.Dict]:
+    """The fields of the ``*_FIELDS`` dicts of ``forms.py``."""
+    fields: dict[str, ast.Dict] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id.endswith("_FIELDS")
+                                                for t in node.targets) and isinstance(node.value, ast.Dict):
+            fields.update({_literal(k): v for k, v in zip(node.value.keys, node.value.values)
+                           if k is not None and isinstance(v, ast.Dict)})
+    return fields
+
+
 def check_form(path: Path) -> list[str]:
-    """Each choice field of the workflow form offers only its vocabulary's values."""
+    """Each workflow-form field is a setting meant for the form (or one of Kaapana's own),
+    and each choice field offers only its vocabulary's values."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    problems = []
+    form_settings = {option.env.lower() for option in all_options() if option.form_key}
+    problems = [f"{path.name}: form field {name!r} is no workflow-form setting of radpath.adapters.settings"
+                for name in _form_fields(tree) if name not in form_settings | KAAPANA_FORM_FIELDS]
     for node in ast.walk(tree):
         if not isinstance(node, ast.Dict):
             continue
@@ -188,6 +237,7 @@ def check(root: Path) -> list[str]:
     problems += check_chain(operators / "chains.py")
     problems += check_form(operators / "forms.py")
     problems += check_containers(root)
+    problems += check_options()
     return problems
 
 

@@ -83,7 +83,7 @@ def sample(points: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:
     """
     if modality not in Modality.radiology():
         raise ValueError(f"phantom modality must be CT or MR, not {modality!r}")
-    ct = modality == "CT"
+    ct = modality == Modality.CT
     x, y, z = points[..., 0], points[..., 1], points[..., 2]
     in_z = (z >= BODY_Z_RANGE[0]) & (z <= BODY_Z_RANGE[1])
     body = ((x / BODY_SEMI_AXES[0]) ** 2 + (y / BODY_SEMI_AXES[1]) ** 2 <= 1.0) & in_z

@@ -26,10 +26,11 @@ from pydicom.uid import (
 from pydicom.valuerep import format_number_as_ds
 
 from radpath import __version__
+from radpath.domain.vocabulary import Modality
 from radpath.synthetic.phantom import sample
 
 #: UID root for everything the generator makes (pydicom's, as generate_uid uses by default).
-_SOP_CLASS = {"CT": CTImageStorage, "MR": MRImageStorage}
+_SOP_CLASS = {Modality.CT: CTImageStorage, Modality.MR: MRImageStorage}
 
 
 def _unit(v: tuple[float, float, float] | np.ndarray) -> np.ndarray:
@@ -163,7 +164,7 @@ class SyntheticSeries:
 def write_series(
     folder: Path,
     *,
-    modality: str = "CT",
+    modality: str = Modality.CT,
     geometry: SliceGeometry | None = None,
     study: SyntheticStudy | None = None,
     series_number: int = 1,
@@ -181,7 +182,7 @@ def write_series(
     modality = modality.upper()
     if modality not in _SOP_CLASS:
         raise ValueError(f"modality must be CT or MR, not {modality!r}")
-    image_type = image_type or ("ORIGINAL", "PRIMARY", "AXIAL" if modality == "CT" else "OTHER")
+    image_type = image_type or ("ORIGINAL", "PRIMARY", "AXIAL" if modality == Modality.CT else "OTHER")
     geometry = geometry or SliceGeometry(64, 64, 40, (6.0, 6.0), 6.0, center=(0.0, 0.0, 20.0))
     study = study or SyntheticStudy()
     folder = Path(folder)
@@ -198,7 +199,7 @@ def write_series(
             modality, geometry, study, series_uid, series_number, description, image_type, k
         )
         stored = _to_stored(values[k], modality)
-        values[k] = stored.astype(np.float32) + (_CT_INTERCEPT if modality == "CT" else 0.0)
+        values[k] = stored.astype(np.float32) + (_CT_INTERCEPT if modality == Modality.CT else 0.0)
         ds.PixelData = stored.tobytes()
         path = folder / f"{modality}_{series_number:03d}_{k:04d}.dcm"
         ds.save_as(path, enforce_file_format=True)
@@ -217,7 +218,7 @@ def _ds(values) -> list[str]:
 
 def _to_stored(values: np.ndarray, modality: str) -> np.ndarray:
     """Modality values → unsigned 16-bit stored values (CT: intercept -1024, slope 1)."""
-    offset = -_CT_INTERCEPT if modality == "CT" else 0.0
+    offset = -_CT_INTERCEPT if modality == Modality.CT else 0.0
     return np.clip(np.rint(values + offset), 0, 4095).astype(np.uint16)
 
 
@@ -296,7 +297,7 @@ def _slice_dataset(
     ds.BitsStored = 12
     ds.HighBit = 11
     ds.PixelRepresentation = 0
-    if modality == "CT":
+    if modality == Modality.CT:
         ds.RescaleIntercept = _CT_INTERCEPT
         ds.RescaleSlope = 1.0
         ds.RescaleType = "HU"

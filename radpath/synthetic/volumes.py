@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from radpath.domain.vocabulary import Modality
 from radpath.synthetic.phantom import sample
 from radpath.synthetic.series import SliceGeometry
 
@@ -17,7 +18,7 @@ from radpath.synthetic.series import SliceGeometry
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-def phantom_volume(geometry: SliceGeometry, modality: str = "CT", noise: float = 8.0, seed: int = 0):
+def phantom_volume(geometry: SliceGeometry, modality: str = Modality.CT, noise: float = 8.0, seed: int = 0):
     """``(values, labels)`` as ``nibabel.Nifti1Image``: int16 CT numbers or MR signal with
     Gaussian noise of ``noise`` standard deviation, and uint8 organ labels (see
     :data:`radpath.synthetic.phantom.LABELS`)."""

@@ -24,6 +24,7 @@ from radpath.adapters.executables import wheel_tool
 from radpath.adapters.headers import read_header
 from radpath.domain.dicomseg.description import SegmentDescription, SegSeries
 from radpath.domain.dicomseg.geometry import SourceGrid
+from radpath.domain.vocabulary import SegEncoder
 
 #: ContentLabel of radpath's SEGs (CS, 16 characters).
 CONTENT_LABEL = "ORGAN"
@@ -113,7 +114,7 @@ def write_grid_image(mask: np.ndarray, grid: SourceGrid, path: Path) -> None:
 class DcmqiEncoder:
     """dcmqi's ``itkimage2segimage`` on a mask written on the source grid."""
 
-    name = "dcmqi"
+    name = SegEncoder.DCMQI
 
     def __init__(self, binary: str | None = None):
         self.binary = binary or dcmqi_binary()
@@ -184,7 +185,7 @@ def _set_identity(path: Path, series: SegSeries) -> None:
 class HighdicomEncoder:
     """highdicom's :class:`highdicom.seg.Segmentation` from the source datasets."""
 
-    name = "highdicom"
+    name = SegEncoder.HIGHDICOM
     available = True
 
     def encode(
@@ -253,4 +254,4 @@ def _coded(code):
     return CodedConcept(value=code.value, scheme_designator=code.scheme, meaning=code.meaning)
 
 
-ENCODERS = {"dcmqi": DcmqiEncoder, "highdicom": HighdicomEncoder}
+ENCODERS = {SegEncoder.DCMQI: DcmqiEncoder, SegEncoder.HIGHDICOM: HighdicomEncoder}

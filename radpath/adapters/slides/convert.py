@@ -30,6 +30,7 @@ from radpath.adapters.headers import read_header
 from radpath.domain.anatomy import load_master, resolve_body_part
 from radpath.domain.names import safe_component
 from radpath.domain.slides.linkage import SlideLink
+from radpath.domain.vocabulary import Transcoding
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class ConversionOptions:
     include_label: bool = False  # labels carry names and barcodes
     include_overview: bool = True
     include_thumbnail: bool = True
-    transcoding: str = "jpeg"
+    transcoding: Transcoding = Transcoding.JPEG
 
 
 @dataclass
@@ -156,10 +157,10 @@ def _encoding(name: str):
     from wsidicom.codec.settings import HTJpeg2000Settings, Jpeg2kSettings, JpegSettings
 
     return {
-        "jpeg": lambda: JpegSettings(quality=90),
-        "jpeg2000": lambda: Jpeg2kSettings(levels=80),
-        "jpeg2000-lossless": lambda: Jpeg2kSettings(levels=0),
-        "htj2k": lambda: HTJpeg2000Settings(levels=80),
+        Transcoding.JPEG: lambda: JpegSettings(quality=90),
+        Transcoding.JPEG2000: lambda: Jpeg2kSettings(levels=80),
+        Transcoding.JPEG2000_LOSSLESS: lambda: Jpeg2kSettings(levels=0),
+        Transcoding.HTJ2K: lambda: HTJpeg2000Settings(levels=80),
     }[name]()
 
 

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from radpath.domain.vocabulary import Modality
+
 #: The nnU-Net results folder holding the stand-ins (TotalSegmentator's weights layout).
 STANDIN_WEIGHTS = Path(__file__).parent / "standin-weights"
 
@@ -50,9 +52,9 @@ class StandinModel:
 #: The fast models radpath runs: 297 (CT, 3 mm), 298 (CT, 6 mm, TotalSegmentator's crop
 #: model for a roi_subset), 852 (MR, 3 mm; also MR's crop model).
 STANDIN_MODELS = (
-    StandinModel(297, "total", "CT", 3.0, "nnUNetTrainer_4000epochs_NoMirroring"),
-    StandinModel(298, "total", "CT", 6.0, "nnUNetTrainer_4000epochs_NoMirroring"),
-    StandinModel(852, "total_mr", "MR", 3.0, "nnUNetTrainer_2000epochs_NoMirroring"),
+    StandinModel(297, "total", Modality.CT, 3.0, "nnUNetTrainer_4000epochs_NoMirroring"),
+    StandinModel(298, "total", Modality.CT, 6.0, "nnUNetTrainer_4000epochs_NoMirroring"),
+    StandinModel(852, "total_mr", Modality.MR, 3.0, "nnUNetTrainer_2000epochs_NoMirroring"),
 )
 
 

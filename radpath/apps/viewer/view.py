@@ -23,7 +23,8 @@ from radpath.adapters.settings import Settings
 from radpath.apps.viewer.assets import ohif_dist
 from radpath.apps.viewer.server import ViewerServer
 from radpath.pipeline.batch import BatchElement
-from radpath.pipeline.manifest import Manifest
+from radpath.pipeline.manifest import MANIFEST_NAME, Manifest
+from radpath.pipeline.sections import LinkFacts
 from radpath.pipeline.stages.link import KOS_FILE, LINK_FILE, PAGE_FILE
 
 
@@ -39,12 +40,15 @@ class LocalView:
 
 
 def element_of(path: Path) -> BatchElement:
-    """The batch element of an element folder, its ``link/`` folder or its link.json."""
+    """The batch element of an element folder, its link stage's folder or its link.json."""
     path = Path(path).resolve()
     for candidate in (path, path.parent, path.parent.parent):
-        if (candidate / "link" / LINK_FILE).is_file():
-            return BatchElement(name=candidate.name, path=candidate, in_dir=None, out_dir=None,
-                                sections=Manifest.load(candidate).sections)
+        if (candidate / MANIFEST_NAME).is_file():
+            element = BatchElement(name=candidate.name, path=candidate, in_dir=None, out_dir=None,
+                                   sections=Manifest.load(candidate).sections)
+            link = element.get(LinkFacts)
+            if link is not None and (element.folder_of(link) / LINK_FILE).is_file():
+                return element
     raise NothingToView(f"{path}: no link/{LINK_FILE} here (give an element folder of a finished run, "
                         "its link folder or its link.json)")
 
@@ -53,9 +57,10 @@ def element_of(path: Path) -> BatchElement:
 def serve_element(path: Path, work: Path | None = None) -> Iterator[LocalView]:
     """Serve the element's result until the context ends."""
     element = element_of(path)
+    results = element.folder_of(element.need(LinkFacts))
     files = element.pair_files().instances()
-    paths = [i.path for kind in files.values() for i in kind] + [element.path / "link" / KOS_FILE]
-    link = json.loads((element.path / "link" / LINK_FILE).read_text())
+    paths = [i.path for kind in files.values() for i in kind] + [results / KOS_FILE]
+    link = json.loads((results / LINK_FILE).read_text())
     with tempfile.TemporaryDirectory(prefix="radpath-view-", dir=work) as tmp:
         pacs = LocalOrthanc(storage=Path(tmp) / "orthanc").start()
         try:
@@ -64,7 +69,7 @@ def serve_element(path: Path, work: Path | None = None) -> Iterator[LocalView]:
             pages.mkdir()
             with ViewerServer(ohif_dist(), ("127.0.0.1", pacs.port), pages=pages) as server:
                 old_base = link["viewers"]["ohif"].split("/ohif/viewer")[0]
-                page = (element.path / "link" / PAGE_FILE).read_text(encoding="utf-8")
+                page = (results / PAGE_FILE).read_text(encoding="utf-8")
                 (pages / PAGE_FILE).write_text(page.replace(old_base + "/", server.base_url + "/"), encoding="utf-8")
                 yield LocalView(f"{server.base_url}/radpath/{PAGE_FILE}",
                                 link["viewers"]["ohif"].replace(old_base, server.base_url),

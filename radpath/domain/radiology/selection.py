@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from radpath.domain.radiology.summary import SeriesSummary
+from radpath.domain.vocabulary import Modality
 
 RULES_PATH = Path(__file__).with_name("series_rules.json")
 
@@ -89,7 +90,7 @@ def _rejection(series: SeriesSummary, rules: dict[str, Any]) -> str | None:
 def _avoidance(series: SeriesSummary, rules: dict[str, Any]) -> str | None:
     avoid = rules["avoid"]
     found = _by_image_type(series, avoid["image_type_values"])
-    if found or series.modality != "MR":
+    if found or series.modality != Modality.MR:
         return found
     return _by_image_type(series, avoid["mr_image_type_values"]) or _by_description(series, avoid["mr_description_words"])
 
@@ -103,7 +104,7 @@ def _score(series: SeriesSummary, rules: dict[str, Any]) -> tuple:
             normal = series.normal
             score.append(int(normal is not None and abs(normal[2]) >= preference["min_abs_normal_z"]))
         elif rule == "mr_anatomical_words":
-            score.append(int(series.modality == "MR" and bool(_words(series.description) & set(preference["words"]))))
+            score.append(int(series.modality == Modality.MR and bool(_words(series.description) & set(preference["words"]))))
         elif rule == "most_slices":
             score.append(series.slice_count)
         elif rule == "thinnest_slices":
