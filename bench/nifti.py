@@ -4,7 +4,8 @@ In one run, on the same page-cached files, medians of ``--repeat`` rounds (ABBA 
 ``dcm2niix -z n -b y`` as a process (the bare tool); the nifti stage in-process (series
 reading, selection, dcm2niix, slice map, manifest; dcm2niix starts while headers are
 read); and ``radpath stage nifti`` as a process (adds interpreter start-up and imports,
-which a Kaapana container pays once per task).
+which a Kaapana container pays once per task; dcm2niix starts before the imports, see
+radpath/pipeline/headstart.py).
 
 Run: .venv/bin/python bench/nifti.py [--slices 300] [--repeat 5] [--json out.json]
 """

@@ -29,8 +29,8 @@ from radpath.adapters.dciodvfy import verify
 from radpath.adapters.dicomseg.encoders import DcmqiEncoder, HighdicomEncoder, dcmqi_binary, dcmqi_meta
 from radpath.adapters.dicomseg.readback import check_frames
 from radpath.adapters.masks import nifti_mask
-from radpath.adapters.radiology.dcm2niix import convert_series
 from radpath.adapters.radiology.series import read_series_in
+from radpath.adapters.radiology.volumes import convert_series
 from radpath.domain.anatomy import load_master
 from radpath.domain.dicomseg.description import Algorithm, SegSeries, describe_segment, series_description
 from radpath.domain.dicomseg.geometry import LPS_FROM_RAS, mask_from_source, mask_on_source

@@ -9,8 +9,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from radpath.adapters.radiology.dcm2niix import convert_series
 from radpath.adapters.radiology.series import read_series_in
+from radpath.adapters.radiology.volumes import convert_series
 from radpath.domain.radiology.selection import select_series
 from radpath.synthetic import SliceGeometry, SyntheticStudy, write_series
 
@@ -235,3 +235,42 @@ def test_jpeg_ls_compressed_series_converts(tmp_path):
     ds = pydicom.dcmread(next((tmp_path / "jls").iterdir()))
     assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.80"  # JPEG-LS lossless
     check_voxels(tmp_path / "jls", tmp_path / "nifti")
+
+
+def test_the_nifti_command_converts_while_it_imports_and_leaves_no_scratch(tmp_path):
+    """``radpath stage nifti`` starts dcm2niix on the first element before its imports
+    (radpath.pipeline.headstart): the element converts as without it, and neither a
+    claimed run nor one whose element had ended earlier leaves a folder or a process."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from radpath.pipeline.manifest import MANIFEST_NAME, Manifest
+
+    run = tmp_path / "run"
+    chosen = write_series(run / "batch/a-ct/get-input", geometry=GEOMETRIES["axial-rows-flipped"])
+    # An element that ended at an earlier stage: the head start converts it in vain.
+    write_series(run / "batch/0-ended/get-input")
+    (run / "batch/0-ended" / MANIFEST_NAME).write_text(json.dumps(
+        {"schema": 2, "facts": {}, "stages": {"pair": {"status": "skipped", "reason": "no slide"}}}))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "WORKFLOW_DIR": str(run), "OPERATOR_IN_DIR": "get-input", "OPERATOR_OUT_DIR": "nifti",
+           "TMPDIR": str(scratch)}
+
+    def stage_nifti() -> str:
+        done = subprocess.run([sys.executable, "-m", "radpath", "stage", "nifti"], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        facts = Manifest.load(run / "batch/a-ct").facts["nifti"]
+        assert sorted(s["sop_instance_uid"] for s in facts["slices"]) == sorted(chosen.sop_instance_uids)
+        assert not list(scratch.iterdir())
+        assert str(run) not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        return done.stdout + done.stderr
+
+    assert "ended at pair" in stage_nifti()  # passed over: the run started ahead for it was stopped
+    shutil.rmtree(run / "batch/0-ended")
+    (run / "batch/a-ct" / MANIFEST_NAME).unlink()
+    stage_nifti()  # the run started ahead is the element's conversion

@@ -17,8 +17,8 @@ from radpath.adapters.dciodvfy import verify
 from radpath.adapters.dicomseg.encoders import DcmqiEncoder, EmptyMask, HighdicomEncoder
 from radpath.adapters.dicomseg.readback import check_frames, read_with_dcmqi, read_with_highdicom
 from radpath.adapters.dicomseg.sources import complete_sources
-from radpath.adapters.radiology.dcm2niix import convert_series
 from radpath.adapters.radiology.series import read_series_in
+from radpath.adapters.radiology.volumes import convert_series
 from radpath.adapters.settings import Settings
 from radpath.domain.anatomy import load_master
 from radpath.domain.anatomy.resolver import resolve_body_part

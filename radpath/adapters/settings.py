@@ -221,6 +221,14 @@ class RunLayout:
     def conf_path(self) -> Path:
         return self.require_workflow_dir() / "conf" / "conf.json"
 
+    def element_folders(self) -> list[Path]:
+        """The batch's element folders in name order (hidden ones and links to folders
+        elsewhere are no elements: a link would lead a stage's writes outside the run)."""
+        if self.workflow_dir is None or not self.batch_dir.is_dir():
+            return []
+        return sorted(p for p in self.batch_dir.iterdir()
+                      if p.is_dir() and not p.name.startswith(".") and not p.is_symlink())
+
     def require_workflow_dir(self) -> Path:
         if self.workflow_dir is None:
             raise SettingsError("WORKFLOW_DIR", "is required to run a stage but not set")

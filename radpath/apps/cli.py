@@ -13,7 +13,6 @@ from radpath.adapters.logs import configure
 from radpath.adapters.settings import Settings, SettingsError
 from radpath.domain.vocabulary import Laterality, Speed, StoreTarget, Transcoding
 from radpath.pipeline import stages
-from radpath.pipeline.batch import run_stage
 
 
 def _stage(args: argparse.Namespace) -> int:
@@ -33,6 +32,10 @@ def _stage(args: argparse.Namespace) -> int:
     except (stages.UnknownStage, SettingsError) as err:
         print(f"radpath stage: {err}", file=sys.stderr)
         return 2
+    if spec.head_start is not None:
+        spec.head_start(settings.layout)
+    from radpath.pipeline.batch import run_stage  # pydicom and the rest: after the head start
+
     return run_stage(spec.name, spec.load(), settings).exit_code
 
 

@@ -64,13 +64,11 @@ class StageFailed(RuntimeError):
 
 def iter_elements(layout: RunLayout) -> Iterator[BatchElement]:
     """Every element folder of the batch, in name order."""
-    batch_dir = layout.batch_dir
-    if not batch_dir.is_dir():
-        return
-    for path in sorted(p for p in batch_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if path.is_symlink():  # it would lead a stage's writes outside the run
-            log.error("%s: a link to a folder elsewhere, not an element: passed over", path.name)
-            continue
+    folders = layout.element_folders()
+    if layout.workflow_dir is not None and layout.batch_dir.is_dir():
+        for link in sorted(p for p in layout.batch_dir.iterdir() if p.is_symlink() and p.is_dir()):
+            log.error("%s: a link to a folder elsewhere, not an element: passed over", link.name)
+    for path in folders:
         yield BatchElement(
             name=path.name,
             path=path,

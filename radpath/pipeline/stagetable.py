@@ -16,11 +16,13 @@ import argparse
 import ast
 import importlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from radpath.adapters.settings import all_options
+from radpath.adapters.settings import RunLayout, all_options
 from radpath.domain.vocabulary import Laterality, Speed, StageName, StoreTarget
+from radpath.pipeline import headstart
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class StageSpec:
     ram_mem_mb: int
     gpu_mem_mb: int | None = None
     options: tuple[str, ...] = ()
+    #: Work its command starts before importing the stage (:mod:`radpath.pipeline.headstart`).
+    head_start: Callable[[RunLayout], None] | None = None
 
     @property
     def module(self) -> str:
@@ -65,7 +69,7 @@ _SPECS = {spec.name: spec for spec in (
               "BodypartOperator", 500, options=("organ", "laterality")),
     StageSpec(StageName.NIFTI, "nifti:run_nifti",
               "convert the element's chosen CT/MR series to NIfTI (dcm2niix), slices mapped to instances",
-              "NiftiOperator", 4000),
+              "NiftiOperator", 4000, head_start=headstart.nifti),
     StageSpec(StageName.SEGMENT, "segment:run_segment",
               "segment the slide's organ in the NIfTI series with TotalSegmentator (CT: total, MR: total_mr)",
               "SegmentOperator", 16000, gpu_mem_mb=11000, options=("totalseg_speed",)),

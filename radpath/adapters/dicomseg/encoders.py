@@ -38,8 +38,10 @@ class EmptyMask(SegEncodeError):
     """The mask has no voxel on the source grid; a SEG of nothing is never written."""
 
 
-class SegEncoder(Protocol):
-    name: str
+class SegWriter(Protocol):
+    """What both encoders offer: a name and a way to write the SEG."""
+
+    name: SegEncoder
 
     def encode(
         self, masks: list[np.ndarray], segments: list[SegmentDescription], grid: SourceGrid, series: SegSeries,
@@ -254,4 +256,3 @@ def _coded(code):
     return CodedConcept(value=code.value, scheme_designator=code.scheme, meaning=code.meaning)
 
 
-ENCODERS = {SegEncoder.DCMQI: DcmqiEncoder, SegEncoder.HIGHDICOM: HighdicomEncoder}

@@ -11,11 +11,10 @@ references exactly those.
 from __future__ import annotations
 
 import logging
-import tempfile
-from pathlib import Path
 
-from radpath.adapters.radiology.dcm2niix import Dcm2niixRun, convert_series
+from radpath.adapters.radiology.dcm2niix import Dcm2niixRun, claim, only_small_files
 from radpath.adapters.radiology.series import SeriesFiles
+from radpath.adapters.radiology.volumes import convert_series
 from radpath.adapters.settings import Settings
 from radpath.domain.radiology.selection import select_series
 from radpath.domain.vocabulary import Modality
@@ -25,25 +24,18 @@ from radpath.pipeline.sections import NiftiFacts, PairFacts, SliceSource
 log = logging.getLogger(__name__)
 
 
-#: Larger files (whole-slide images, big multi-frame objects) are not worth converting on
-#: speculation: dcm2niix would read them before we know whether they are wanted.
-SPECULATION_MAX_FILE_BYTES = 64 * 2**20
-
-
-def _only_small_files(folder: Path) -> bool:
-    return all(p.stat().st_size <= SPECULATION_MAX_FILE_BYTES for p in folder.rglob("*") if p.is_file())
-
-
-def _radiology(element: BatchElement, scratch: Path) -> tuple[list[SeriesFiles], Dcm2niixRun | None, bool]:
+def _radiology(element: BatchElement) -> tuple[list[SeriesFiles], Dcm2niixRun | None, bool]:
     """CT/MR series of the element: in its input folder, else anywhere in the element.
 
     Returns the series, a dcm2niix run started on the input folder while its headers
-    were read, and whether that folder holds nothing but one CT/MR series' images (then
-    the run's output is the conversion).
+    were read (or before, by :func:`radpath.pipeline.headstart.nifti`), and whether that folder
+    holds nothing but one CT/MR series' images (then the run's output is the conversion).
     """
     started = None
-    if element.in_dir is not None and element.in_dir.is_dir() and _only_small_files(element.in_dir):
-        started = Dcm2niixRun(element.in_dir, scratch / "speculative")
+    if element.in_dir is not None and element.in_dir.is_dir():
+        started = claim(element.in_dir)
+        if started is None and only_small_files(element.in_dir):
+            started = Dcm2niixRun(element.in_dir)
     for folder in (element.in_dir, element.path):
         if folder is not None and folder.is_dir():
             everything = element.series(folder)
@@ -57,13 +49,12 @@ def _radiology(element: BatchElement, scratch: Path) -> tuple[list[SeriesFiles],
 
 
 def run_nifti(element: BatchElement, settings: Settings) -> NiftiFacts:
-    with tempfile.TemporaryDirectory(prefix="radpath-nifti-") as scratch:
-        series, started, alone = _radiology(element, Path(scratch))
-        try:
-            return _convert(element, series, started if alone else None)
-        finally:
-            if started is not None and not alone:
-                started.cancel()
+    series, started, alone = _radiology(element)
+    try:
+        return _convert(element, series, started if alone else None)
+    finally:
+        if started is not None:  # its chosen volume has been moved out; the rest goes
+            started.cancel()
 
 
 def _convert(element: BatchElement, series: list[SeriesFiles], started: Dcm2niixRun | None) -> NiftiFacts:
