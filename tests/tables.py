@@ -9,8 +9,13 @@ def squash(text: str, keep_spaces: bool = False) -> str:
     return " ".join(text.split()) if keep_spaces else "".join(text.split())
 
 
-def table_rows(text: str) -> list[tuple[str, str, str, str]]:
-    """The (element, status, stage, detail) rows of radpath's element table in ``text``.
+#: The element table's columns, and how a wrapped cell's lines join: names and files wrap
+#: inside a word, text at a space.
+COLUMNS = (("element", ""), ("status", " "), ("stage", " "), ("slide", ""), ("organ", " "), ("detail", " "))
+
+
+def table_cells(text: str) -> list[dict[str, str]]:
+    """The rows of radpath's element table in ``text``, each a dict of its columns.
 
     A row starts where the status cell is filled (a status never wraps); the lines after
     it with an empty status continue its cells."""
@@ -20,7 +25,7 @@ def table_rows(text: str) -> list[tuple[str, str, str, str]]:
         if not (line.startswith("│") and line.endswith("│")):
             continue
         cells = [cell.strip() for cell in line[1:-1].split("│")]
-        if len(cells) != 4:
+        if len(cells) != len(COLUMNS):
             continue
         if cells[1]:
             rows.append([[cell] for cell in cells])
@@ -28,5 +33,9 @@ def table_rows(text: str) -> list[tuple[str, str, str, str]]:
             for parts, cell in zip(rows[-1], cells):
                 if cell:
                     parts.append(cell)
-    return [("".join(element), " ".join(status), " ".join(stage), " ".join(detail))
-            for element, status, stage, detail in rows]
+    return [{name: joiner.join(parts) for (name, joiner), parts in zip(COLUMNS, row)} for row in rows]
+
+
+def table_rows(text: str) -> list[tuple[str, str, str, str]]:
+    """The (element, status, stage, detail) of each row of the element table in ``text``."""
+    return [(row["element"], row["status"], row["stage"], row["detail"]) for row in table_cells(text)]

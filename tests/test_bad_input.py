@@ -28,10 +28,9 @@ import pytest
 import tifffile
 from conftest import dicomweb_settings
 from pairs import modalities, put_patient
-from tables import squash, table_rows
+from tables import squash, table_cells, table_rows
 
 from radpath.adapters.dicomweb import TAG_SERIES_UID, TAG_STUDY_UID, DicomWeb
-from radpath.domain.names import safe_component
 from radpath.pipeline.manifest import Manifest
 from radpath.synthetic import SliceGeometry, SyntheticPatient, SyntheticStudy, write_series, write_svs
 
@@ -124,25 +123,25 @@ def _ct(folder: Path, patient_id: str):
 
 
 def build_input(folder: Path) -> dict:
-    """One patient per case; returns each case's element name (as the input names it) and
-    the user's name of the truncated slice."""
+    """One patient per case, each in a folder of its own; returns each case's element name
+    (its folder's: what the user knows it by) and the user's name of the truncated slice."""
     elements = {}
     # 2 and 10a: a good slide with a 244-character name beside a zero-byte one.
-    ct = _ct(folder / "two-slides" / "ct", "BAD-TWO")
+    _ct(folder / "two-slides" / "ct", "BAD-TWO")
     _slide(folder / "two-slides", LONG_NAME, patient_id="BAD-TWO", anatomic_site="Niere links")
     (folder / "two-slides" / "zero.svs").write_bytes(b"")
     (folder / "two-slides" / "zero.svs.json").write_text(json.dumps({"patient_id": "BAD-TWO"}))
-    elements["two-slides"] = safe_component(ct.series_instance_uid)
+    elements["two-slides"] = "two-slides"
     # 3: identity a DICOM attribute cannot hold.
     _slide(folder / "identity", "backslash.svs", patient_id="REL\\BS^X", anatomic_site="Niere links")
     _slide(folder / "identity", "too-long.svs", patient_id="P" * 70, anatomic_site="Niere links")
     # 6: the appendix, a part of the colon that the master knows by its own code.
-    ct = _ct(folder / "appendix" / "ct", "BAD-APPX")
+    _ct(folder / "appendix" / "ct", "BAD-APPX")
     _slide(folder / "appendix", "appendix.svs", patient_id="BAD-APPX", anatomic_site="appendix")
-    elements["appendix"] = safe_component(ct.series_instance_uid)
+    elements["appendix"] = "appendix"
     # 7: a slide whose patient has no CT/MR in the input (and no PACS is set).
     _slide(folder / "slide-only", "lonely.svs", patient_id="BAD-LONELY", anatomic_site="Niere links")
-    elements["slide-only"] = safe_component("lonely.svs")
+    elements["slide-only"] = "slide-only"
     # 8: every slice copied under another name, one copy edited (same SOPInstanceUID).
     ct = _ct(folder / "duplicates" / "ct", "BAD-DUP")
     _slide(folder / "duplicates", "dup.svs", patient_id="BAD-DUP", anatomic_site="Niere links")
@@ -153,13 +152,13 @@ def build_input(folder: Path) -> dict:
     edited = pydicom.dcmread(copies / "copy-000.dcm")
     edited.ImageComments = "edited after export"
     edited.save_as(copies / "copy-000.dcm")
-    elements["duplicates"] = safe_component(ct.series_instance_uid)
+    elements["duplicates"] = "duplicates"
     # 9: a slice cut short while copying (the last one, so the rest stays a regular stack).
     ct = _ct(folder / "truncated" / "ct", "BAD-TRUNC")
     _slide(folder / "truncated", "trunc.svs", patient_id="BAD-TRUNC", anatomic_site="Niere links")
     last = ct.paths[-1]
     last.write_bytes(last.read_bytes()[: last.stat().st_size * 2 // 3])
-    elements["truncated"] = safe_component(ct.series_instance_uid)
+    elements["truncated"] = "truncated"
     # 10b: a TIFF header claiming a slide three billion pixels wide.
     (folder / "absurd").mkdir()
     huge = write_svs(folder / "absurd" / "huge.svs", width=1024, height=768, levels=1, label=False,
@@ -167,7 +166,7 @@ def build_input(folder: Path) -> dict:
     (folder / "absurd" / "huge.svs.json").write_text(json.dumps({"patient_id": "BAD-HUGE"}))
     with tifffile.TiffFile(huge, mode="r+b") as tiff:
         tiff.pages[0].tags["ImageWidth"].overwrite(3_000_000_000)
-    elements["absurd"] = safe_component(huge.name)
+    elements["absurd"] = "absurd"
     return {"elements": elements, "truncated_slice": last.relative_to(folder).as_posix()}
 
 
@@ -266,7 +265,8 @@ def check_two_slides(outcome: Outcome) -> None:
     assert len({ds.SeriesInstanceUID for ds in stored["SM"]}) == 1  # the good slide, converted
     facts = Manifest.load(_element(outcome, "two-slides")).facts["wsi-dicomize"]
     (slide,) = facts["slides"]  # staged under a shortened name (a digest keeps it apart), converted
-    assert slide["file"].startswith("two-slides_Niere-links-Stanzbiopsie-x") and len(slide["file"]) <= 120, slide
+    assert slide["file"].startswith("Niere-links-Stanzbiopsie-x") and len(slide["file"]) <= 120, slide
+    assert slide["file"] != LONG_NAME and slide["file"].endswith(".svs")
 
 
 def check_appendix(outcome: Outcome) -> None:
@@ -345,7 +345,7 @@ CASES = (
          rows=(Row("appendix", "skipped", "segment", "task total has no class for the appendix of the colon: "
                    "the colon is segmented whole; colon not found"),)),
     Case("7-slide-only", "a slide whose patient has no CT/MR in the input, no PACS set", 1,
-         rows=(Row("slide-only", "skipped", "pair", "no CT/MR series of the patient in the input, and no PACS"),)),
+         rows=(Row("slide-only", "skipped", "pair", "no CT/MR series of the patient in the input folder, and no PACS"),)),
     Case("8-duplicate-slices", "every slice copied under another name, one copy edited", 1,
          rows=(Row("duplicates/copies/copy-000.dcm", "failed", "input", "same SOPInstanceUID as duplicates/ct/"),
                Row("duplicates/ct/", "failed", "input", "as duplicates/copies/copy-000.dcm but different content"),
@@ -424,8 +424,10 @@ def test_the_matrix_notices_a_write_outside_the_run(tmp_path):
 
 def test_the_table_reader_finds_a_wrapped_row():
     """Negative control for the row matching: a long reason wrapped over lines is read whole."""
-    table = ("┃ element ┃ status ┃ stage ┃ detail ┃\n"
-             "│ a/b.svs │ failed │ input │ empty file │\n"
-             "│         │        │       │ (0 bytes)  │\n"
-             "│ c       │ done   │ link  │            │\n")
+    table = ("┃ element ┃ status ┃ stage ┃ slide    ┃ organ  ┃ detail ┃\n"
+             "│ a/b.svs │ failed │ input │          │        │ empty file │\n"
+             "│         │        │       │          │        │ (0 bytes)  │\n"
+             "│ c       │ done   │ link  │ c-long-n │ left   │            │\n"
+             "│         │        │       │ ame.svs  │ kidney │            │\n")
     assert table_rows(table) == [("a/b.svs", "failed", "input", "empty file (0 bytes)"), ("c", "done", "link", "")]
+    assert table_cells(table)[1]["slide"] == "c-long-name.svs" and table_cells(table)[1]["organ"] == "left kidney"

@@ -2,6 +2,13 @@
 patient's radiology DICOM and slides (DICOM, or vendor files with their sidecar or a
 ``radpath-slides.csv`` naming the patient).
 
+Whose a file is: what it says (a DICOM file's PatientID, a vendor slide's link); a DICOM
+file that names no patient (de-identified data often leaves PatientID empty) belongs to
+the patient whose folder it lies in: each top-level folder of the input is one patient,
+named by the files in it that do name one, else by the folder's own name. A file at the
+top level that names nobody is rejected with that advice. The user's files are never
+changed.
+
 What cannot be used is listed by file name with the reason in ``rejected-inputs.json``
 beside the batch, and ``radpath report`` fails the run for it; the usable files still go
 on. Problems that show without converting anything are found here, not a stage later:
@@ -10,9 +17,10 @@ two files with one SOPInstanceUID (used once when their bytes are equal, both re
 when not: nobody can tell which is right), an empty slide file, a TIFF slide whose
 directory claims an impossible size or points past the end of the file, files of no
 kind radpath reads.
-Elements are named like Kaapana's (a SeriesInstanceUID: the patient's first CT/MR series,
-else its first slide series), so no patient identity appears in folder names or logs.
-Files are linked, not copied: a gigapixel slide is not duplicated.
+Rejections that share a folder and a reason are one row with the count of files.
+Elements are named by what the user knows them by and that names no patient: the
+patient's folder, else the first slide file's name, else ``patient-<n>``; never a UID,
+never a PatientID. Files are linked, not copied: a gigapixel slide is not duplicated.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import json
 import logging
 import os
 import shutil
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,18 +60,45 @@ class StagedInput:
     rejected: list[Rejected] = field(default_factory=list)
 
 
+#: Why a DICOM file at the input's top level that names no patient is not used, and what to do.
+NO_PATIENT = ("DICOM without PatientID: cannot tell whose it is. Put each patient's files (radiology and "
+              "slides) in a folder of their own under the input folder: files there that name no patient "
+              "belong to that folder's patient (see the README, \"The main job on your data\")")
+
+
 @dataclass
 class _Group:
     files: list[Path] = field(default_factory=list)
-    radiology_series: set[str] = field(default_factory=set)
-    slide_series: set[str] = field(default_factory=set)
+    folders: set[str | None] = field(default_factory=set)  # top-level folders of the files (None: the top)
     vendor_slides: list[Path] = field(default_factory=list)
 
-    def name(self) -> str:
-        for uids in (self.radiology_series, self.slide_series):
-            if uids:
-                return safe_component(min(uids))  # a header's UID is user data too
-        return safe_component(self.vendor_slides[0].name) if self.vendor_slides else "unnamed"
+    def add(self, path: Path, folder: str | None) -> None:
+        self.files.append(path)
+        self.folders.add(folder)
+
+    def name(self, number: int) -> str:
+        """The patient's folder, else the first slide file's stem, else ``patient-<number>``."""
+        if len(self.folders) == 1 and None not in self.folders:
+            return safe_component(next(iter(self.folders)))
+        if self.vendor_slides:
+            return safe_component(self.vendor_slides[0].stem)
+        return f"patient-{number}"
+
+
+def _top_folder(folder: Path, path: Path) -> str | None:
+    parts = path.relative_to(folder).parts
+    return parts[0] if len(parts) > 1 else None
+
+
+def _grouped(rejected: list[Rejected], top: str) -> list[Rejected]:
+    """One row per folder and reason, with the count of files, where several share them
+    (``top`` names the input folder itself)."""
+    by_cause: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for item in rejected:
+        parent = Path(item.file).parent.as_posix()
+        by_cause[(top if parent == "." else parent, item.reason)].append(item.file)
+    return [Rejected(files[0] if len(files) == 1 else f"{parent}/ ({len(files)} files)", reason)
+            for (parent, reason), files in by_cause.items()]
 
 
 #: Largest side of a slide image: 2^20 pixels is 26 cm at 0.25 µm per pixel, more than a
@@ -139,12 +174,14 @@ def stage_input_folder(folder: Path, batch_dir: Path, out_dir: str) -> StagedInp
         raise FileNotFoundError(f"input folder {folder} does not exist")
     links = LinkSources.for_element(folder, None, {})
     groups: dict[str, _Group] = defaultdict(_Group)
-    staged = StagedInput()
+    rejected: list[Rejected] = []
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(
         part.startswith(".") for part in p.relative_to(folder).parts))
     mrxs_data = {p.with_suffix("") for p in files if p.suffix.lower() == ".mrxs"}
     seen: dict[str, Path] = {}  # SOPInstanceUID → the first file carrying it
     clashes: dict[Path, Path] = {}  # a file → the other file with its SOPInstanceUID
+    nameless: list[Path] = []  # DICOM files that name no patient
+    named: dict[str | None, set[str]] = defaultdict(set)  # top-level folder → the patients its files name
     for path in files:
         name = path.relative_to(folder).as_posix()
         if is_linkage_file(path) or any(parent in mrxs_data for parent in path.parents):
@@ -152,16 +189,12 @@ def stage_input_folder(folder: Path, batch_dir: Path, out_dir: str) -> StagedInp
         try:
             header = _dicom_header(path)
         except Exception as err:  # pydicom raises many types for broken files
-            staged.rejected.append(Rejected(name, f"not readable as DICOM ({type(err).__name__}: {err})"))
+            rejected.append(Rejected(name, f"not readable as DICOM ({type(err).__name__}: {err})"))
             continue
         if header is not None:
-            patient = str(header.get("PatientID") or "")
-            if not patient:
-                staged.rejected.append(Rejected(name, "DICOM without PatientID: cannot tell whose it is"))
-                continue
             problem = _pixel_problem(path) if header.get("Modality") != Modality.SM else None
             if problem:
-                staged.rejected.append(Rejected(name, problem))
+                rejected.append(Rejected(name, problem))
                 continue
             instance = str(header.get("SOPInstanceUID") or "")
             first = seen.get(instance)
@@ -173,41 +206,61 @@ def stage_input_folder(folder: Path, batch_dir: Path, out_dir: str) -> StagedInp
                 continue
             if instance:
                 seen[instance] = path
-            group = groups[patient]
-            series = str(header.get("SeriesInstanceUID") or "")
-            (group.slide_series if header.get("Modality") == Modality.SM else group.radiology_series).add(series)
-            group.files.append(path)
+            patient = str(header.get("PatientID") or "")
+            if not patient:
+                nameless.append(path)
+                continue
+            named[_top_folder(folder, path)].add(patient)
+            groups[patient].add(path, _top_folder(folder, path))
         elif path.suffix.lower() in SLIDE_SUFFIXES:
             problem = _slide_problem(path)
             if problem:
-                staged.rejected.append(Rejected(name, problem))
+                rejected.append(Rejected(name, problem))
                 continue
             try:
                 link = links.find(path)
             except SlideLinkError as err:
-                staged.rejected.append(Rejected(name, str(err)))
+                rejected.append(Rejected(name, str(err)))
                 continue
+            if link is not None:
+                named[_top_folder(folder, path)].add(link.patient_id)
             group = groups[link.patient_id if link else UNLINKED]
             group.vendor_slides.append(path)
-            group.files.append(path)
+            group.add(path, _top_folder(folder, path))
         else:
-            staged.rejected.append(Rejected(name, "neither DICOM nor a slide format radpath reads "
-                                                  f"({', '.join(sorted(SLIDE_SUFFIXES))})"))
+            rejected.append(Rejected(name, "neither DICOM nor a slide format radpath reads "
+                                           f"({', '.join(sorted(SLIDE_SUFFIXES))})"))
+    for path in nameless:
+        top = _top_folder(folder, path)
+        patients = named[top]
+        if top is None:
+            rejected.append(Rejected(path.relative_to(folder).as_posix(), NO_PATIENT))
+        elif len(patients) > 1:
+            rejected.append(Rejected(path.relative_to(folder).as_posix(),
+                                     f"DICOM without PatientID in {top}/, whose other files name {len(patients)} "
+                                     "patients: cannot tell whose it is (one patient per folder)"))
+        else:
+            groups[next(iter(patients)) if patients else top].add(path, top)
     for path, other in sorted(clashes.items()):
-        staged.rejected.append(Rejected(path.relative_to(folder).as_posix(),
-                                        f"same SOPInstanceUID as {other.relative_to(folder).as_posix()} but "
-                                        "different content: duplicate instance, neither used"))
+        rejected.append(Rejected(path.relative_to(folder).as_posix(),
+                                 f"same SOPInstanceUID as {other.relative_to(folder).as_posix()} but "
+                                 "different content: duplicate instance, neither used"))
         for group in groups.values():
             if path in group.files:
                 group.files.remove(path)
-    for group in groups.values():
-        if not group.files:
-            continue
-        element = batch_dir / group.name() / out_dir
+    staged = StagedInput(rejected=_grouped(rejected, folder.name))
+    taken: set[str] = set()
+    for number, group in enumerate((g for g in groups.values() if g.files), start=1):
+        name = _unique(group.name(number), taken)
+        element = batch_dir / name / out_dir
         shutil.rmtree(element, ignore_errors=True)
         element.mkdir(parents=True)
+        own_names = Counter(path.name for path in group.files)
         for path in group.files:
-            target = element / safe_component(path.relative_to(folder).as_posix())
+            # The file's own name where no other file of the patient has it (a slide's name
+            # is what the element table and the logs show), else its path in the input.
+            unique = own_names[path.name] == 1
+            target = element / safe_component(path.name if unique else path.relative_to(folder).as_posix())
             os.symlink(path, target)
             companions = [c for c in sidecars_of(path) if c.is_file() and c != path]
             for companion in companions[:1]:
@@ -216,9 +269,19 @@ def stage_input_folder(folder: Path, batch_dir: Path, out_dir: str) -> StagedInp
                 os.symlink(path.with_suffix(""), element / target.with_suffix("").name)
         if group.vendor_slides and (folder / CSV_NAME).is_file():
             shutil.copy2(folder / CSV_NAME, element / CSV_NAME)
-        staged.elements.append(group.name())
-        log.info("input: element %s: %d file(s)", group.name(), len(group.files))
+        staged.elements.append(name)
+        log.info("input: element %s: %d file(s)", name, len(group.files))
     return staged
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """``name``, or ``name-2``, ``name-3`` … where an element has it already."""
+    candidate, n = name, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}-{n}"
+    taken.add(candidate)
+    return candidate
 
 
 def write_rejected(workflow_dir: Path, out_dir: str, rejected: list[Rejected]) -> None:

@@ -13,7 +13,7 @@ from radpath.adapters.settings import Settings
 from radpath.pipeline import stages
 from radpath.pipeline.batch import BatchResult, iter_elements, run_stage
 from radpath.pipeline.manifest import Manifest
-from radpath.pipeline.sections import WsiDicomizeFacts
+from radpath.pipeline.sections import BodyPartFacts, WsiDicomizeFacts
 
 
 def run_pipeline(settings: Settings, input_dir: str, until: str | None = None) -> list[BatchResult]:
@@ -43,6 +43,8 @@ class ElementSummary:
     status: str
     stage: str | None
     detail: str
+    slide: str = ""  # the element's slide file(s)
+    organ: str = ""  # the organ (and side) its slide shows
 
 
 def summarize(settings: Settings) -> list[ElementSummary]:
@@ -56,17 +58,21 @@ def summarize(settings: Settings) -> list[ElementSummary]:
     for element in iter_elements(settings.layout):
         manifest = Manifest.load(element.path)
         ended = manifest.ended_at()
+        slides, bodypart = manifest.sections.get(WsiDicomizeFacts.stage), manifest.sections.get(BodyPartFacts.stage)
+        shown = {
+            "slide": ", ".join(s.file for s in slides.slides) if isinstance(slides, WsiDicomizeFacts) else "",
+            "organ": bodypart.what if isinstance(bodypart, BodyPartFacts) else "",
+        }
         # Slides rejected on their own while the rest of the element went on.
-        slides = manifest.sections.get(WsiDicomizeFacts.stage)
         if isinstance(slides, WsiDicomizeFacts) and (ended is None or ended[0] != slides.stage):
             rows += [ElementSummary(f"{element.name}/{failure.file}", "failed", slides.stage, failure.reason)
                      for failure in slides.failed]
         if ended is not None:
             name, rec = ended
-            rows.append(ElementSummary(element.name, rec.status.value, name, rec.reason or rec.error or ""))
+            rows.append(ElementSummary(element.name, rec.status.value, name, rec.reason or rec.error or "", **shown))
         elif manifest.stages:
             last = list(manifest.stages)[-1]
-            rows.append(ElementSummary(element.name, "done", last, ""))
+            rows.append(ElementSummary(element.name, "done", last, "", **shown))
         else:
             rows.append(ElementSummary(element.name, "pending", None, "no stage has run on it"))
     return rows
@@ -77,8 +83,8 @@ def element_table(rows: list[ElementSummary], title: str):
     from rich.table import Table
 
     table = Table(title=title)
-    for column in ("element", "status", "stage", "detail"):
+    for column in ("element", "status", "stage", "slide", "organ", "detail"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row.element, row.status, row.stage or "-", row.detail)
+        table.add_row(row.element, row.status, row.stage or "-", row.slide, row.organ, row.detail)
     return table

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from radpath.domain.anatomy.master import ClassSelection
+from radpath.domain.anatomy.master import ClassSelection, in_words
 from radpath.domain.dicomseg.description import Algorithm
 from radpath.domain.link.page import ExtentSlice
 from radpath.domain.records import Record
@@ -122,6 +122,11 @@ class BodyPartFacts(Section, stage=StageName.BODYPART):
     laterality_override: str | None = None
     modality: Modality | None = None
     task: str | None = None  # TotalSegmentator task for that modality
+
+    @property
+    def what(self) -> str:
+        """The organ and side in words ("liver", "left kidney"), empty when none."""
+        return in_words(self.organ, self.laterality, self.subpart)
 
 
 # -- nifti ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ positions per frame. Grouping and identity here handle all of that once.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,13 +75,25 @@ def _frames(ds: Dataset, sop_uid: str) -> list[Frame]:
     return [Frame(sop_uid, None, float_tuple(ds.get("ImagePositionPatient")))]  # type: ignore[arg-type]
 
 
+#: The key of a series whose datasets leave SeriesInstanceUID empty starts so.
+NO_UID = "no-uid:"
+
+
 def _series_key(ds: Dataset, path: Path) -> str:
     uid = str(ds.get("SeriesInstanceUID") or "")
     if uid:
         return uid
     # Empty series UID (de-identified): files of one folder with the same number and
     # description belong together, as dcm2niix would group them.
-    return f"no-uid:{path.parent}:{ds.get('SeriesNumber', '')}:{ds.get('SeriesDescription', '')}"
+    return f"{NO_UID}{path.parent}:{ds.get('SeriesNumber', '')}:{ds.get('SeriesDescription', '')}"
+
+
+def _content_key(number: int | None, instances: list[InstanceFile]) -> str:
+    """The key of a series without a UID, from its instances' SOP UIDs (the file meta
+    keeps them): the same wherever the files lie, so what radpath derives from the key
+    (the SEG's UIDs, the source's filled-in series UID) is the same on every run."""
+    digest = hashlib.sha256("\\".join(sorted(i.sop_instance_uid for i in instances)).encode()).hexdigest()
+    return f"{NO_UID}{number if number is not None else ''}:{digest[:24]}"
 
 
 def read_series(paths: Iterable[Path]) -> list[SeriesFiles]:
@@ -105,6 +118,8 @@ def read_series(paths: Iterable[Path]) -> list[SeriesFiles]:
     for key, (first, first_image, instances) in grouped.items():
         count = sum(len(i.frames) for i in instances if i.is_image)
         summary = SeriesSummary.from_dataset(first_image if first_image is not None else first, key, count)
+        if key.startswith(NO_UID) and all(i.sop_instance_uid for i in instances):
+            summary.key = _content_key(summary.series_number, instances)
         result.append(SeriesFiles(summary, instances))
     return result
 

@@ -61,7 +61,15 @@ class ClassSelection(Record):
     @property
     def what(self) -> str:
         """The part in words, for messages: "left upper lobe lung", "kidney"."""
-        return " ".join(filter(None, (self.laterality, (self.subpart or "").replace("_", " "), self.organ)))
+        return in_words(self.organ, self.laterality, self.subpart)
+
+
+def in_words(organ: str | None, laterality: str | None = None, subpart: str | None = None) -> str:
+    """An organ, its side and sub-part as people say it ("left upper lobe lung"); empty
+    without an organ."""
+    if not organ:
+        return ""
+    return " ".join(filter(None, (laterality, (subpart or "").replace("_", " "), organ)))
 
 
 @dataclass

@@ -142,8 +142,9 @@ def run_pair(element: BatchElement, settings: Settings) -> PairFacts:
     if bool(slides) != bool(radiology) and settings.dicomweb.url is None:
         # A folder run without a PACS: the input folder was all there was to search.
         have, missing = ("a slide", "CT/MR series") if slides else ("CT/MR", "slide")
-        raise ElementSkipped(f"{have} but no {missing} of the patient in the input, and no PACS to search "
-                             "(DICOMWEB_URL not set)")
+        raise ElementSkipped(f"{have} but no {missing} of the patient in the input folder, and no PACS to "
+                             "search (DICOMWEB_URL not set); a patient's files go together by their PatientID, "
+                             "a slide's link, or lying in one folder of the input")
     if slides and radiology:
         return _choose_local(radiology, out_dir.name, slides[0].summary.series_instance_uid)
     if slides:
