@@ -35,14 +35,16 @@ STAGES_FOLDER = PACKAGE / "pipeline" / "stages"
 def test_every_section_of_a_demo_run_loads_and_round_trips(demo_run):
     output, run = demo_run
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    (element,) = (p for p in output.glob("runs/*/batch/*") if p.is_dir())
-    on_disk = json.loads((element / MANIFEST_NAME).read_text())
-    # every stage of the table wrote its section, and each has its record
-    assert set(on_disk["facts"]) == set(stagetable.StageName.values()) <= set(section_classes())
-    for name, data in on_disk["facts"].items():
-        section = section_classes()[name].from_json(data)
-        assert section.to_json() == data, name
-        assert type(section).from_json(section.to_json()) == section, name
+    elements = [p for p in output.glob("runs/*/batch/*") if p.is_dir()]
+    assert len(elements) == 2  # the demo's kidney and liver pairs
+    for element in elements:
+        on_disk = json.loads((element / MANIFEST_NAME).read_text())
+        # every stage of the table wrote its section, and each has its record
+        assert set(on_disk["facts"]) == set(stagetable.StageName.values()) <= set(section_classes())
+        for name, data in on_disk["facts"].items():
+            section = section_classes()[name].from_json(data)
+            assert section.to_json() == data, name
+            assert type(section).from_json(section.to_json()) == section, name
 
 
 def test_a_renamed_or_mistyped_field_fails_when_read():
@@ -98,23 +100,23 @@ def test_stages_never_touch_the_manifest():
 @pytest.fixture(scope="module")
 def instrumented_demo(tmp_path_factory):
     """The demo in this process with every log message reworded and every header read
-    counted, per stage and file."""
+    counted, per stage, element and file."""
     from radpath.apps.demo import run_demo
 
     output = tmp_path_factory.mktemp("instrumented")
     reads: Counter = Counter()
-    current: list[str | None] = [None]
+    current: list[tuple[str, str] | None] = [None]  # (stage, element) running now
     real_dcmread, real_run_one, real_message = pydicom.dcmread, batch._run_one, logging.LogRecord.getMessage
 
     def counting_dcmread(path, *args, **kwargs):
         if current[0] is not None and kwargs.get("stop_before_pixels"):
-            reads[(current[0], os.path.realpath(path))] += 1
+            reads[(*current[0], os.path.realpath(path))] += 1
         return real_dcmread(path, *args, **kwargs)
 
-    def run_one(stage, *args, **kwargs):
-        current[0] = stage
+    def run_one(stage, function, element, *args, **kwargs):
+        current[0] = (stage, element.name)
         try:
-            return real_run_one(stage, *args, **kwargs)
+            return real_run_one(stage, function, element, *args, **kwargs)
         finally:
             current[0] = None
 
@@ -142,14 +144,15 @@ def test_progress_bars_work_with_every_log_message_reworded(instrumented_demo):
     assert "reworded" in printed or "reworded" in (next(output.glob("logs/*.log")).read_text())
     for stage in stagetable.StageName.values():
         bar = next((line for line in printed.splitlines() if line.strip().startswith(stage + " ")), None)
-        assert bar is not None and "1/1" in bar and "1 done" in bar, (stage, printed[-2000:])
-    assert len(events.read_text().splitlines()) == 2 * len(stagetable.STAGES)  # a start and an end each
+        assert bar is not None and "2/2" in bar and "2 done" in bar, (stage, printed[-2000:])
+    # per stage a start and an end for each of the demo's two elements
+    assert len(events.read_text().splitlines()) == 3 * len(stagetable.STAGES)
 
 
 def test_each_stage_reads_each_header_once(instrumented_demo):
     _, code, printed, reads = instrumented_demo
     assert code == 0, printed[-3000:]
-    stages_reading = {stage for stage, _ in reads}
+    stages_reading = {stage for stage, _, _ in reads}
     assert {"pair", "nifti", "seg-encode", "store", "link"} <= stages_reading  # the counter saw them
     again = {key: n for key, n in reads.items() if n > 1}
     assert not again, again
@@ -299,8 +302,8 @@ def test_the_import_graph_has_no_cycle():
 IO_MODULES = ("subprocess", "requests", "socket", "urllib.request", "http", "dicomweb_client", "nibabel",
               "SimpleITK", "wsidicomizer", "wsidicom", "totalsegmentator", "shutil", "tempfile")
 IO_CALLS = ("open", "dcmread", "dcmwrite", "save_as", "read_text", "write_text", "read_bytes", "write_bytes")
-#: The domain's own knowledge, read from the files that hold it.
-KNOWLEDGE_READERS = {"domain/anatomy/master.py", "domain/radiology/selection.py"}
+#: The domain's own knowledge and templates, read from the files that hold them.
+KNOWLEDGE_READERS = {"domain/anatomy/master.py", "domain/radiology/selection.py", "domain/link/page.py"}
 
 
 def domain_io(package: Path = PACKAGE) -> list[str]:

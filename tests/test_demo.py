@@ -11,7 +11,13 @@ def test_demo_runs_the_pipeline_on_a_generated_patient(demo_run):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     (workflow_dir,) = (tmp_path / "runs").iterdir()
     assert workflow_dir.name.startswith("manual__")  # an Airflow run id: the DAG ran it
-    (element,) = (workflow_dir / "batch").iterdir()
+    # One patient, two slides: two pairs (the kidney's and the liver's), each an element.
+    elements = {p.name: p for p in (workflow_dir / "batch").iterdir()}
+    assert sorted(elements) == ["biopsy-kidney", "biopsy-liver"]
+    liver = Manifest.load(elements["biopsy-liver"])
+    assert all(record.status.value == "done" for record in liver.stages.values()), liver.stages
+    assert liver.facts["bodypart"]["organ"] == "liver" and liver.facts["seg-encode"]["segments"][0]["label"] == "Liver"
+    element = elements["biopsy-kidney"]
     manifest = Manifest.load(element)
     assert list(manifest.stages) == ["wsi-dicomize", "pair", "bodypart", "nifti", "segment", "merge", "seg-encode",
                                      "store", "link"]
@@ -42,5 +48,5 @@ def test_demo_runs_the_pipeline_on_a_generated_patient(demo_run):
         assert (element / "link" / name).is_file(), name
     assert "radpath: elements of" in run.stdout and "│ done" in run.stdout
     assert f"result: {element}/link:" in run.stdout  # whole, on one line, to copy
-    assert "segment" in run.stdout and "1/1" in run.stdout  # the progress bars' final state
+    assert "segment" in run.stdout and "2/2" in run.stdout  # the progress bars' final state
     assert any((tmp_path / "logs").glob("radpath-run-*.log"))

@@ -81,7 +81,7 @@ def test_radpath_map_on_kaapana_links_the_pair_through_ctp_and_publishes_the_pag
         assert series["origin"] == "DicomProtocol"
         assert series["called_ae"] == "kp-radpath-test" and series["calling_ae"] == "kp-radpath-test"
     pages = [key for key in result["bucket"] if key.startswith("staticwebsiteresults/") and uids["slide_series"] in key]
-    assert {key.rsplit("/", 1)[-1] for key in pages} == {"index.html", "qc.png"}
+    assert {key.rsplit("/", 1)[-1] for key in pages} == {"index.html", "patient.html", "qc.png"}
     assert result["run_folders"] == []  # Kaapana's workflow cleaner removed every run's folder
     # the segment pod ran on the models volume's weights (radpath's stand-ins laid out there)
     assert any("STAND-IN weights from /models/radpath/totalsegmentator" in line for line in first["log"])

@@ -114,9 +114,14 @@ def test_store_and_link_leave_one_seg_and_one_kos_in_the_radiology_study(orthanc
     texts = [item.TextValue for item in kos.ContentSequence if item.ValueType == "TEXT"]
     assert any("left kidney" in text for text in texts), texts
 
+    extent = link["extent"]
+    assert extent["first_slice"] < extent["centre_slice"] < extent["last_slice"]  # opens on the organ's middle
     assert link["viewers"]["ohif"] == (
         f"https://kaapana.example/ohif/viewer?StudyInstanceUIDs={radiology['study_instance_uid']}"
         f"&initialSeriesInstanceUID={radiology['seg_series_instance_uid']}")
+    assert link["viewers"]["patient"] == (f"patient.html?study={radiology['study_instance_uid']}"
+                                          f"&pair={radiology['seg_series_instance_uid']}"
+                                          f"&slide={slide['series_instance_uid']}")
     assert link["viewers"]["slim"] == (f"https://kaapana.example/slim/studies/{slide['study_instance_uid']}"
                                        f"/series/{slide['series_instance_uid']}")
 

@@ -16,7 +16,7 @@ from pydicom.uid import generate_uid
 from radpath.adapters.dicomweb import DicomWeb
 from radpath.adapters.orthanc import LocalOrthanc, free_port
 from radpath.adapters.settings import Settings
-from radpath.apps.demo import write_demo_input
+from radpath.apps.demo import KIDNEY, write_demo_input
 from radpath.apps.viewer.assets import CHROMIUM, ViewerUnavailable, node_modules, ohif_dist
 from radpath.apps.viewer.look import as_displayed, look, overlay_check, seg_mask_for, slide_check
 from radpath.apps.viewer.server import ViewerServer
@@ -49,7 +49,8 @@ def served(tmp_path_factory, viewer_files):
     try:
         for modality in ("CT", "MR"):
             folder = write_demo_input(root / f"input-{modality}", modality,
-                                      SyntheticPatient(patient_id=f"RP-VIEW-{modality}", name=f"View^{modality}"))
+                                      SyntheticPatient(patient_id=f"RP-VIEW-{modality}", name=f"View^{modality}"),
+                                      slides=(KIDNEY,))
             workflow_dir = root / f"run-{modality}"
             (workflow_dir / "conf").mkdir(parents=True)
             (workflow_dir / "conf" / "conf.json").write_text(json.dumps({"data_form": {"input_folder": str(folder)}}))
@@ -148,6 +149,7 @@ def test_radpath_view_serves_the_split_page_with_both_viewers_on_the_pair(served
     facts = json.loads(run.stdout.strip().splitlines()[-1])
     ohif, slide = facts["frames"]
     assert "/viewer?" in ohif and link["radiology"]["seg_series_instance_uid"] in ohif
+    assert facts["centred"] == link["extent"]["centre_sop_instance_uid"]  # OHIF on the organ, not its edge
     assert "/microscopy?" in slide and link["slide"]["study_instance_uid"] in slide
     pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     left, right = pixels[120:, 290:700], pixels[120:, 700:]

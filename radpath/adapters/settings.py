@@ -482,6 +482,14 @@ class StageOptions:
             form_key=True,
         )
     )
+    viewer_dicomweb_path: str = _option(
+        Option(
+            "VIEWER_DICOMWEB_PATH",
+            parse_text,
+            "/dicom-web",
+            "where a browser on the viewers' host reads DICOMweb (the patient view's root, on its own origin)",
+        )
+    )
 
     def __post_init__(self) -> None:
         if self.laterality == "":

@@ -338,9 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-airflow", action="store_true", help="run the stages in this process, not under Airflow")
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("view", help="open one element's result in the real viewers on 127.0.0.1 (OHIF, fetched "
-                       "on first use): the split page, CT/MR + SEG beside the slide")
-    p.add_argument("path", help="an element folder of a finished run, its link/ folder or link.json")
+    p = sub.add_parser("view", help="open what radpath linked in the real viewers on 127.0.0.1 (OHIF, fetched on "
+                       "first use): the patient view of each study (click an organ, get its slide), and one "
+                       "element's split page")
+    p.add_argument("path", help="the output folder of radpath run or demo, a run folder, or one element: its folder, "
+                                "its link/ folder or link.json")
     p.add_argument("--screenshot", help="load the page in headless Chromium, save a PNG here, and end")
     p.set_defaults(func=_view)
 

@@ -165,12 +165,16 @@ def _fill_input(settings: Settings) -> None:
 
 
 def _print_results(console: Console, workflow_dir: Path, store_folder: str | None) -> None:
-    for link in sorted(workflow_dir.glob("batch/*/link/link.json")):
+    links = sorted(workflow_dir.glob("batch/*/link/link.json"))
+    for link in links:
         # soft_wrap: a path is never broken across lines (people copy it)
         console.print(f"result: [bold]{link.parent}[/]: split view index.html, QC picture qc.png, link.json",
                       soft_wrap=True)
     if store_folder:
         console.print(f"DICOM written (SEG, KOS, slides, sources): {store_folder}", soft_wrap=True)
+    if links:
+        console.print(f"to open the pairs (click an organ, get its slide): radpath view {workflow_dir}",
+                      soft_wrap=True)
 
 
 def selection_conf(input_folder: Path | None = None, series: list[str] | None = None,

@@ -67,22 +67,47 @@ NO_PATIENT = ("DICOM without PatientID: cannot tell whose it is. Put each patien
 
 
 @dataclass
-class _Group:
-    files: list[Path] = field(default_factory=list)
-    folders: set[str | None] = field(default_factory=set)  # top-level folders of the files (None: the top)
-    vendor_slides: list[Path] = field(default_factory=list)
+class _Slide:
+    """One slide of a patient: a vendor file, or the files of a DICOM slide series."""
 
-    def add(self, path: Path, folder: str | None) -> None:
-        self.files.append(path)
+    label: str  # what the user knows it by: the file's stem, else the container's identifier
+    files: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class _Group:
+    """One patient's files: radiology and other non-slide files, and each slide."""
+
+    files: list[Path] = field(default_factory=list)
+    slides: dict[str, _Slide] = field(default_factory=dict)
+    folders: set[str | None] = field(default_factory=set)  # top-level folders of the files (None: the top)
+
+    def add(self, path: Path, folder: str | None, slide: str | None = None, label: str = "") -> None:
+        """``path`` as the patient's; ``slide`` keys the slide it belongs to, if it does."""
+        if slide is None:
+            self.files.append(path)
+        else:
+            self.slides.setdefault(slide, _Slide(label)).files.append(path)
         self.folders.add(folder)
 
-    def name(self, number: int) -> str:
-        """The patient's folder, else the first slide file's stem, else ``patient-<number>``."""
-        if len(self.folders) == 1 and None not in self.folders:
-            return safe_component(next(iter(self.folders)))
-        if self.vendor_slides:
-            return safe_component(self.vendor_slides[0].stem)
-        return f"patient-{number}"
+    def discard(self, path: Path) -> None:
+        for files in (self.files, *(s.files for s in self.slides.values())):
+            if path in files:
+                files.remove(path)
+
+    def elements(self, number: int) -> list[tuple[str, list[Path], bool]]:
+        """(name, files, has a vendor slide) of each element: one per slide, each with the
+        patient's radiology; radiology alone where the patient has no slide. Named by the
+        patient's folder, else the slide's label, else ``patient-<number>``; the folder
+        and the slide's label where the folder's patient has several slides."""
+        folder = next(iter(self.folders)) if len(self.folders) == 1 and None not in self.folders else None
+        slides = [s for s in self.slides.values() if s.files]
+        if not slides:
+            return [(safe_component(folder or f"patient-{number}"), self.files, False)] if self.files else []
+        return [(safe_component(folder if folder and len(slides) == 1 else
+                                f"{folder}+{slide.label}" if folder else slide.label),
+                 self.files + slide.files, any(path.suffix.lower() in SLIDE_SUFFIXES for path in slide.files))
+                for slide in slides]
 
 
 def _top_folder(folder: Path, path: Path) -> str | None:
@@ -180,7 +205,7 @@ def stage_input_folder(folder: Path, batch_dir: Path, out_dir: str) -> StagedInp
     mrxs_data = {p.with_suffix("") for p in files if p.suffix.lower() == ".mrxs"}
     seen: dict[str, Path] = {}  # SOPInstanceUID → the first file carrying it
     clashes: dict[Path, Path] = {}  # a file → the other file with its SOPInstanceUID
-    nameless: list[Path] = []  # DICOM files that name no patient
+    nameless: list[tuple[Path, tuple[str | None, str]]] = []  # DICOM files that name no patient, their slide
     named: dict[str | None, set[str]] = defaultdict(set)  # top-level folder → the patients its files name
     for path in files:
         name = path.relative_to(folder).as_posix()
@@ -208,10 +233,10 @@ def stage_input_folder(folder: Path, batch_dir: Path, out_dir: str) -> StagedInp
                 seen[instance] = path
             patient = str(header.get("PatientID") or "")
             if not patient:
-                nameless.append(path)
+                nameless.append((path, _slide_of(header)))
                 continue
             named[_top_folder(folder, path)].add(patient)
-            groups[patient].add(path, _top_folder(folder, path))
+            groups[patient].add(path, _top_folder(folder, path), *_slide_of(header))
         elif path.suffix.lower() in SLIDE_SUFFIXES:
             problem = _slide_problem(path)
             if problem:
@@ -224,13 +249,11 @@ def stage_input_folder(folder: Path, batch_dir: Path, out_dir: str) -> StagedInp
                 continue
             if link is not None:
                 named[_top_folder(folder, path)].add(link.patient_id)
-            group = groups[link.patient_id if link else UNLINKED]
-            group.vendor_slides.append(path)
-            group.add(path, _top_folder(folder, path))
+            groups[link.patient_id if link else UNLINKED].add(path, _top_folder(folder, path), str(path), path.stem)
         else:
             rejected.append(Rejected(name, "neither DICOM nor a slide format radpath reads "
                                            f"({', '.join(sorted(SLIDE_SUFFIXES))})"))
-    for path in nameless:
+    for path, slide in nameless:
         top = _top_folder(folder, path)
         patients = named[top]
         if top is None:
@@ -240,38 +263,52 @@ def stage_input_folder(folder: Path, batch_dir: Path, out_dir: str) -> StagedInp
                                      f"DICOM without PatientID in {top}/, whose other files name {len(patients)} "
                                      "patients: cannot tell whose it is (one patient per folder)"))
         else:
-            groups[next(iter(patients)) if patients else top].add(path, top)
+            groups[next(iter(patients)) if patients else top].add(path, top, *slide)
     for path, other in sorted(clashes.items()):
         rejected.append(Rejected(path.relative_to(folder).as_posix(),
                                  f"same SOPInstanceUID as {other.relative_to(folder).as_posix()} but "
                                  "different content: duplicate instance, neither used"))
         for group in groups.values():
-            if path in group.files:
-                group.files.remove(path)
+            group.discard(path)
     staged = StagedInput(rejected=_grouped(rejected, folder.name))
     taken: set[str] = set()
-    for number, group in enumerate((g for g in groups.values() if g.files), start=1):
-        name = _unique(group.name(number), taken)
-        element = batch_dir / name / out_dir
-        shutil.rmtree(element, ignore_errors=True)
-        element.mkdir(parents=True)
-        own_names = Counter(path.name for path in group.files)
-        for path in group.files:
-            # The file's own name where no other file of the patient has it (a slide's name
-            # is what the element table and the logs show), else its path in the input.
-            unique = own_names[path.name] == 1
-            target = element / safe_component(path.name if unique else path.relative_to(folder).as_posix())
-            os.symlink(path, target)
-            companions = [c for c in sidecars_of(path) if c.is_file() and c != path]
-            for companion in companions[:1]:
-                shutil.copy2(companion, element / (target.name + ".json"))
-            if path.suffix.lower() == ".mrxs" and path.with_suffix("").is_dir():
-                os.symlink(path.with_suffix(""), element / target.with_suffix("").name)
-        if group.vendor_slides and (folder / CSV_NAME).is_file():
-            shutil.copy2(folder / CSV_NAME, element / CSV_NAME)
-        staged.elements.append(name)
-        log.info("input: element %s: %d file(s)", name, len(group.files))
+    for number, group in enumerate(groups.values(), start=1):
+        for name, paths, vendor_slide in group.elements(number):
+            name = _unique(name, taken)
+            _stage_element(folder, batch_dir / name / out_dir, paths, copy_csv=vendor_slide)
+            staged.elements.append(name)
+            log.info("input: element %s: %d file(s)", name, len(paths))
     return staged
+
+
+def _slide_of(header) -> tuple[str | None, str]:
+    """(the slide key, its label) of a DICOM file: its series, for a slide (SM) only."""
+    if header.get("Modality") != Modality.SM:
+        return None, ""
+    series = str(header.get("SeriesInstanceUID") or "")
+    label = str(header.get("ContainerIdentifier") or header.get("SeriesDescription") or "slide")
+    return f"sm:{series}", label
+
+
+def _stage_element(folder: Path, element: Path, paths: list[Path], copy_csv: bool) -> None:
+    """Link ``paths`` (files of ``folder``) into the element's input folder, with the
+    sidecars and MRXS data folders that travel with slides."""
+    shutil.rmtree(element, ignore_errors=True)
+    element.mkdir(parents=True)
+    own_names = Counter(path.name for path in paths)
+    for path in paths:
+        # The file's own name where no other file of the element has it (a slide's name is
+        # what the element table and the logs show), else its path in the input.
+        unique = own_names[path.name] == 1
+        target = element / safe_component(path.name if unique else path.relative_to(folder).as_posix())
+        os.symlink(path, target)
+        companions = [c for c in sidecars_of(path) if c.is_file() and c != path]
+        for companion in companions[:1]:
+            shutil.copy2(companion, element / (target.name + ".json"))
+        if path.suffix.lower() == ".mrxs" and path.with_suffix("").is_dir():
+            os.symlink(path.with_suffix(""), element / target.with_suffix("").name)
+    if copy_csv and (folder / CSV_NAME).is_file():
+        shutil.copy2(folder / CSV_NAME, element / CSV_NAME)
 
 
 def _unique(name: str, taken: set[str]) -> str:

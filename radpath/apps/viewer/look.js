@@ -6,6 +6,11 @@
 //        reports that slice's image plane and where its pixels land on the screenshot.
 // slide: OHIF microscopy: waits for the slide's viewer, screenshots once the image is still.
 // page:  any page (radpath's split view): screenshots once it is still.
+// session: one browser, driven step by step: one JSON command per line on stdin, one JSON
+//        answer per line on stdout ({"ok": result} or {"error": message}). Commands:
+//        {"goto": url}, {"wait": "<js function>", "arg", "frame", "timeout"},
+//        {"eval": "<js function>", "arg", "frame"} (frame: an iframe's name; none: the page),
+//        {"click": [x, y]} (a real mouse click), {"screenshot": path}, {"still": path, "seconds"}.
 const job = JSON.parse(process.argv[2]);
 const { chromium } = require(job.modules + '/playwright-core');
 const fs = require('fs');
@@ -78,6 +83,47 @@ async function seg(page) {
   return info;
 }
 
+function frameOf(page, name) {
+  if (!name) return page;
+  const frame = page.frames().find(f => f.name() === name);
+  if (!frame) throw new Error(`no frame named ${name}`);
+  return frame;
+}
+
+async function session(page) {
+  const lines = require('readline').createInterface({ input: process.stdin });
+  for await (const line of lines) {
+    if (!line.trim()) continue;
+    const command = JSON.parse(line);
+    let answer;
+    try {
+      let result = null;
+      if (command.goto) {
+        await page.goto(command.goto, { waitUntil: 'load', timeout: 90000 });
+      } else if (command.wait) {
+        const target = frameOf(page, command.frame);
+        await target.waitForFunction(`(${command.wait})(${JSON.stringify(command.arg ?? null)})`, null,
+          { timeout: (command.timeout || 90) * 1000, polling: 250 });
+      } else if (command.eval) {
+        const target = frameOf(page, command.frame);
+        result = await target.evaluate(`(${command.eval})(${JSON.stringify(command.arg ?? null)})`);
+      } else if (command.click) {
+        await page.mouse.click(command.click[0], command.click[1]);
+      } else if (command.screenshot) {
+        await page.screenshot({ path: command.screenshot });
+      } else if (command.still) {
+        await still(page, command.still, command.seconds || 30);
+      } else if (command.sleep) {
+        await page.waitForTimeout(command.sleep * 1000);
+      }
+      answer = { ok: result === undefined ? null : result };
+    } catch (e) {
+      answer = { error: String(e && e.message || e) };
+    }
+    process.stdout.write(JSON.stringify(answer) + '\n');
+  }
+}
+
 (async () => {
   const started = Date.now();
   const profile = fs.mkdtempSync(job.scratch + '/chromium-');
@@ -91,6 +137,10 @@ async function seg(page) {
   page.on('response', r => { if (r.status() >= 400) log.push(`[http ${r.status()}] ${r.url()}`); });
   let result = {};
   try {
+    if (job.mode === 'session') {
+      await session(page);
+      return;
+    }
     await page.goto(job.url, { waitUntil: 'load', timeout: 90000 });
     if (job.mode === 'seg') {
       result = await seg(page);
@@ -115,6 +165,7 @@ async function seg(page) {
       }), null, { timeout: 120000, polling: 500 });
       await still(page, job.out + '.png', 60);
       result.frames = page.frames().filter(f => f !== page.mainFrame()).map(f => f.url());
+      result.centred = await page.evaluate(() => document.body.dataset.centred || null);  // radpath's pages
     }
     result.finalUrl = page.url();
   } finally {
@@ -122,6 +173,7 @@ async function seg(page) {
     await context.close();
     fs.rmSync(profile, { recursive: true, force: true });
   }
+  if (job.mode === 'session') return;
   result.seconds = (Date.now() - started) / 1000;
   console.log(JSON.stringify(result));
 })().catch(e => { console.error(String(e && e.stack || e)); process.exit(1); });

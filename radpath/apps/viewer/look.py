@@ -38,6 +38,64 @@ def look(mode: str, url: str, out_prefix: Path, timeout_s: float = 240, **extra)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+class BrowserSession:
+    """One headless Chromium (``look.js``'s session mode), driven a step at a time:
+    ``goto``, ``wait``, ``evaluate`` (a JavaScript function of one argument, in the page or
+    in one of its iframes, by name), ``click`` (a real mouse click at a screen point),
+    ``screenshot``. Use as a context manager; the browser's log lands at ``log``."""
+
+    def __init__(self, scratch: Path, timeout_s: float = 180):
+        scratch.mkdir(parents=True, exist_ok=True)
+        self.log, self.timeout_s = scratch / "session.log", timeout_s
+        job = {"mode": "session", "url": "", "out": str(scratch / "session"), "modules": str(node_modules()),
+               "scratch": str(scratch)}
+        self._process = subprocess.Popen(["node", str(LOOK_JS), json.dumps(job)], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def __enter__(self) -> BrowserSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._process.stdin:
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+
+    def _do(self, **command):
+        assert self._process.stdin and self._process.stdout
+        self._process.stdin.write(json.dumps(command) + "\n")
+        self._process.stdin.flush()
+        line = self._process.stdout.readline()
+        if not line:
+            raise LookFailed(f"the browser ended at {command}: see {self.log}")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise LookFailed(f"{sorted(command)}: {answer['error']}")
+        return answer["ok"]
+
+    def goto(self, url: str) -> None:
+        self._do(goto=url)
+
+    def wait(self, function: str, arg=None, frame: str | None = None, timeout_s: float = 90) -> None:
+        self._do(wait=function, arg=arg, frame=frame, timeout=timeout_s)
+
+    def evaluate(self, function: str, arg=None, frame: str | None = None):
+        return self._do(eval=function, arg=arg, frame=frame)
+
+    def click(self, x: float, y: float) -> None:
+        self._do(click=[x, y])
+
+    def screenshot(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._do(screenshot=str(path))
+        return path
+
+    def sleep(self, seconds: float) -> None:
+        self._do(sleep=seconds)
+
+
 def seg_mask_for(seg_path: Path, sop_instance_uid: str) -> np.ndarray:
     """The SEG's mask (union of its segments) on the source image ``sop_instance_uid``."""
     import pydicom

@@ -150,7 +150,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/ohif/viewer":  # Kaapana's OHIF route → OHIF at this root
             self._reply(302, headers={"Location": f"/viewer?{url.query}"})
         elif (slim := SLIM_ROUTE.match(path)) is not None:  # SLIM's route → OHIF microscopy
-            self._reply(302, headers={"Location": f"/microscopy?StudyInstanceUIDs={slim['study']}"})
+            # The series too: a study may hold several slides, and OHIF shows its first otherwise.
+            series = f"&SeriesInstanceUIDs={slim['series']}" if slim["series"] else ""
+            self._reply(302, headers={"Location": f"/microscopy?StudyInstanceUIDs={slim['study']}{series}"})
         elif path.startswith("/radpath/") and self.viewer.pages is not None:
             self._file(Path(self.viewer.pages).resolve(), path[len("/radpath/"):], spa_fallback=False)
         else:

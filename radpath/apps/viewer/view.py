@@ -1,10 +1,12 @@
-"""``radpath view``: one element's result in the real viewers on this machine.
+"""``radpath view``: what radpath linked, in the real viewers on this machine.
 
-The element's pair (source series, slide, SEG) and its link object go into a private
-Orthanc; OHIF (fetched on first use) is served in front of it on 127.0.0.1 with
-Kaapana's viewer routes mapped onto it, and the element's split-view page is served with
-its links pointed there: OHIF on the CT/MR with the SEG on one side, the slide in OHIF's
-microscopy mode on the other (SLIM where Kaapana hosts it).
+PATH is one element (its folder, its link folder or its link.json), a run folder, or the
+output folder of ``radpath run`` / ``radpath demo``: every linked element below it, its
+pair (source series, slide, SEG) and its link object, goes into a private Orthanc. OHIF
+(fetched on first use) is served in front of it on 127.0.0.1 with Kaapana's viewer routes
+mapped onto it, beside radpath's pages: the patient view of each radiology study (every
+pair read back from that Orthanc; click an organ, get its slide) and, for one element,
+its split-view page.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from radpath.adapters.dicomweb import DicomWeb
@@ -22,6 +24,7 @@ from radpath.adapters.orthanc import LocalOrthanc
 from radpath.adapters.settings import Settings
 from radpath.apps.viewer.assets import ohif_dist
 from radpath.apps.viewer.server import ViewerServer
+from radpath.domain.link.page import PATIENT_VIEW_FILE, patient_view_html
 from radpath.pipeline.batch import BatchElement
 from radpath.pipeline.manifest import MANIFEST_NAME, Manifest
 from radpath.pipeline.sections import LinkFacts
@@ -29,65 +32,99 @@ from radpath.pipeline.stages.link import KOS_FILE, LINK_FILE, PAGE_FILE
 
 
 class NothingToView(ValueError):
-    """The path is not an element with a linked result."""
+    """The path holds no element with a linked result."""
 
 
 @dataclass(frozen=True)
 class LocalView:
-    page_url: str
-    ohif_url: str
-    slide_url: str
+    #: The patient view of each radiology study, by StudyInstanceUID.
+    patient_views: dict[str, str] = field(default_factory=dict)
+    #: For one element: its split page, and OHIF and the slide on their own.
+    page_url: str | None = None
+    ohif_url: str | None = None
+    slide_url: str | None = None
 
 
-def element_of(path: Path) -> BatchElement:
-    """The batch element of an element folder, its link stage's folder or its link.json."""
+def _linked(candidate: Path) -> BatchElement | None:
+    """The element at ``candidate``, if it is one whose link stage wrote its files."""
+    if not (candidate / MANIFEST_NAME).is_file():
+        return None
+    element = BatchElement(name=candidate.name, path=candidate, in_dir=None, out_dir=None,
+                           sections=Manifest.load(candidate).sections)
+    link = element.get(LinkFacts)
+    return element if link is not None and (element.folder_of(link) / LINK_FILE).is_file() else None
+
+
+def elements_under(path: Path) -> list[BatchElement]:
+    """The linked element ``path`` is or lies in (an element, its link folder, its
+    link.json), else every linked element below it (a run or output folder)."""
     path = Path(path).resolve()
     for candidate in (path, path.parent, path.parent.parent):
-        if (candidate / MANIFEST_NAME).is_file():
-            element = BatchElement(name=candidate.name, path=candidate, in_dir=None, out_dir=None,
-                                   sections=Manifest.load(candidate).sections)
-            link = element.get(LinkFacts)
-            if link is not None and (element.folder_of(link) / LINK_FILE).is_file():
-                return element
-    raise NothingToView(f"{path}: no link/{LINK_FILE} here (give an element folder of a finished run, "
-                        "its link folder or its link.json)")
+        element = _linked(candidate)
+        if element is not None:
+            return [element]
+    found = [e for e in (_linked(m.parent) for m in sorted(path.rglob(MANIFEST_NAME))) if e is not None]
+    if not found:
+        raise NothingToView(f"{path}: no linked element here (give the output folder of radpath run or demo, a run "
+                            f"folder, an element folder, its link folder or its {LINK_FILE})")
+    return found
+
+
+def _link_record(element: BatchElement) -> tuple[Path, dict]:
+    results = element.folder_of(element.need(LinkFacts))
+    return results, json.loads((results / LINK_FILE).read_text())
 
 
 @contextmanager
-def serve_element(path: Path, work: Path | None = None) -> Iterator[LocalView]:
-    """Serve the element's result until the context ends."""
-    element = element_of(path)
-    results = element.folder_of(element.need(LinkFacts))
-    files = element.pair_files().instances()
-    paths = [i.path for kind in files.values() for i in kind] + [results / KOS_FILE]
-    link = json.loads((results / LINK_FILE).read_text())
+def serve_elements(path: Path, work: Path | None = None) -> Iterator[LocalView]:
+    """Serve what ``path`` linked until the context ends."""
+    elements = elements_under(path)
+    paths: dict[Path, None] = {}
+    studies: dict[str, None] = {}
+    for element in elements:
+        results, link = _link_record(element)
+        files = element.pair_files().instances()
+        paths.update(dict.fromkeys([i.path for kind in files.values() for i in kind] + [results / KOS_FILE]))
+        studies[link["radiology"]["study_instance_uid"]] = None
     with tempfile.TemporaryDirectory(prefix="radpath-view-", dir=work) as tmp:
         pacs = LocalOrthanc(storage=Path(tmp) / "orthanc").start()
         try:
-            DicomWeb(Settings.from_env({"DICOMWEB_URL": pacs.dicomweb_url}).dicomweb).store(paths)
+            DicomWeb(Settings.from_env({"DICOMWEB_URL": pacs.dicomweb_url}).dicomweb).store(list(paths))
             pages = Path(tmp) / "pages"
             pages.mkdir()
+            (pages / PATIENT_VIEW_FILE).write_text(patient_view_html(), encoding="utf-8")
             with ViewerServer(ohif_dist(), ("127.0.0.1", pacs.port), pages=pages) as server:
+                here = f"{server.base_url}/radpath"
+                views = {study: f"{here}/{PATIENT_VIEW_FILE}?study={study}" for study in studies}
+                if len(elements) > 1:
+                    yield LocalView(views)
+                    return
+                results, link = _link_record(elements[0])
                 old_base = link["viewers"]["ohif"].split("/ohif/viewer")[0]
                 page = (results / PAGE_FILE).read_text(encoding="utf-8")
                 (pages / PAGE_FILE).write_text(page.replace(old_base + "/", server.base_url + "/"), encoding="utf-8")
-                yield LocalView(f"{server.base_url}/radpath/{PAGE_FILE}",
-                                link["viewers"]["ohif"].replace(old_base, server.base_url),
+                yield LocalView({study: f"{here}/{link['viewers']['patient']}" for study in studies},
+                                f"{here}/{PAGE_FILE}", link["viewers"]["ohif"].replace(old_base, server.base_url),
                                 link["viewers"]["slim"].replace(old_base, server.base_url))
         finally:
             pacs.stop()
 
 
 def view(path: Path, screenshot: Path | None = None) -> int:
-    """Print the page's URL and serve until interrupted; or, with ``screenshot``, load the
-    page in headless Chromium, save what it shows, and end."""
-    with serve_element(path) as local:
-        print(f"split view: {local.page_url}\nOHIF (radiology + SEG): {local.ohif_url}\n"
-              f"slide (OHIF microscopy): {local.slide_url}", flush=True)
+    """Print the pages' URLs and serve until interrupted; or, with ``screenshot``, load the
+    split page (one element) or the first patient view in headless Chromium, save what it
+    shows, and end."""
+    with serve_elements(path) as local:
+        for study, url in local.patient_views.items():
+            print(f"patient view (study {study}): {url}", flush=True)
+        if local.page_url:
+            print(f"split view: {local.page_url}\nOHIF (radiology + SEG): {local.ohif_url}\n"
+                  f"slide (OHIF microscopy): {local.slide_url}", flush=True)
         if screenshot is not None:
             from radpath.apps.viewer.look import look
 
-            facts = look("page", local.page_url, screenshot.with_suffix(""))
+            shown = local.page_url or next(iter(local.patient_views.values()))
+            facts = look("page", shown, screenshot.with_suffix(""))
             print(json.dumps(facts))
             return 0
         print("serving on 127.0.0.1 until Ctrl-C", flush=True)

@@ -28,6 +28,12 @@ class ViewerLinks:
             query["initialSOPInstanceUID"] = sop_instance_uid
         return f"{self.base_url}/ohif/viewer?{urlencode(query)}"
 
+    def patient_view(self, page: str) -> str:
+        """The patient view ``page`` (beside the pair's other pages) on this pair."""
+        query = {"study": self.radiology_study_instance_uid, "pair": self.seg_series_instance_uid,
+                 "slide": self.slide_series_instance_uid}
+        return f"{page}?{urlencode(query)}"
+
     @property
     def slim(self) -> str:
         return f"{self.base_url}/slim/studies/{self.slide_study_instance_uid}/series/{self.slide_series_instance_uid}"

@@ -22,7 +22,7 @@ from radpath.adapters.qc import qc_picture, slide_thumbnail
 from radpath.adapters.settings import Settings
 from radpath.adapters.storage import Instance, store_new, store_target
 from radpath.domain.link.kos import LinkIdentity, build_link_kos
-from radpath.domain.link.page import split_view_html
+from radpath.domain.link.page import PATIENT_VIEW_FILE, centre_of, patient_view_html, split_view_html
 from radpath.domain.link.viewers import ViewerLinks
 from radpath.pipeline.batch import BatchElement
 from radpath.pipeline.sections import (
@@ -93,6 +93,10 @@ def run_link(element: BatchElement, settings: Settings) -> LinkFacts:
     links = ViewerLinks(settings.options.viewer_base_url, seg.StudyInstanceUID, seg.SeriesInstanceUID,
                         slide.StudyInstanceUID, slide.SeriesInstanceUID)
     extent = seg_facts.extent
+    centre = centre_of(extent)
+    # Not at the centre slice (OHIF 3.13 leaves the SEG out when an image is named):
+    # the pages centre OHIF on the organ once the SEG is in.
+    ohif = links.ohif()
     algorithm = segment.algorithm.label
     series_label = nifti.series_description or files.source.summary.description or "the source series"
     title = f"{organ_label} | {series_label} ({nifti.modality}) | {algorithm}"
@@ -104,7 +108,10 @@ def run_link(element: BatchElement, settings: Settings) -> LinkFacts:
         slide_thumbnail(files.slides),
     )
     picture.save(out_dir / QC_FILE)
-    (out_dir / PAGE_FILE).write_text(split_view_html(f"radpath: {title}", links, extent, seg_facts.source_slices), encoding="utf-8")
+    (out_dir / PAGE_FILE).write_text(split_view_html(f"radpath: {title}", links, extent, seg_facts.source_slices),
+                                     encoding="utf-8")
+    (out_dir / PATIENT_VIEW_FILE).write_text(patient_view_html(settings.options.viewer_dicomweb_path),
+                                             encoding="utf-8")
     record = {
         "organ": parts[0].organ,
         "laterality": [p.laterality for p in parts],
@@ -121,8 +128,11 @@ def run_link(element: BatchElement, settings: Settings) -> LinkFacts:
             "sop_instance_uids": [ds.SOPInstanceUID for ds in slides],
         },
         "kos": {"series_instance_uid": identity.series_instance_uid, "sop_instance_uid": identity.sop_instance_uid},
-        "viewers": {"ohif": links.ohif(), "slim": links.slim, "page": PAGE_FILE},
+        "viewers": {"ohif": ohif, "slim": links.slim, "page": PAGE_FILE,
+                    "patient": links.patient_view(PATIENT_VIEW_FILE)},
         "extent": {"first_slice": extent[0].index if extent else None,
+                   "centre_slice": centre.index if centre else None,
+                   "centre_sop_instance_uid": centre.sop_instance_uid if centre else None,
                    "last_slice": extent[-1].index if extent else None, "slices": seg_facts.source_slices},
         "qc": QC_FILE,
         "algorithm": algorithm,
@@ -135,4 +145,4 @@ def run_link(element: BatchElement, settings: Settings) -> LinkFacts:
     log.info("%s: linked %s to slide %s (KOS %s); open %s", element.name, organ_label, slide_label, state,
              out_dir / PAGE_FILE)
     return LinkFacts(folder=out_dir.name, kos=KOS_FILE, kos_sent=bool(report.sent), target=target.description,
-                     ohif=links.ohif(), slim=links.slim, notes=notes)
+                     ohif=ohif, slim=links.slim, notes=notes)

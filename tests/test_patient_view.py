@@ -1,0 +1,338 @@
+"""The patient view in the real OHIF (npm @ohif/app 3.13) in headless Chromium: a generated
+patient with a left-kidney slide and a liver slide, both run through the pipeline into the
+test Orthanc; the view reads the pairs back from the PACS. Click points come from the
+SEG files (pydicom), not from the page's own mask code."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from radpath.adapters.dicomweb import DicomWeb
+from radpath.adapters.orthanc import LocalOrthanc, free_port
+from radpath.adapters.settings import Settings
+from radpath.apps.demo import KIDNEY, LIVER, DemoSlide, write_demo_input, write_demo_slide
+from radpath.apps.viewer.assets import CHROMIUM, ViewerUnavailable, node_modules, ohif_dist
+from radpath.apps.viewer.look import BrowserSession, overlay_check, seg_mask_for
+from radpath.apps.viewer.server import ViewerServer
+from radpath.domain.link.page import PATIENT_VIEW_FILE, patient_view_html
+from radpath.pipeline.getinput import fetch_selection
+from radpath.pipeline.runner import run_pipeline
+from radpath.synthetic import SliceGeometry, SyntheticPatient, SyntheticStudy, write_series
+
+pytestmark = [pytest.mark.pacs, pytest.mark.slow]
+
+PATIENT = SyntheticPatient(patient_id="RP-PATIENT-VIEW", name="Patient^View")
+KIDNEY_2 = DemoSlide("biopsy-kidney-2.svs", "Niere links, Nachbiopsie", "Nachbiopsie Niere links", 2)
+
+# -- what the browser is asked (JavaScript functions of one argument) -------------------------
+
+#: The OHIF pane's viewport, from the page.
+_VIEWPORT = """const f = document.getElementById('ohif'), w = f.contentWindow, s = w.services;
+  const id = s.viewportGridService.getActiveViewportId();
+  const vp = s.cornerstoneViewportService.getCornerstoneViewport(id);"""
+
+#: What OHIF displays: the image's SOP, its plane, where its pixel centres land on the
+#: screenshot, and the active segmentation's SEG series.
+DISPLAYED = f"""() => {{ {_VIEWPORT}
+  const cs = w.cornerstone, imageId = vp.getCurrentImageId(), plane = cs.metaData.get('imagePlaneModule', imageId);
+  const frame = f.getBoundingClientRect(), canvas = vp.canvas.getBoundingClientRect();
+  const world = (r, c) => [0, 1, 2].map(k => plane.imagePositionPatient[k]
+    + c * plane.columnPixelSpacing * plane.rowCosines[k] + r * plane.rowPixelSpacing * plane.columnCosines[k]);
+  const toScreen = (r, c) => {{ const p = vp.worldToCanvas(world(r, c));
+    return [frame.left + canvas.left + p[0], frame.top + canvas.top + p[1]]; }};
+  const active = s.segmentationService.getActiveSegmentation(id);
+  const activeSeries = active ? (s.displaySetService.getDisplaySetByUID(active.segmentationId) || {{}}).SeriesInstanceUID : null;
+  return {{ sop: (/instances\\/([0-9.]+)/.exec(imageId) || [])[1] || null, position: plane.imagePositionPatient,
+    rows: plane.rows, columns: plane.columns, origin: toScreen(0, 0), alongRow: toScreen(0, plane.columns - 1),
+    alongColumn: toScreen(plane.rows - 1, 0), activeSeries,
+    canvas: {{ left: frame.left + canvas.left, top: frame.top + canvas.top, width: canvas.width, height: canvas.height }} }}; }}"""
+#: A patient-space point → the screen point it is drawn at.
+TO_SCREEN = f"""(world) => {{ {_VIEWPORT}
+  const c = vp.worldToCanvas(world), canvas = vp.canvas.getBoundingClientRect(), frame = f.getBoundingClientRect();
+  return [frame.left + canvas.left + c[0], frame.top + canvas.top + c[1]]; }}"""
+#: Scroll OHIF to the image of a SOP Instance UID, as a user's scroll would.
+SCROLL_TO = f"""async (sop) => {{ {_VIEWPORT}
+  const index = vp.getImageIds().findIndex(id => id.includes('/instances/' + sop + '/'));
+  await vp.setImageIdIndex(index); vp.render(); return index; }}"""
+#: The segmentations shown in OHIF, by SEG series, and their visibility switched.
+SEGMENTS_VISIBLE = f"""(visible) => {{ {_VIEWPORT}
+  for (const r of s.segmentationService.getSegmentationRepresentations(id))
+    s.segmentationService.setSegmentVisibility(id, r.segmentationId, 1, visible);
+  return s.segmentationService.getSegmentationRepresentations(id).length; }}"""
+PAGE = """() => ({ pairs: document.body.dataset.pairs, status: document.getElementById('status').textContent,
+  slide: document.getElementById('slide').getAttribute('src'), hits: document.getElementById('hits').textContent,
+  lastClick: document.body.dataset.lastClick ? JSON.parse(document.body.dataset.lastClick) : null,
+  list: [...document.querySelectorAll('#pairs a')].map(a => ({ text: a.textContent, href: a.getAttribute('href'),
+    current: a.getAttribute('aria-current') })) })"""
+#: The slide pane: where it is, and whether the slide viewer has drawn.
+SLIDE_PANE = """() => { const f = document.getElementById('slide'); const r = f.getBoundingClientRect();
+  const d = f.contentDocument; return { rect: [r.left, r.top, r.right, r.bottom], url: f.contentWindow.location.href,
+  drawn: !!(d && d.querySelector('.DicomMicroscopyViewer .ol-viewport canvas')) }; }"""
+
+
+# -- the patient, through the pipeline into the test PACS ---------------------------------------
+
+
+def _run_pipeline(root: Path, name: str, folder: Path, pacs: LocalOrthanc, port: int) -> dict[str, Path]:
+    workflow_dir = root / f"run-{name}"
+    (workflow_dir / "conf").mkdir(parents=True)
+    (workflow_dir / "conf" / "conf.json").write_text(json.dumps({"data_form": {"input_folder": str(folder)}}))
+    settings = Settings.from_env({
+        "WORKFLOW_DIR": str(workflow_dir), "TOTALSEG_STANDIN_WEIGHTS": "true", "STORE_TARGET": "dicomweb",
+        "DICOMWEB_URL": pacs.dicomweb_url, "VIEWER_BASE_URL": f"http://127.0.0.1:{port}"})
+    fetch_selection(settings, "get-input")
+    results = run_pipeline(settings, "get-input")
+    assert all(r.exit_code == 0 for r in results), [(r.stage, r.elements) for r in results]
+    return {e.name: e for e in (workflow_dir / "batch").iterdir()}
+
+
+@pytest.fixture(scope="module")
+def patient_view(tmp_path_factory):
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium is not installed: run `make setup`")
+    try:
+        www = ohif_dist()
+        node_modules()
+    except ViewerUnavailable as err:
+        pytest.fail(str(err))
+    root = tmp_path_factory.mktemp("patient-view")
+    pacs = LocalOrthanc(storage=root / "orthanc").start()
+    port = free_port()
+    try:
+        folder = write_demo_input(root / "input", "CT", PATIENT, slides=(KIDNEY, LIVER))
+        elements = _run_pipeline(root, "first", folder, pacs, port)
+        pages = root / "pages"
+        pages.mkdir()
+        (pages / PATIENT_VIEW_FILE).write_text(patient_view_html())
+        with ViewerServer(www, ("127.0.0.1", pacs.port), pages=pages, port=port) as server:
+            yield {"pacs": pacs, "server": server, "root": root, "folder": folder, "port": port,
+                   "elements": elements, "ct": {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID: p
+                                                for p in (folder / "ct").iterdir()}}
+    finally:
+        pacs.stop()
+
+
+def _link(element: Path) -> dict:
+    return json.loads((element / "link" / "link.json").read_text())
+
+
+def _seg(element: Path) -> Path:
+    return next((element / "seg-encode").glob("*.seg.dcm"))
+
+
+def _url(view: dict, element: Path | None = None) -> str:
+    any_link = _link(next(iter(view["elements"].values())))
+    base = f"{view['server'].base_url}/radpath/"
+    if element is None:
+        return f"{base}{PATIENT_VIEW_FILE}?study={any_link['radiology']['study_instance_uid']}"
+    return base + _link(element)["viewers"]["patient"]
+
+
+def _open(browser: BrowserSession, url: str, centred_on: str | None = None) -> dict:
+    browser.goto(url)
+    browser.wait("() => document.body.dataset.pairs !== undefined", timeout_s=60)
+    if centred_on:
+        browser.wait("(seg) => document.body.dataset.centred === seg", centred_on, timeout_s=120)
+        browser.sleep(1)
+    return browser.evaluate(PAGE)
+
+
+def _world(view: dict, sop: str, row: float, column: float) -> list[float]:
+    """Patient-space point of pixel (row, column) of the CT image ``sop``."""
+    ds = pydicom.dcmread(view["ct"][sop], stop_before_pixels=True)
+    origin = np.array(ds.ImagePositionPatient, float)
+    orientation = np.array(ds.ImageOrientationPatient, float)
+    between_rows, between_columns = (float(v) for v in ds.PixelSpacing)
+    return list(origin + column * between_columns * orientation[:3] + row * between_rows * orientation[3:])
+
+
+def _organ_slices(seg: Path) -> list[tuple[str, int]]:
+    """(source SOP, mask pixels) of each source image the SEG covers, in frame order."""
+    ds = pydicom.dcmread(seg)
+    frames = ds.pixel_array.reshape(-1, ds.Rows, ds.Columns)
+    return [(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID, int(frame.sum()))
+            for item, frame in zip(ds.PerFrameFunctionalGroupsSequence, frames)]
+
+
+def _inside_and_beside(view: dict, seg: Path, sop: str, others: list[Path]) -> tuple[list, list]:
+    """A point inside the SEG's mask on image ``sop`` (the mask pixel nearest its middle),
+    and one 10 voxels beside the mask (along the row), in no other organ's mask either."""
+    mask = seg_mask_for(seg, sop)
+    rows, columns = np.nonzero(mask)
+    middle = np.array([rows.mean(), columns.mean()])
+    inside = min(zip(rows, columns), key=lambda rc: float(np.sum((np.array(rc) - middle) ** 2)))
+    row = int(inside[0])
+    beside = (row, int(columns[rows == row].max()) + 10)
+    assert not any(seg_mask_for(other, sop)[beside] for other in others)
+    return _world(view, sop, *inside), _world(view, sop, *beside)
+
+
+def _pink_pixels(screenshot: Path, rect: list[float]) -> int:
+    """H&E-coloured pixels of ``screenshot`` within ``rect`` (left, top, right, bottom)."""
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(screenshot).convert("RGB")).astype(int)
+    left, top, right, bottom = (int(v) for v in rect)
+    part = pixels[top:bottom, left:right]
+    return int(((part[..., 0] > 150) & (part[..., 2] > 120) & (part[..., 1] < part[..., 0] - 40)).sum())
+
+
+def _slide_shows(browser: BrowserSession, series: str, shot: Path) -> int:
+    """Waits until the slide pane shows ``series`` (its URL) drawn; its H&E pixels on screen."""
+    browser.wait(f"""() => {{ const f = document.getElementById('slide');
+        return f.contentWindow.location.href.includes('{series}') &&
+               !!f.contentDocument.querySelector('.DicomMicroscopyViewer .ol-viewport canvas'); }}""",
+                 timeout_s=90)
+    browser.sleep(4)
+    browser.screenshot(shot)
+    return _pink_pixels(shot, browser.evaluate(SLIDE_PANE)["rect"])
+
+
+# -- the acceptance -----------------------------------------------------------------------------
+
+
+def test_the_view_lists_the_patients_two_pairs_read_from_the_pacs(patient_view, tmp_path):
+    elements = patient_view["elements"]
+    with BrowserSession(tmp_path / "browser") as browser:
+        page = _open(browser, _url(patient_view))
+    assert page["pairs"] == "2", page
+    labels = sorted(item["text"] for item in page["list"])
+    assert labels[0].startswith("left kidney") and "biopsy-kidney" in labels[0], labels
+    assert labels[1].startswith("liver") and "biopsy-liver" in labels[1], labels
+    # Each pair has a plain URL that opens the view with it selected (and keyboard focus reaches it).
+    hrefs = {item["href"] for item in page["list"]}
+    assert {_link(e)["viewers"]["patient"] for e in elements.values()} == hrefs
+
+
+def test_a_click_on_an_organ_opens_its_slide_and_a_click_beside_it_nothing(patient_view, tmp_path):
+    kidney, liver = patient_view["elements"]["biopsy-kidney"], patient_view["elements"]["biopsy-liver"]
+    kidney_seg, liver_seg = _seg(kidney), _seg(liver)
+    kidney_slide, liver_slide = (_link(e)["slide"]["series_instance_uid"] for e in (kidney, liver))
+    with BrowserSession(tmp_path / "browser") as browser:
+        page = _open(browser, _url(patient_view, liver), centred_on=_link(liver)["radiology"]["seg_series_instance_uid"])
+        assert liver_slide in page["slide"]
+        # Scroll to the kidney's fullest slice, then click beside it (nothing) and inside it.
+        sop = max(_organ_slices(kidney_seg), key=lambda s: s[1])[0]
+        browser.evaluate(SCROLL_TO, sop)
+        browser.sleep(1)
+        assert browser.evaluate(DISPLAYED)["sop"] == sop
+        inside, beside = _inside_and_beside(patient_view, kidney_seg, sop, [liver_seg])
+        browser.click(*browser.evaluate(TO_SCREEN, beside))
+        browser.sleep(1)
+        after_beside = browser.evaluate(PAGE)
+        assert after_beside["lastClick"] and after_beside["lastClick"]["hits"] == [], after_beside
+        assert liver_slide in after_beside["slide"]  # nothing changed
+        browser.click(*browser.evaluate(TO_SCREEN, inside))
+        pink = _slide_shows(browser, kidney_slide, tmp_path / "kidney-slide.png")
+        page = browser.evaluate(PAGE)
+        assert kidney_slide in page["slide"] and page["hits"] == "left kidney", page
+        assert pink > 5000, f"no H&E pixels in the slide pane: {tmp_path / 'kidney-slide.png'}"
+        # And the liver, on its fullest slice.
+        sop = max(_organ_slices(liver_seg), key=lambda s: s[1])[0]
+        browser.evaluate(SCROLL_TO, sop)
+        browser.sleep(1)
+        inside, _ = _inside_and_beside(patient_view, liver_seg, sop, [kidney_seg])
+        browser.click(*browser.evaluate(TO_SCREEN, inside))
+        pink = _slide_shows(browser, liver_slide, tmp_path / "liver-slide.png")
+        assert liver_slide in browser.evaluate(PAGE)["slide"] and pink > 5000
+
+
+def test_choosing_the_liver_pair_centres_ohif_on_the_liver_with_its_segment_active(patient_view, tmp_path):
+    kidney, liver = patient_view["elements"]["biopsy-kidney"], patient_view["elements"]["biopsy-liver"]
+    liver_series = _link(liver)["radiology"]["seg_series_instance_uid"]
+    with BrowserSession(tmp_path / "browser") as browser:
+        _open(browser, _url(patient_view, kidney), centred_on=_link(kidney)["radiology"]["seg_series_instance_uid"])
+        item = browser.evaluate(f"""() => {{ const r = document.querySelector('#pairs a[data-seg="{liver_series}"]')
+                    .getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; }}""")
+        browser.click(*item)  # the pair in the list, as a user chooses it
+        browser.wait("(seg) => document.body.dataset.centred === seg", liver_series, timeout_s=120)
+        browser.sleep(1)
+        shown = browser.evaluate(DISPLAYED)
+    assert shown["activeSeries"] == liver_series, shown
+    # The displayed slice lies within the liver's extent, within one slice of its centre.
+    normal = np.cross(*np.array(pydicom.dcmread(_seg(liver), stop_before_pixels=True)
+                                .SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0]
+                                .ImageOrientationPatient, float).reshape(2, 3))
+    offsets = sorted(float(np.dot(normal, pydicom.dcmread(patient_view["ct"][sop], stop_before_pixels=True)
+                                  .ImagePositionPatient)) for sop, pixels in _organ_slices(_seg(liver)) if pixels)
+    spacing = float(np.min(np.diff(offsets)))
+    displayed = float(np.dot(normal, shown["position"]))
+    assert offsets[0] <= displayed <= offsets[-1]
+    assert abs(displayed - (offsets[0] + offsets[-1]) / 2) <= spacing + 1e-3, (displayed, offsets)
+
+
+def test_a_pairs_url_shows_the_organ_overlay_on_first_paint(patient_view, tmp_path):
+    liver = patient_view["elements"]["biopsy-liver"]
+    with BrowserSession(tmp_path / "browser") as browser:
+        _open(browser, _url(patient_view, liver), centred_on=_link(liver)["radiology"]["seg_series_instance_uid"])
+        shown = browser.evaluate(DISPLAYED)
+        browser.screenshot(tmp_path / "first.png")
+        browser.evaluate(SEGMENTS_VISIBLE, False)
+        browser.sleep(1.5)
+        browser.screenshot(tmp_path / "hidden.png")
+    mask = seg_mask_for(_seg(liver), shown["sop"])
+    result = overlay_check(mask, shown, tmp_path / "first.png", tmp_path / "hidden.png")
+    assert result.changed_pixels > 0 and result.passed, (result, tmp_path)
+    # Negative control: the same comparison against the mask moved 10 voxels sideways fails.
+    assert not overlay_check(np.roll(mask, 10, axis=1), shown, tmp_path / "first.png", tmp_path / "hidden.png").passed
+
+
+def test_a_slide_linked_after_the_view_was_built_appears_on_reload(patient_view, tmp_path):
+    kidney = patient_view["elements"]["biopsy-kidney"]
+    url = _url(patient_view, kidney)
+    with BrowserSession(tmp_path / "browser") as browser:
+        assert _open(browser, url)["pairs"] == "2"
+        # A second kidney biopsy of the same patient goes through the pipeline meanwhile.
+        later = tmp_path / "later"
+        shutil.copytree(patient_view["folder"] / "ct", later / "ct")
+        study = SyntheticStudy(patient=PATIENT, study_instance_uid=_link(kidney)["radiology"]["study_instance_uid"])
+        write_demo_slide(later, study, KIDNEY_2)
+        _run_pipeline(tmp_path, "later", later, patient_view["pacs"], patient_view["port"])
+        page = _open(browser, url)
+    assert page["pairs"] == "3", page
+    kidney_pairs = [item for item in page["list"] if item["text"].startswith("left kidney")]
+    assert len(kidney_pairs) == 2 and any("biopsy-kidney-2" in item["text"] for item in kidney_pairs)
+
+
+def test_a_study_radpath_has_linked_nothing_to_says_so(patient_view, tmp_path):
+    study = SyntheticStudy(patient=SyntheticPatient(patient_id="RP-NO-LINKS"))
+    series = write_series(tmp_path / "ct", geometry=SliceGeometry(32, 32, 4, (4.0, 4.0), 5.0), study=study)
+    DicomWeb(Settings.from_env({"DICOMWEB_URL": patient_view["pacs"].dicomweb_url}).dicomweb).store(series.paths)
+    with BrowserSession(tmp_path / "browser") as browser:
+        page = _open(browser, f"{patient_view['server'].base_url}/radpath/{PATIENT_VIEW_FILE}"
+                              f"?study={study.study_instance_uid}")
+        browser.wait("() => document.getElementById('status').textContent.includes('no slide')", timeout_s=30)
+        page = browser.evaluate(PAGE)
+    assert page["pairs"] == "0" and page["list"] == []
+    assert page["status"] == "radpath has linked no slide to this study yet"
+
+
+def test_radpath_view_on_a_run_folder_serves_its_patient_view(patient_view, tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    run_folder = patient_view["root"] / "run-first"
+    shot = tmp_path / "patient-view.png"
+    run = subprocess.run([sys.executable, "-m", "radpath", "view", str(run_folder), "--screenshot", str(shot)],
+                         capture_output=True, text=True, timeout=400)
+    assert run.returncode == 0, run.stderr[-2000:]
+    study = _link(patient_view["elements"]["biopsy-kidney"])["radiology"]["study_instance_uid"]
+    assert f"patient view (study {study}): http://127.0.0.1:" in run.stdout
+    facts = json.loads(run.stdout.strip().splitlines()[-1])
+    ohif, slide = facts["frames"]
+    assert "/viewer?" in ohif and "/microscopy?" in slide
+    assert facts["centred"] in {_link(e)["radiology"]["seg_series_instance_uid"]
+                                for e in patient_view["elements"].values()}
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    middle, right = pixels[120:, 520:760], pixels[120:, 860:]
+    grey = (np.abs(middle - middle.mean(axis=-1, keepdims=True)).max(axis=-1) < 8) & (middle.mean(axis=-1) > 40)
+    assert grey.sum() > 5000, f"no CT in the OHIF pane of {shot}"
+    assert _pink_pixels(shot, [860, 120, pixels.shape[1], pixels.shape[0]]) > 5000, f"no slide in {shot}"
