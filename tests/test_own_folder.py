@@ -173,3 +173,21 @@ def test_without_the_layout_the_slices_are_one_row_with_the_fix_and_nothing_runs
     assert element.name == "CMU-1-Small-Region" and not (element / "nifti").exists()
     (row,) = [r for r in rows if r["element"] == element.name]
     assert (row["status"], row["stage"]) == ("skipped", "pair") and "input folder" in row["detail"], row
+
+
+def test_each_slide_of_a_patient_is_an_element_with_the_patients_radiology(tmp_path: Path):
+    """Two biopsies of one patient are two pairs: an element per slide, each with the CT;
+    named by the slide (no folder), or by the folder and the slide."""
+    from radpath.apps.demo import KIDNEY, LIVER, write_demo_input
+
+    folder = write_demo_input(tmp_path / "in", slides=(KIDNEY, LIVER))
+    staged = stage_input_folder(folder, tmp_path / "batch", "get-input")
+    assert staged.rejected == [] and staged.elements == ["biopsy-kidney", "biopsy-liver"]
+    for name, slide in (("biopsy-kidney", KIDNEY), ("biopsy-liver", LIVER)):
+        files = {p.name for p in (tmp_path / "batch" / name / "get-input").iterdir()}
+        assert slide.file in files and f"{slide.file}.json" in files
+        assert len([f for f in files if f.endswith(".svs")]) == 1 and len(files) == 60 + 2  # the CT's 60 slices
+    nested = tmp_path / "nested"
+    shutil.copytree(folder, nested / "case-07")
+    assert stage_input_folder(nested, tmp_path / "batch-2", "get-input").elements == [
+        "case-07+biopsy-kidney", "case-07+biopsy-liver"]

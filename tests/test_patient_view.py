@@ -201,7 +201,11 @@ def test_the_view_lists_the_patients_two_pairs_read_from_the_pacs(patient_view, 
     elements = patient_view["elements"]
     with BrowserSession(tmp_path / "browser") as browser:
         page = _open(browser, _url(patient_view))
+        by_patient = _open(browser, f"{patient_view['server'].base_url}/radpath/{PATIENT_VIEW_FILE}"
+                                    f"?patient={PATIENT.patient_id}")
     assert page["pairs"] == "2", page
+    # By the patient too: the same pairs.
+    assert sorted(i["text"] for i in by_patient["list"]) == sorted(i["text"] for i in page["list"]), by_patient
     labels = sorted(item["text"] for item in page["list"])
     assert labels[0].startswith("left kidney") and "biopsy-kidney" in labels[0], labels
     assert labels[1].startswith("liver") and "biopsy-liver" in labels[1], labels

@@ -1,6 +1,7 @@
-"""A folder of a user's files as the batch layout: one element per patient, holding that
-patient's radiology DICOM and slides (DICOM, or vendor files with their sidecar or a
-``radpath-slides.csv`` naming the patient).
+"""A folder of a user's files as the batch layout: one element per slide of a patient (a
+vendor file with its sidecar or a ``radpath-slides.csv`` naming the patient, or a DICOM
+slide series), each holding the patient's radiology DICOM beside that slide; a patient
+without a slide is one element.
 
 Whose a file is: what it says (a DICOM file's PatientID, a vendor slide's link); a DICOM
 file that names no patient (de-identified data often leaves PatientID empty) belongs to
@@ -19,8 +20,8 @@ directory claims an impossible size or points past the end of the file, files of
 kind radpath reads.
 Rejections that share a folder and a reason are one row with the count of files.
 Elements are named by what the user knows them by and that names no patient: the
-patient's folder, else the first slide file's name, else ``patient-<n>``; never a UID,
-never a PatientID. Files are linked, not copied: a gigapixel slide is not duplicated.
+patient's folder (with the slide's name where it holds several), else the slide's name,
+else ``patient-<n>``; never a UID, never a PatientID. Files are linked, not copied: a gigapixel slide is not duplicated.
 """
 
 from __future__ import annotations
