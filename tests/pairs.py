@@ -3,7 +3,11 @@ Aperio-style slide), stored into a PACS or any target with ``store(paths)``."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from radpath.adapters.dicomweb import TAG_MODALITY, TAG_SERIES_UID, DicomWeb
+from radpath.adapters.settings import Settings
 from radpath.adapters.slides.convert import ConversionOptions, dicomize_slide
 from radpath.domain.slides.linkage import SlideLink
 from radpath.synthetic import SliceGeometry, SyntheticPatient, SyntheticStudy, write_series, write_svs
@@ -46,3 +50,20 @@ def modalities(pacs: DicomWeb, study: str) -> dict[str, list[str]]:
     for row in pacs.find_series(study_instance_uid=study):
         found.setdefault(row[TAG_MODALITY]["Value"][0], []).append(row[TAG_SERIES_UID]["Value"][0])
     return found
+
+
+def link_into_pacs(workflow_dir: Path, folder: Path, dicomweb_url: str, viewer_base_url: str) -> dict[str, Path]:
+    """The pipeline in this process on a user's ``folder`` (get-input to link, stand-in
+    weights), storing into the PACS at ``dicomweb_url``; the run's elements by name."""
+    from radpath.pipeline.getinput import fetch_selection
+    from radpath.pipeline.runner import run_pipeline
+
+    (workflow_dir / "conf").mkdir(parents=True)
+    (workflow_dir / "conf" / "conf.json").write_text(json.dumps({"data_form": {"input_folder": str(folder)}}))
+    settings = Settings.from_env({
+        "WORKFLOW_DIR": str(workflow_dir), "TOTALSEG_STANDIN_WEIGHTS": "true", "STORE_TARGET": "dicomweb",
+        "DICOMWEB_URL": dicomweb_url, "VIEWER_BASE_URL": viewer_base_url})
+    fetch_selection(settings, "get-input")
+    results = run_pipeline(settings, "get-input")
+    assert all(r.exit_code == 0 for r in results), [(r.stage, r.elements) for r in results]
+    return {element.name: element for element in (workflow_dir / "batch").iterdir()}

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from pairs import link_into_pacs
 from pydicom.uid import generate_uid
 
 from radpath.adapters.dicomweb import DicomWeb
@@ -20,7 +21,6 @@ from radpath.apps.demo import KIDNEY, write_demo_input
 from radpath.apps.viewer.assets import CHROMIUM, ViewerUnavailable, node_modules, ohif_dist
 from radpath.apps.viewer.look import as_displayed, look, overlay_check, seg_mask_for, slide_check
 from radpath.apps.viewer.server import ViewerServer
-from radpath.pipeline.runner import run_pipeline
 from radpath.synthetic import SyntheticPatient
 
 pytestmark = [pytest.mark.pacs, pytest.mark.slow]
@@ -51,18 +51,8 @@ def served(tmp_path_factory, viewer_files):
             folder = write_demo_input(root / f"input-{modality}", modality,
                                       SyntheticPatient(patient_id=f"RP-VIEW-{modality}", name=f"View^{modality}"),
                                       slides=(KIDNEY,))
-            workflow_dir = root / f"run-{modality}"
-            (workflow_dir / "conf").mkdir(parents=True)
-            (workflow_dir / "conf" / "conf.json").write_text(json.dumps({"data_form": {"input_folder": str(folder)}}))
-            settings = Settings.from_env({
-                "WORKFLOW_DIR": str(workflow_dir), "TOTALSEG_STANDIN_WEIGHTS": "true", "STORE_TARGET": "dicomweb",
-                "DICOMWEB_URL": pacs.dicomweb_url, "VIEWER_BASE_URL": f"http://127.0.0.1:{port}"})
-            from radpath.pipeline.getinput import fetch_selection
-
-            fetch_selection(settings, "get-input")
-            results = run_pipeline(settings, "get-input")
-            assert all(r.exit_code == 0 for r in results), [(r.stage, r.elements) for r in results]
-            (element,) = (workflow_dir / "batch").iterdir()
+            (element,) = link_into_pacs(root / f"run-{modality}", folder, pacs.dicomweb_url,
+                                        f"http://127.0.0.1:{port}").values()
             runs[modality] = element
         with ViewerServer(viewer_files[0], ("127.0.0.1", pacs.port), port=port) as server:
             yield pacs, server, runs, root
