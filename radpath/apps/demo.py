@@ -91,6 +91,7 @@ def run_demo(output: Path, use_airflow: bool = True) -> int:
     # No official TotalSegmentator weights on a fresh machine: the demo opts in to radpath's
     # stand-ins (official weights still win where installed; the log says which ran).
     # No server either: results go to a file store beside the run (STORE_TARGET=folder).
-    env = {"TOTALSEG_STANDIN_WEIGHTS": "true", "STORE_TARGET": StoreTarget.FOLDER.value, "STORE_FOLDER": str(output / "store")}
+    env = {"TOTALSEG_STANDIN_WEIGHTS": "true", "STORE_TARGET": StoreTarget.FOLDER.value,
+           "STORE_FOLDER": str(output / "store")}
     result = run_main_job(MainJob(output, selection_conf(input_folder=folder), env, use_airflow), console)
     return result.exit_code
