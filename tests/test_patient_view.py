@@ -305,6 +305,11 @@ def test_a_study_radpath_has_linked_nothing_to_says_so(patient_view, tmp_path):
         page = browser.evaluate(PAGE)
     assert page["pairs"] == "0" and page["list"] == []
     assert page["status"] == "radpath has linked no slide to this study yet"
+    # Whatever the URL names goes into DICOMweb paths only as a UID.
+    with BrowserSession(tmp_path / "browser") as browser:
+        browser.goto(f"{patient_view['server'].base_url}/radpath/{PATIENT_VIEW_FILE}?study=../../studies")
+        browser.wait("() => document.getElementById('status').textContent.startsWith('cannot')", timeout_s=30)
+        assert browser.evaluate(PAGE)["status"] == "cannot read the links: not a DICOM UID: ../../studies"
 
 
 def test_radpath_view_on_a_run_folder_serves_its_patient_view(patient_view, tmp_path):
