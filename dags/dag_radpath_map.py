@@ -26,4 +26,4 @@ dag = DAG(
     doc_md=__doc__,
 )
 
-verdict(dag, pair_segment_link(dag, RadpathGetInputOperator(dag=dag)))
+verdict(dag, pair_segment_link(dag, RadpathGetInputOperator(dag=dag)), research_table=True)

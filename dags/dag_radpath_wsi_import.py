@@ -11,7 +11,14 @@ the ``get-slides`` pod finds them. Standalone, ``slides_folder`` names the folde
 
 from airflow.models import DAG
 from radpath_operators.chains import verdict
-from radpath_operators.forms import IMPORT_FIELDS, MAP_FIELDS, NO_DATASET, UPLOAD_ENDINGS, default_args, upload_form
+from radpath_operators.forms import (
+    IMPORT_FIELDS,
+    MAP_FIELDS,
+    NO_DATASET,
+    UPLOAD_ENDINGS,
+    default_args,
+    upload_form,
+)
 from radpath_operators.GetSlidesOperator import GetSlidesOperator
 from radpath_operators.RadpathBaseOperator import IN_KAAPANA
 from radpath_operators.StoreOperator import StoreOperator

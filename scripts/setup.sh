@@ -60,6 +60,10 @@ else
   say "installing Python packages into $VENV (about 90 s on a fresh machine)"
   # torch first, from its pin, so nothing later can choose a CUDA build.
   pinned_pip "$VENV" "torch==2.13.0"
+  # pyradiomics (extra quantify): an sdist whose build needs numpy without declaring it, so
+  # it is built without pip's build isolation, before the extras would try it with.
+  pinned_pip "$VENV" numpy setuptools wheel versioneer
+  pinned_pip "$VENV" --no-build-isolation pyradiomics
   pinned_pip "$VENV" -e ".[$EXTRAS]"
   "$VENV/bin/python" -c "import radpath, torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
   mark_installed "$VENV" "$EXTRAS"

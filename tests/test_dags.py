@@ -14,7 +14,7 @@ import pytest
 from kaapana_box import airflow_environment, dag_folder, kaapana_python
 
 REPO = Path(__file__).resolve().parents[1]
-PIPELINE = ["get-input", "wsi-dicomize", "pair", "bodypart", "nifti", "segment", "merge", "seg-encode", "store",
+PIPELINE = ["get-input", "wsi-dicomize", "pair", "bodypart", "nifti", "segment", "merge", "seg-encode", "quantify", "store",
             "link", "report"]
 #: On Kaapana the first task is Kaapana's own GetInputOperator, under its own default name.
 KAAPANA_GET_INPUT = "get-input-data"

@@ -3,6 +3,8 @@ radpath-map DAG under a local Airflow."""
 
 from __future__ import annotations
 
+import json
+
 from radpath.pipeline.manifest import Manifest
 
 
@@ -20,7 +22,7 @@ def test_demo_runs_the_pipeline_on_a_generated_patient(demo_run):
     element = elements["biopsy-kidney"]
     manifest = Manifest.load(element)
     assert list(manifest.stages) == ["wsi-dicomize", "pair", "bodypart", "nifti", "segment", "merge", "seg-encode",
-                                     "store", "link"]
+                                     "quantify", "store", "link"]
     assert all(record.status.value == "done" for record in manifest.stages.values())
     nifti = manifest.facts["nifti"]
     assert nifti["modality"] == "CT" and all(nifti["slices"])
@@ -46,6 +48,15 @@ def test_demo_runs_the_pipeline_on_a_generated_patient(demo_run):
     assert kos["kos_sent"] is True and kos["target"] == f"folder {store}"
     for name in ("link.json", "qc.png", "index.html", "link.kos.dcm"):
         assert (element / "link" / name).is_file(), name
+    # The kidney measured: a report on the SEG, stored with the pair and named in link.json.
+    quantify = manifest.facts["quantify"]
+    assert quantify["path"] and quantify["reason"] is None
+    (measured,) = quantify["segments"]
+    assert measured["voxels"] == part["voxels"] and len(measured["features"]) > 40
+    link = json.loads((element / "link" / "link.json").read_text())
+    assert link["measurements"]["sr"]["sop_instance_uid"] == quantify["sop_instance_uid"]
+    assert link["measurements"]["volumes_ml"]["Kidney, left"] > 50
+    assert any(store.rglob(quantify["sop_instance_uid"] + "*"))
     assert "radpath: elements of" in run.stdout and "│ done" in run.stdout
     assert f"result: {element}/link:" in run.stdout  # whole, on one line, to copy
     assert "segment" in run.stdout and "2/2" in run.stdout  # the progress bars' final state

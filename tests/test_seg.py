@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from pydicom import Dataset
+from elements import element_after_segment, phantom_mask_on_nifti, run_merge_and_encode
 from pydicom.uid import generate_uid
 
 from radpath.adapters.dciodvfy import verify
@@ -19,19 +19,12 @@ from radpath.adapters.dicomseg.readback import check_frames, read_with_dcmqi, re
 from radpath.adapters.dicomseg.sources import complete_sources
 from radpath.adapters.radiology.series import read_series_in
 from radpath.adapters.radiology.volumes import convert_series
-from radpath.adapters.settings import Settings
 from radpath.domain.anatomy import load_master
-from radpath.domain.anatomy.resolver import resolve_body_part
 from radpath.domain.dicomseg.description import Algorithm, SegSeries, describe_segment, series_description
 from radpath.domain.dicomseg.geometry import LPS_FROM_RAS, mask_from_source, mask_on_source
-from radpath.pipeline.batch import run_stage
-from radpath.pipeline.manifest import Manifest, Status
-from radpath.pipeline.stages.merge import run_merge
-from radpath.pipeline.stages.nifti import run_nifti
-from radpath.pipeline.stages.seg_encode import run_seg_encode
+from radpath.pipeline.manifest import Status
 from radpath.synthetic import SliceGeometry, write_series
-from radpath.synthetic.facts import add_sections, given_bodypart, given_segment
-from radpath.synthetic.phantom import LABELS, sample
+from radpath.synthetic.phantom import LABELS
 
 ENCODERS = [DcmqiEncoder(), HighdicomEncoder()]
 ALGORITHM = Algorithm("TotalSegmentator", "2.18.0")
@@ -94,18 +87,6 @@ GEOMETRIES = {
 }
 
 
-def phantom_mask_on_nifti(nifti_path: Path, organ: str, modality: str) -> tuple[np.ndarray, np.ndarray]:
-    """The phantom organ sampled at the NIfTI's own voxel centres (independent of radpath's
-    resampling): what a segmenter that is always right would write."""
-    image = nib.load(str(nifti_path))
-    affine = LPS_FROM_RAS @ image.affine
-    shape = image.shape[:3]
-    index = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), axis=-1).reshape(-1, 3)
-    points = (affine[:3, :3] @ index.T).T + affine[:3, 3]
-    _, labels = sample(points, modality)
-    return labels.reshape(shape) == LABELS[organ], affine
-
-
 @pytest.mark.parametrize("modality", ["CT", "MR"])
 @pytest.mark.parametrize("name", list(GEOMETRIES))
 def test_geometry_matrix_round_trips_exactly(name, modality, tmp_path):
@@ -136,42 +117,6 @@ def test_an_empty_mask_is_never_encoded(tmp_path):
 # --- the stages, from the slide's words to the SEG's codes ---------------------------------
 
 KIDNEY_GEOMETRY = SliceGeometry(48, 56, 14, (7.0, 7.0), 8.0, center=(0.0, 40.0, -15.0))
-
-
-def resolved(text: str) -> dict:
-    ds, specimen = Dataset(), Dataset()
-    specimen.SpecimenShortDescription = text
-    ds.SpecimenDescriptionSequence = [specimen]
-    result = resolve_body_part(ds)
-    return {"organ": result.organ, "laterality": result.laterality, "subpart": result.subpart}
-
-
-def element_after_segment(tmp_path: Path, text: str, geometry: SliceGeometry, classes: dict[str, str]) -> Path:
-    """An element as the segment stage leaves it: the series, its NIfTI (real nifti stage),
-    the slide's organ (real resolver) and per-class masks from the phantom (a perfect
-    segmenter); ``classes`` maps class → phantom organ, "" for an empty mask."""
-    root = tmp_path / "run"
-    write_series(root / "batch/e1/get-input", geometry=geometry)
-    env = {"WORKFLOW_DIR": str(root), "OPERATOR_IN_DIR": "get-input", "OPERATOR_OUT_DIR": "nifti"}
-    assert run_stage("nifti", run_nifti, Settings.from_env(env)).elements[0].status is Status.DONE
-    element = root / "batch/e1"
-    manifest = Manifest.load(element)
-    nifti = manifest.facts["nifti"]
-    (element / "segment").mkdir()
-    for name, organ in classes.items():
-        mask, affine = phantom_mask_on_nifti(element / "nifti" / nifti["path"], organ or "liver", "CT")
-        image = nib.Nifti1Image((mask & bool(organ)).astype(np.uint8), LPS_FROM_RAS @ affine)
-        nib.save(image, str(element / "segment" / f"{name}.nii.gz"))
-    add_sections(element, given_bodypart(**resolved(text)), given_segment("total", "2.18.0"))
-    return root
-
-
-def run_merge_and_encode(root: Path, **env: str):
-    base = {"WORKFLOW_DIR": str(root), **env}
-    merged = run_stage("merge", run_merge, Settings.from_env({**base, "OPERATOR_OUT_DIR": "merge"}))
-    encoded = run_stage("seg-encode", run_seg_encode, Settings.from_env({**base, "OPERATOR_OUT_DIR": "seg-encode"}))
-    # An element that ended skipped is not handed to the next stage.
-    return merged.elements[0], (encoded.elements or [None])[0], Manifest.load(root / "batch/e1")
 
 
 def segments_of(path: Path) -> list[tuple]:

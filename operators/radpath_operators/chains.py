@@ -8,6 +8,7 @@ from radpath_operators.LinkOperator import LinkOperator
 from radpath_operators.MergeOperator import MergeOperator
 from radpath_operators.NiftiOperator import NiftiOperator
 from radpath_operators.PairOperator import PairOperator
+from radpath_operators.QuantifyOperator import QuantifyOperator
 from radpath_operators.RadpathBaseOperator import IN_KAAPANA
 from radpath_operators.ReportOperator import ReportOperator
 from radpath_operators.SegEncodeOperator import SegEncodeOperator
@@ -20,10 +21,13 @@ from radpath_operators.WsiDicomizeOperator import WsiDicomizeOperator
 #: otsus-method example puts its report there the same way).
 RESULTS_PREFIX = "staticwebsiteresults/radpath"
 RESULT_FILES = (".html", ".png")
+#: The run's research table (radpath report's quantification-<run>.csv/.json) in the bucket.
+RESEARCH_PREFIX = "radpath"
+RESEARCH_FILES = (".csv", ".json")
 
 
 def pair_segment_link(dag, input_operator):
-    """wsi-dicomize → pair → bodypart → nifti → segment → merge → seg-encode → store → link
+    """wsi-dicomize → pair → bodypart → nifti → segment → merge → seg-encode → quantify → store → link
     after ``input_operator`` (then, on Kaapana, the link pages into the project's bucket);
     returns the last task."""
     wsi_dicomize = WsiDicomizeOperator(dag=dag, input_operator=input_operator)
@@ -33,9 +37,11 @@ def pair_segment_link(dag, input_operator):
     segment = SegmentOperator(dag=dag, input_operator=nifti)
     merge = MergeOperator(dag=dag, input_operator=segment)
     seg_encode = SegEncodeOperator(dag=dag, input_operator=merge)
-    store = StoreOperator(dag=dag, input_operator=seg_encode)
+    quantify = QuantifyOperator(dag=dag, input_operator=seg_encode)
+    store = StoreOperator(dag=dag, input_operator=quantify)
     link = LinkOperator(dag=dag, input_operator=store)
-    input_operator >> wsi_dicomize >> pair >> bodypart >> nifti >> segment >> merge >> seg_encode >> store >> link
+    input_operator >> wsi_dicomize >> pair >> bodypart >> nifti >> segment >> merge >> seg_encode >> quantify >> store \
+        >> link
     if not IN_KAAPANA:
         return link  # standalone the pages stay in the run folder (radpath run prints where)
     from kaapana.operators.MinioOperator import MinioOperator
@@ -46,17 +52,29 @@ def pair_segment_link(dag, input_operator):
     return results
 
 
-def verdict(dag, last):
+def verdict(dag, last, research_table=False):
     """``report`` after ``last`` whatever happened upstream (it fails the run if any element
-    failed), then the clean-up."""
+    failed), then the clean-up. With ``research_table``, on Kaapana the run's research table
+    (volumes and radiomics, written by the report) goes into the project's bucket, whatever
+    the verdict."""
     report = ReportOperator(dag=dag, input_operator=last)
     last >> report
-    clean_up(dag, report)
+    done = [report]
+    if research_table and IN_KAAPANA:
+        from airflow.utils.trigger_rule import TriggerRule
+        from kaapana.operators.MinioOperator import MinioOperator
+
+        table = MinioOperator(dag=dag, name="put-research-table", action="put", minio_prefix=RESEARCH_PREFIX,
+                              none_batch_input_operators=[report], whitelisted_file_extensions=RESEARCH_FILES,
+                              trigger_rule=TriggerRule.ALL_DONE)
+        report >> table
+        done.append(table)
+    clean_up(dag, done)
     return report
 
 
 def clean_up(dag, last):
-    """On Kaapana, the run folder is removed after ``last``, as Kaapana's own DAGs do (a
+    """On Kaapana, the run folder is removed after ``last`` (a task or a list), as Kaapana's own DAGs do (a
     run that failed before keeps it, for inspection); standalone it is kept."""
     if IN_KAAPANA:
         from kaapana.operators.LocalWorkflowCleanerOperator import LocalWorkflowCleanerOperator

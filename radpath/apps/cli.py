@@ -178,6 +178,7 @@ def _get_slides(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from radpath.pipeline.research import research_folder, write_research_table
     from radpath.pipeline.runner import element_table, summarize
 
     try:
@@ -187,7 +188,11 @@ def _report(args: argparse.Namespace) -> int:
         print(f"radpath report: {err}", file=sys.stderr)
         return 2
     rows = summarize(settings)
-    Console(width=160).print(element_table(rows, f"radpath: elements of {settings.layout.batch_dir}"))
+    console = Console(width=160)
+    console.print(element_table(rows, f"radpath: elements of {settings.layout.batch_dir}"))
+    table = write_research_table(settings, research_folder(settings))
+    if table is not None:
+        console.print(f"research table ({table.measured} measured of {table.rows} rows): {table.csv}", soft_wrap=True)
     # The run's verdict, after every element has had its chance: failed if any failed.
     return 1 if any(row.status == "failed" for row in rows) else 0
 

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from radpath.adapters.settings import Settings
 from radpath.pipeline.events import EventTail, ProgressEvent
+from radpath.pipeline.research import research_folder, write_research_table
 from radpath.pipeline.runner import ElementSummary, element_table, run_pipeline, summarize
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,9 @@ def run_main_job(job: MainJob, console: Console | None = None) -> JobResult:
     rows = summarize(settings) if workflow_dir.is_dir() else []
     console.print(element_table(rows, f"radpath: elements of {workflow_dir}"))
     _print_results(console, workflow_dir, job.env.get("STORE_FOLDER"))
+    table = write_research_table(settings, research_folder(settings)) if workflow_dir.is_dir() else None
+    if table is not None:
+        console.print(f"research table (volumes, radiomics; {table.measured} measured): {table.csv}", soft_wrap=True)
     return JobResult(workflow_dir, rows, log_file)
 
 

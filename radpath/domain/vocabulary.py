@@ -94,5 +94,6 @@ class StageName(Term):
     SEGMENT = "segment"
     MERGE = "merge"
     SEG_ENCODE = "seg-encode"
+    QUANTIFY = "quantify"
     STORE = "store"
     LINK = "link"

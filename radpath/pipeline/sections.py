@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from radpath.domain.anatomy.master import ClassSelection, in_words
 from radpath.domain.dicomseg.description import Algorithm
 from radpath.domain.link.page import ExtentSlice
+from radpath.domain.quantify.report import SegmentQuantities
 from radpath.domain.records import Record
 from radpath.domain.vocabulary import Modality, SegEncoder, Speed, StageName
 
@@ -259,6 +260,28 @@ class SegEncodeFacts(Section, stage=StageName.SEG_ENCODE):
     bytes: int
     source_uids: dict[str, str]  # attribute → value filled in on copies of the sources
     sources_folder: str | None  # those copies, which the SEG references
+    notes: list[str] = field(default_factory=list)
+
+
+# -- quantify ------------------------------------------------------------------------
+
+
+@dataclass
+class QuantifyFacts(Section, stage=StageName.QUANTIFY):
+    """The organ's volume and radiomics features, and the measurement report (SR) holding them.
+
+    ``path`` is None when nothing could be measured; ``reason`` then says why (the pair
+    goes on to be stored and linked without a report)."""
+
+    folder: str | None
+    path: str | None  # the SR file
+    series_instance_uid: str | None
+    sop_instance_uid: str | None
+    modality: Modality
+    pyradiomics: str  # its version
+    parameters: dict[str, Any]  # pyradiomics' settings as applied
+    segments: list[SegmentQuantities]
+    reason: str | None = None
     notes: list[str] = field(default_factory=list)
 
 

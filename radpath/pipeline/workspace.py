@@ -16,7 +16,14 @@ from typing import TypeVar, overload
 
 from radpath.adapters.radiology.series import SeriesFiles, read_series_in
 from radpath.adapters.storage import Instance
-from radpath.pipeline.sections import NiftiFacts, PairFacts, Section, SegEncodeFacts, WsiDicomizeFacts
+from radpath.pipeline.sections import (
+    NiftiFacts,
+    PairFacts,
+    QuantifyFacts,
+    Section,
+    SegEncodeFacts,
+    WsiDicomizeFacts,
+)
 
 S = TypeVar("S", bound=Section)
 S2 = TypeVar("S2", bound=Section)
@@ -30,15 +37,18 @@ class MissingFact(RuntimeError):
 @dataclass(frozen=True)
 class PairFiles:
     """The element's files of the pair: the radiology source series as the SEG references
-    it, the slide series, and the SEG."""
+    it, the slide series, the SEG, and the measurement reports on the SEG."""
 
     source: SeriesFiles
     slides: list[Path]
     seg: Path
+    reports: list[Path] = field(default_factory=list)
 
     def instances(self) -> dict[str, list[Instance]]:
-        """By kind, in store order: ``source``, ``slide``, ``SEG``."""
-        kinds = {"source": [i.path for i in self.source.instances], "slide": self.slides, "SEG": [self.seg]}
+        """By kind, in store order (what is referenced before what refers to it):
+        ``source``, ``slide``, ``SEG``, ``SR``."""
+        kinds = {"source": [i.path for i in self.source.instances], "slide": self.slides, "SEG": [self.seg],
+                 "SR": self.reports}
         return {what: unique_instances(Instance.read(path, what) for path in paths) for what, paths in kinds.items()}
 
 
@@ -117,21 +127,34 @@ class BatchElement:
 
     def pair_files(self) -> PairFiles:
         """The files of the pair the pair, nifti and seg-encode stages decided."""
-        nifti, pair, seg = self.need(NiftiFacts, PairFacts, SegEncodeFacts)
-        seg_folder = self.folder_of(seg)
-        if seg.sources_folder:  # copies with the UIDs the SEG references
-            sources = self.series(seg_folder / seg.sources_folder)
-        else:
-            sources = [s for s in self.series() if s.summary.key == nifti.series_key]
-        if len(sources) != 1:
-            raise MissingFact(f"the source series {nifti.series_key} is no longer in the element")
+        pair, seg = self.need(PairFacts, SegEncodeFacts)
+        source = self.seg_source()
         slide_uid = pair.slide_series_instance_uid
         # One file per instance: a slide may sit both in the input and in a stage's output.
         slides = list({i.sop_instance_uid: i.path for s in self.series()
                        if slide_uid and s.summary.series_instance_uid == slide_uid for i in s.instances}.values())
         if not slides:
             raise MissingFact(f"the slide series {slide_uid} is not in the element")
-        return PairFiles(sources[0], slides, seg_folder / seg.path)
+        quantify = self.get(QuantifyFacts)
+        reports = [self.folder_of(quantify) / quantify.path] if quantify and quantify.path else []
+        return PairFiles(source, slides, self.seg_file(), reports)
+
+    def seg_file(self) -> Path:
+        """The SEG seg-encode wrote."""
+        seg = self.need(SegEncodeFacts)
+        return self.folder_of(seg) / seg.path
+
+    def seg_source(self) -> SeriesFiles:
+        """The radiology series as the SEG references it: the source series, or the copies
+        seg-encode made of it with the UIDs it lacked filled in."""
+        nifti, seg = self.need(NiftiFacts, SegEncodeFacts)
+        if seg.sources_folder:
+            sources = self.series(self.folder_of(seg) / seg.sources_folder)
+        else:
+            sources = [s for s in self.series() if s.summary.key == nifti.series_key]
+        if len(sources) != 1:
+            raise MissingFact(f"the source series {nifti.series_key} is no longer in the element")
+        return sources[0]
 
     def converted_slides(self) -> list[Instance]:
         """The slides wsi-dicomize wrote (or passed through) for this element."""

@@ -41,6 +41,18 @@ class LinkIdentity:
         return derived_uid("kos-instance", self.seg_series_instance_uid, self.slide_series_instance_uid)
 
 
+def radpath_device():
+    """radpath as the observer of the documents it writes (TID 1004 device observer)."""
+    from highdicom.sr import DeviceObserverIdentifyingAttributes, ObserverContext
+
+    return ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
+            uid=derived_uid("device", "radpath"), name="radpath", model_name=f"radpath {metadata.version('radpath')}"
+        ),
+    )
+
+
 def link_description(organ_label: str, seg_series: str, slide_label: str) -> str:
     """The Key Object Description: what the pair is, for a person browsing the PACS."""
     return (f"Radiology-pathology correlation, {organ_label}: segmentation '{seg_series}' "
@@ -55,26 +67,20 @@ def build_link_kos(
     organ_label: str,
     slide_label: str,
     series_number: int,
+    reports: Sequence[Dataset] = (),
 ) -> Dataset:
     """The KOS (a highdicom ``KeyObjectSelectionDocument``) in the SEG's study,
-    referencing the SEG, its source instances and the slide instances. The datasets
-    need only their headers."""
+    referencing the SEG, its source instances, the slide instances and the measurement
+    reports on the SEG. The datasets need only their headers."""
     from highdicom.ko import KeyObjectSelection, KeyObjectSelectionDocument
-    from highdicom.sr import DeviceObserverIdentifyingAttributes, ObserverContext
 
-    referenced = [seg, *sources, *slides]
+    referenced = [seg, *sources, *slides, *reports]
     description = link_description(organ_label, str(seg.get("SeriesDescription", "")), slide_label)
     version = metadata.version("radpath")
-    device = ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
-            uid=derived_uid("device", "radpath"), name="radpath", model_name=f"radpath {version}"
-        ),
-    )
     content = KeyObjectSelection(
         document_title=DOCUMENT_TITLE,
         referenced_objects=referenced,
-        observer_device_context=device,
+        observer_device_context=radpath_device(),
         description=description,
     )
     kos = KeyObjectSelectionDocument(

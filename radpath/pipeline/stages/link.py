@@ -3,7 +3,7 @@
 After the store stage has put the source series, the slide and the SEG in place, this
 stage checks that the target holds every instance the link will name (where the target
 can be asked), writes a Key Object Selection document in the radiology study that
-references them all (:mod:`radpath.domain.link.kos`), checks it with dciodvfy and stores it
+references them all, the measurement report included (:mod:`radpath.domain.link.kos`), checks it with dciodvfy and stores it
 the same way (once: its UIDs are derived from the SEG and slide series). Into the
 element's output go ``link.json`` (UIDs and viewer URLs), ``qc.png`` (the mask on three
 slices beside the slide) and ``index.html`` (OHIF and SLIM side by side).
@@ -29,6 +29,7 @@ from radpath.pipeline.sections import (
     LinkFacts,
     MergeFacts,
     NiftiFacts,
+    QuantifyFacts,
     SegEncodeFacts,
     SegmentFacts,
     StoreFacts,
@@ -45,6 +46,18 @@ class LinkNotRecorded(RuntimeError):
 
 def _headers(paths) -> list[Dataset]:
     return [read_header(p) for p in paths]
+
+
+def _measurements(quantify: QuantifyFacts | None, reports: list[Dataset]) -> dict | None:
+    """The measurement report in link.json: its UIDs and each segment's volume."""
+    if quantify is None:
+        return None
+    return {
+        "sr": {"series_instance_uid": reports[0].SeriesInstanceUID, "sop_instance_uid": reports[0].SOPInstanceUID}
+        if reports else None,
+        "volumes_ml": {q.label: round(q.volume_ml, 3) for q in quantify.segments if q.voxels},
+        "reason": quantify.reason,
+    }
 
 
 def run_link(element: BatchElement, settings: Settings) -> LinkFacts:
@@ -69,13 +82,14 @@ def run_link(element: BatchElement, settings: Settings) -> LinkFacts:
     (seg,) = _headers([files.seg])
     sources = _headers(i.path for i in files.source.instances)
     slides = _headers(files.slides)
+    reports = _headers(files.reports)
     slide = slides[0]
     parts = [p for p in merge.parts if p.voxels]
     organ_label = " and ".join(p.what for p in parts)
     slide_label = str(slide.get("ContainerIdentifier") or slide.get("SeriesDescription") or slide.SeriesInstanceUID)
     identity = LinkIdentity(seg.SeriesInstanceUID, slide.SeriesInstanceUID)
     kos = build_link_kos(seg, sources, slides, identity, organ_label, slide_label,
-                         series_number=seg_facts.series_number + 1)
+                         series_number=seg_facts.series_number + 1, reports=reports)
 
     out_dir = element.output
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -134,6 +148,7 @@ def run_link(element: BatchElement, settings: Settings) -> LinkFacts:
                    "centre_slice": centre.index if centre else None,
                    "centre_sop_instance_uid": centre.sop_instance_uid if centre else None,
                    "last_slice": extent[-1].index if extent else None, "slices": seg_facts.source_slices},
+        "measurements": _measurements(element.get(QuantifyFacts), reports),
         "qc": QC_FILE,
         "algorithm": algorithm,
         "seg_encoder": seg_facts.encoder.value,

@@ -1,0 +1,119 @@
+"""The run's research table: one row per measured segment of a pair, one per element that
+was not measured (saying why), as CSV and JSON.
+
+Written by ``radpath report`` (the last task of every DAG) into its output folder and by
+``radpath run`` beside the run; on Kaapana a MinIO task puts it into the project's bucket.
+The columns: the element, the patient (PatientID as the PACS holds it: the key to join
+with the group's own records; the table is a research result, never a log), the organ and
+side, the slide and SEG series, the SR, the volume in mL and every feature of
+``radpath/domain/quantify/radiomics.json`` (named ``<class>_<feature>``), then the status
+and why.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from radpath.adapters.headers import read_header
+from radpath.adapters.settings import Settings
+from radpath.domain.names import safe_component
+from radpath.domain.quantify import load_radiomics
+from radpath.domain.vocabulary import StageName
+from radpath.pipeline.batch import iter_elements
+from radpath.pipeline.manifest import Manifest
+from radpath.pipeline.sections import BodyPartFacts, PairFacts, QuantifyFacts, SegEncodeFacts
+
+COLUMNS = ("element", "patient_id", "organ", "slide_series_instance_uid", "seg_series_instance_uid",
+           "sr_sop_instance_uid", "segment", "volume_ml")
+TAIL = ("status", "reason")
+#: Stages that only a run pairing slides with radiology runs (not a slide import's).
+_PAIRING = {str(s) for s in StageName} - {str(StageName.WSI_DICOMIZE), str(StageName.STORE)}
+
+
+@dataclass(frozen=True)
+class ResearchTable:
+    csv: Path
+    json: Path
+    rows: int
+    measured: int
+
+
+def research_rows(settings: Settings) -> list[dict[str, object]]:
+    """The table's rows, in element order; none when no element came to be paired (a run
+    that only imports slides)."""
+    features = load_radiomics().features
+    rows: list[dict[str, object]] = []
+    manifests = [(element, Manifest.load(element.path)) for element in iter_elements(settings.layout)]
+    if not any(set(manifest.stages) & _PAIRING for _, manifest in manifests):
+        return []
+    for element, manifest in manifests:
+        sections = manifest.sections
+        bodypart, pair = sections.get(BodyPartFacts.stage), sections.get(PairFacts.stage)
+        seg, quantify = sections.get(SegEncodeFacts.stage), sections.get(QuantifyFacts.stage)
+        base: dict[str, object] = {
+            "element": element.name,
+            "patient_id": "",
+            "organ": bodypart.what if isinstance(bodypart, BodyPartFacts) else "",
+            "slide_series_instance_uid": (pair.slide_series_instance_uid or "") if isinstance(pair, PairFacts) else "",
+            "seg_series_instance_uid": seg.series_instance_uid if isinstance(seg, SegEncodeFacts) else "",
+        }
+        if isinstance(seg, SegEncodeFacts):
+            seg_file = element.path / (seg.folder or seg.stage) / seg.path
+            if seg_file.is_file():
+                base["patient_id"] = str(read_header(seg_file).get("PatientID") or "")
+        measured = isinstance(quantify, QuantifyFacts) and quantify.path
+        if not measured:
+            rows.append({**base, "status": "not measured", "reason": _why_not(manifest, quantify)})
+            continue
+        for segment in quantify.segments:
+            if not segment.voxels:
+                continue
+            rows.append({
+                **base,
+                "sr_sop_instance_uid": quantify.sop_instance_uid,
+                "segment": segment.label,
+                "volume_ml": round(segment.volume_ml, 6),
+                **{f.column: segment.features.get(f.key, "") for f in features},
+                "status": "measured" if segment.features else "volume only",
+                "reason": "; ".join(segment.left_out.values()),
+            })
+    return rows
+
+
+def _why_not(manifest: Manifest, quantify: object) -> str:
+    if isinstance(quantify, QuantifyFacts) and quantify.reason:
+        return quantify.reason
+    ended = manifest.ended_at()
+    if ended is not None:
+        stage, record = ended
+        return f"{record.status.value} at {stage}: {record.reason or record.error or 'no reason recorded'}"
+    return "the quantify stage has not run on it"
+
+
+def research_folder(settings: Settings) -> Path:
+    """Where the report task writes the table: its output folder in the run (``report``)."""
+    return settings.layout.require_workflow_dir() / (settings.layout.operator_out_dir or "report")
+
+
+def write_research_table(settings: Settings, folder: Path) -> ResearchTable | None:
+    """The table as ``quantification-<run>.csv`` and ``.json`` in ``folder`` (named by the
+    run, so that tables of several runs can lie side by side in a bucket); None when the
+    run paired nothing."""
+    workflow_dir = settings.layout.require_workflow_dir()
+    rows = research_rows(settings)
+    if not rows:
+        return None
+    columns = [*COLUMNS, *(f.column for f in load_radiomics().features), *TAIL]
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"quantification-{safe_component(workflow_dir.name)}"
+    csv_path, json_path = folder / f"{stem}.csv", folder / f"{stem}.json"
+    with csv_path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    json_path.write_text(json.dumps({"columns": columns, "rows": rows}, indent=1), encoding="utf-8")
+    measured = sum(1 for row in rows if row["status"] != "not measured")
+    return ResearchTable(csv_path, json_path, len(rows), measured)
