@@ -77,6 +77,7 @@ def main(spec_path: str) -> int:
                 unpause(dag_id)
             runs = [run for wave in spec["waves"] for run in run_wave(wave)]
         result = {"runs": runs, "pacs": pacs_series(pacs), "bucket": bucket_objects(started["s3"], box),
+                  "tables": research_tables(started["s3"], box),
                   "run_folders": sorted(p.name for p in Path(box["claims"]["workflow-data-pv-claim"]).iterdir()
                                         if p.is_dir()),
                   "pods": [json.loads(line) for line in Path(box["pod_log"]).read_text().splitlines()]
@@ -278,6 +279,12 @@ def pacs_series(pacs: LocalOrthanc) -> list[dict]:
 def bucket_objects(client, box: dict) -> list[str]:
     listing = client.list_objects_v2(Bucket=box["bucket"])
     return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def research_tables(client, box: dict) -> dict[str, str]:
+    """The research tables (CSV) in the bucket, by key, with their text."""
+    return {key: client.get_object(Bucket=box["bucket"], Key=key)["Body"].read().decode()
+            for key in bucket_objects(client, box) if key.startswith("radpath/") and key.endswith(".csv")}
 
 
 if __name__ == "__main__":

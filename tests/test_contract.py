@@ -303,7 +303,8 @@ IO_MODULES = ("subprocess", "requests", "socket", "urllib.request", "http", "dic
               "SimpleITK", "wsidicomizer", "wsidicom", "totalsegmentator", "shutil", "tempfile")
 IO_CALLS = ("open", "dcmread", "dcmwrite", "save_as", "read_text", "write_text", "read_bytes", "write_bytes")
 #: The domain's own knowledge and templates, read from the files that hold them.
-KNOWLEDGE_READERS = {"domain/anatomy/master.py", "domain/radiology/selection.py", "domain/link/page.py"}
+KNOWLEDGE_READERS = {"domain/anatomy/master.py", "domain/radiology/selection.py", "domain/link/page.py",
+                     "domain/quantify/__init__.py"}
 
 
 def domain_io(package: Path = PACKAGE) -> list[str]:

@@ -23,6 +23,8 @@ KAAPANA_GET_INPUT = "get-input-data"
 #: On Kaapana the link pages go to the project's bucket (Kaapana's MinioOperator) before the
 #: verdict, and Kaapana's cleaner removes the run folder after it.
 PUT_RESULTS, CLEANER = "put-results", "workflow-cleaner"
+#: Beside the verdict on Kaapana: the research table into the bucket (report → it → cleaner).
+PUT_TABLE = "put-research-table"
 
 
 def pipeline(where: str) -> list[str]:
@@ -53,7 +55,7 @@ for dag_id, dag in bag.dags.items():
             "image": getattr(task, "image", None), "env": getattr(task, "env_vars", None),
             "ram": getattr(task, "ram_mem_mb", None), "gpu": getattr(task, "gpu_mem_mb", None),
             "in": getattr(task, "operator_in_dir", None), "out": getattr(task, "operator_out_dir", None),
-            "labels": getattr(task, "labels", None), "pool": task.pool,
+            "labels": getattr(task, "labels", None), "pool": task.pool, "trigger_rule": str(task.trigger_rule),
         }
     ui_forms = (dag.default_args or {}).get("ui_forms", {})
     out["dags"][dag_id] = {"tasks": tasks, "schedule": dag.timetable.summary, "ui_forms": ui_forms,
@@ -95,7 +97,10 @@ def on_kaapana(tmp_path_factory, kaapana_source) -> dict:
 
 
 def chain(tasks: dict) -> list[str]:
-    """The task ids in dependency order, asserting the graph is one straight line."""
+    """The task ids in dependency order, asserting the graph is one straight line (the
+    research table's upload beside the verdict left out)."""
+    tasks = {t: {**spec, "upstream": [u for u in spec["upstream"] if u != PUT_TABLE]}
+             for t, spec in tasks.items() if t != PUT_TABLE}
     (first,) = [t for t, spec in tasks.items() if not spec["upstream"]]
     order = [first]
     while True:
@@ -328,6 +333,23 @@ def test_on_kaapana_the_link_pages_go_to_the_projects_static_website_results(on_
     assert put["env"]["ACTION"] == "put" and put["env"]["MINIO_PREFIX"].startswith("staticwebsiteresults/")
     assert put["env"]["BATCH_INPUT_OPERATORS"] == "link"
     assert set(put["env"]["WHITELISTED_FILE_EXTENSIONS"].split(",")) == {".html", ".png"}
+
+
+def test_on_kaapana_the_research_table_goes_to_the_projects_bucket_whatever_the_verdict(on_kaapana):
+    """After report (which writes the table into its output folder), a MinioOperator puts
+    that folder's CSV and JSON into the bucket, even when report failed the run; the clean-up
+    waits for both, and only radpath-map, which measures, has it."""
+    tasks = on_kaapana["dags"]["radpath-map"]["tasks"]
+    put = tasks[PUT_TABLE]
+    assert put["class"] == "MinioOperator" and put["upstream"] == ["report"]
+    assert put["trigger_rule"] == "all_done" and tasks["report"]["trigger_rule"] == "all_done"
+    assert put["env"]["ACTION"] == "put" and put["env"]["MINIO_PREFIX"] == "radpath"
+    assert put["env"]["NONE_BATCH_INPUT_OPERATORS"] == "report" and put["env"]["BATCH_INPUT_OPERATORS"] == ""
+    assert set(put["env"]["WHITELISTED_FILE_EXTENSIONS"].split(",")) == {".csv", ".json"}
+    cleaner = [t for t in tasks.values() if t["class"] == "LocalWorkflowCleanerOperator"]
+    assert len(cleaner) == 1 and sorted(cleaner[0]["upstream"]) == [PUT_TABLE, "report"]
+    assert cleaner[0]["trigger_rule"] == "all_success"  # a failed run keeps its folder for inspection
+    assert PUT_TABLE not in on_kaapana["dags"]["radpath-wsi-import"]["tasks"]
 
 
 def test_a_kaapana_scheduler_with_a_broken_plugin_names_what_broke(tmp_path, kaapana_source):

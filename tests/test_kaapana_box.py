@@ -7,6 +7,8 @@ and mount namespace, so Kaapana's names, ports and paths are its own."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pytest
@@ -76,12 +78,19 @@ def test_radpath_map_on_kaapana_links_the_pair_through_ctp_and_publishes_the_pag
     assert first["state"] == "success" and set(first["task_states"].values()) == {"success"}, first["task_states"]
     assert list(first["task_states"])[:2] == ["get-input-data", "wsi-dicomize"]  # Kaapana's own GetInputOperator
     made = series_of(result, uids["ct_study"])
-    (seg,), (kos,) = made["SEG"], made["KO"]
-    for series in (seg, kos):  # through CTP (DIMSE), filed into the project and the dataset
+    (seg,), (kos,), (sr,) = made["SEG"], made["KO"], made["SR"]
+    for series in (seg, kos, sr):  # through CTP (DIMSE), filed into the project and the dataset
         assert series["origin"] == "DicomProtocol"
         assert series["called_ae"] == "kp-radpath-test" and series["calling_ae"] == "kp-radpath-test"
     pages = [key for key in result["bucket"] if key.startswith("staticwebsiteresults/") and uids["slide_series"] in key]
     assert {key.rsplit("/", 1)[-1] for key in pages} == {"index.html", "patient.html", "qc.png"}
+    # The run's research table in the project's bucket: the pair's kidney measured.
+    tables = [text for key, text in result["tables"].items()
+              if key.startswith("radpath/report/quantification-") and uids["slide_series"] in text]
+    assert len(tables) == 2, list(result["tables"])  # the first run's and the second's
+    (row,) = list(csv.DictReader(io.StringIO(tables[0])))
+    assert row["slide_series_instance_uid"] == uids["slide_series"] and row["status"] == "measured"
+    assert float(row["volume_ml"]) > 50 and row["organ"] == "left kidney"
     assert result["run_folders"] == []  # Kaapana's workflow cleaner removed every run's folder
     # the segment pod ran on the models volume's weights (radpath's stand-ins laid out there)
     assert any("STAND-IN weights from /models/radpath/totalsegmentator" in line for line in first["log"])

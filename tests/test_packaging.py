@@ -294,7 +294,7 @@ def test_the_workflow_chart_collects_the_dag_image_and_every_processing_image(ka
     values = chart_yaml("values.yaml")
     assert values["global"] == {"image": "dag-radpath", "action": "copy"}
     processing = {image for image in built if image.startswith("radpath-")} - {"radpath-totalsegmentator-models"}
-    assert len(processing) == 12
+    assert len(processing) == 13
 
 
 def test_the_model_installer_names_every_model_radpath_may_run(kaapana_source):

@@ -312,6 +312,40 @@ def test_a_study_radpath_has_linked_nothing_to_says_so(patient_view, tmp_path):
         assert browser.evaluate(PAGE)["status"] == "cannot read the links: not a DICOM UID: ../../studies"
 
 
+#: OHIF's display sets of the study (what its study browser lists) and the browser's text.
+OHIF_SERIES = """() => ({ sets: window.services.displaySetService.getActiveDisplaySets().map(d => ({
+  modality: d.Modality, series: d.SeriesInstanceUID, description: d.SeriesDescription })),
+  text: document.body.innerText })"""
+
+
+def _ohif_lists(browser: BrowserSession, view: dict, study: str) -> dict:
+    browser.goto(f"{view['server'].base_url}/viewer?StudyInstanceUIDs={study}")
+    browser.wait("() => { try { return window.services.displaySetService.getActiveDisplaySets().length > 0; }"
+                 " catch (e) { return false; } }", timeout_s=90)
+    browser.sleep(3)
+    return browser.evaluate(OHIF_SERIES)
+
+
+def test_ohif_lists_each_pairs_measurement_report_in_the_study(patient_view, tmp_path):
+    links = [_link(e) for e in patient_view["elements"].values()]
+    study = links[0]["radiology"]["study_instance_uid"]
+    with BrowserSession(tmp_path / "browser") as browser:
+        shown = _ohif_lists(browser, patient_view, study)
+        # Negative control: a study radpath measured nothing in lists no report.
+        other = SyntheticStudy(patient=SyntheticPatient(patient_id="RP-NO-SR"))
+        series = write_series(tmp_path / "ct", geometry=SliceGeometry(32, 32, 4, (4.0, 4.0), 5.0), study=other)
+        DicomWeb(Settings.from_env({"DICOMWEB_URL": patient_view["pacs"].dicomweb_url}).dicomweb).store(series.paths)
+        plain = _ohif_lists(browser, patient_view, other.study_instance_uid)
+    reports = {d["series"]: d for d in shown["sets"] if d["modality"] == "SR"}
+    for link in links:
+        sr = link["measurements"]["sr"]["series_instance_uid"]
+        assert sr in reports, (sr, shown["sets"])
+        organ = next(iter(link["measurements"]["volumes_ml"]))
+        assert reports[sr]["description"] == f"radpath measurements: {organ}"
+        assert reports[sr]["description"] in shown["text"]  # in the study browser, for a person to see
+    assert not [d for d in plain["sets"] if d["modality"] == "SR"] and plain["sets"], plain["sets"]
+
+
 def test_radpath_view_on_a_run_folder_serves_its_patient_view(patient_view, tmp_path):
     import subprocess
     import sys

@@ -47,3 +47,15 @@ def verify(path: Path, timeout_s: float = 120.0) -> Verification:
     if run.returncode != 0 and not errors:
         errors.append(f"dciodvfy exited with {run.returncode}: {' | '.join(lines[-3:])}")
     return Verification(Path(path), errors, warnings)
+
+
+def remove_unless_valid(path: Path, what: str, notes: list[str]) -> list[str]:
+    """dciodvfy's errors on the object radpath just wrote at ``path`` (removed when there are
+    any, so nothing invalid is stored); without dciodvfy, none and a note saying so."""
+    if not dciodvfy_available():
+        notes.append(f"dciodvfy is not installed: the {what} was not validated against the standard")
+        return []
+    errors = verify(path).errors
+    if errors:
+        path.unlink()
+    return list(errors)

@@ -38,6 +38,8 @@ BENCHMARKS = (
               ("--repeat", "3"), ("--repeat", "1")),
     Benchmark("seg_encode.py", "SEG encoding: radpath vs dcmqi's itkimage2segimage", ("--repeat", "3"),
               ("--repeat", "1", "--slices", "60")),
+    Benchmark("quantify.py", "quantification: radpath stage vs pyradiomics on the same image and mask",
+              ("--repeat", "3"), ("--repeat", "1", "--slices", "24")),
 )
 
 

@@ -16,7 +16,7 @@ import logging
 
 from pydicom.dataset import Dataset
 
-from radpath.adapters.dciodvfy import dciodvfy_available, verify
+from radpath.adapters.dciodvfy import remove_unless_valid
 from radpath.adapters.headers import read_header
 from radpath.adapters.qc import qc_picture, slide_thumbnail
 from radpath.adapters.settings import Settings
@@ -95,13 +95,9 @@ def run_link(element: BatchElement, settings: Settings) -> LinkFacts:
     out_dir.mkdir(parents=True, exist_ok=True)
     kos_path = out_dir / KOS_FILE
     kos.save_as(kos_path, enforce_file_format=True)
-    if dciodvfy_available():
-        checked = verify(kos_path)
-        if not checked.ok:
-            kos_path.unlink()
-            raise LinkNotRecorded(f"the KOS fails dciodvfy (removed): {'; '.join(checked.errors[:5])}")
-    else:
-        notes.append("dciodvfy is not installed: the KOS was not validated against the standard")
+    errors = remove_unless_valid(kos_path, "KOS", notes)
+    if errors:
+        raise LinkNotRecorded(f"the KOS fails dciodvfy (removed): {'; '.join(errors[:5])}")
     report = store_new(target, [Instance.read(kos_path, "KOS")])
 
     links = ViewerLinks(settings.options.viewer_base_url, seg.StudyInstanceUID, seg.SeriesInstanceUID,

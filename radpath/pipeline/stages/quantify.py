@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 
-from radpath.adapters.dciodvfy import dciodvfy_available, verify
+from radpath.adapters.dciodvfy import remove_unless_valid
 from radpath.adapters.headers import read_header
 from radpath.adapters.radiomics import (
     QuantifyError,
@@ -81,13 +81,9 @@ def run_quantify(element: BatchElement, settings: Settings) -> QuantifyFacts:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / SR_FILE
     sr.save_as(path, enforce_file_format=True)
-    if dciodvfy_available():
-        checked = verify(path)
-        if not checked.ok:
-            path.unlink()
-            raise ReportInvalid(f"the measurement report fails dciodvfy (removed): {'; '.join(checked.errors[:5])}")
-    else:
-        facts.notes.append("dciodvfy is not installed: the SR was not validated against the standard")
+    errors = remove_unless_valid(path, "SR", facts.notes)
+    if errors:
+        raise ReportInvalid(f"the measurement report fails dciodvfy (removed): {'; '.join(errors[:5])}")
     facts.path, facts.series_instance_uid, facts.sop_instance_uid = path.name, where.series_instance_uid, \
         where.sop_instance_uid
     for quantity in facts.segments:
