@@ -149,7 +149,10 @@ def test_the_laid_out_folder_links_the_liver_to_the_slide_and_a_second_run_write
     assert referenced and referenced <= slices
     store = root / "out" / "store"
     modalities = {pydicom.dcmread(p, stop_before_pixels=True).Modality for p in store.rglob("*.dcm")}
-    assert modalities == {"CT", "SM", "SEG", "KO"}
+    assert modalities == {"CT", "SM", "SEG", "SR", "KO"}
+    # The liver measured on the real CT (the source copies with their derived UIDs).
+    quantify = manifest.facts["quantify"]
+    assert quantify["reason"] is None and quantify["segments"][0]["features"], quantify.get("notes")
     assert (element / "link" / "index.html").is_file()
     # Again, into the same output: the same UIDs, nothing new stored.
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]

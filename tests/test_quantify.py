@@ -176,3 +176,23 @@ def test_a_mask_not_in_the_field_of_view_gives_no_sr_and_a_row_saying_why(tmp_pa
     assert row["reason"].startswith("skipped at merge: right kidney not found in the field of view")
     assert "volume_ml" not in row and not list(root.rglob("*.sr.dcm"))
     assert table.measured == 0  # and test_the_research_table_has_the_srs_numbers: 1 when measured
+
+
+def test_both_kidneys_kept_apart_are_two_measurement_groups_and_two_rows(tmp_path):
+    both = SliceGeometry(22, 44, 30, (4.0, 4.0), 4.0, center=(0.0, 65.0, -10.0))
+    root = element_after_segment(tmp_path, "Niere", both, {"kidney_left": "kidney_left",
+                                                           "kidney_right": "kidney_right"})
+    _, encoded, _ = run_merge_and_encode(root, MERGE_BILATERAL="false")
+    assert encoded.status is Status.DONE, encoded.detail
+    result, manifest = quantified(root)
+    assert result.status is Status.DONE, result.detail
+    sr = hd.sr.srread(str(root / "batch/e1/quantify" / manifest.facts["quantify"]["path"]))
+    groups = sr.content.get_volumetric_roi_measurement_groups()
+    sides = sorted(g.finding_sites[0].laterality.meaning for g in groups)
+    assert sides == ["Left", "Right"]
+    segments = {g.referenced_segment.referenced_segment_numbers[0] for g in groups}
+    assert segments == {1, 2}
+    table = write_research_table(Settings.from_env({"WORKFLOW_DIR": str(root)}), root / "report")
+    rows = json.loads(table.json.read_text())["rows"]
+    assert sorted(r["segment"] for r in rows) == ["Kidney, left", "Kidney, right"] and table.measured == 2
+    assert all(r["volume_ml"] > 50 for r in rows)

@@ -17,10 +17,7 @@ from typing import Any
 import numpy as np
 
 from radpath.adapters.dicomseg.readback import read_with_highdicom
-from radpath.domain.dicomseg.geometry import SourceGrid
-
-#: Geometry of the image SimpleITK reads and the grid the SEG references agree within this (mm).
-GEOMETRY_TOLERANCE_MM = 1e-3
+from radpath.domain.dicomseg.geometry import TOLERANCE_MM, SourceGrid
 
 
 class QuantifyError(RuntimeError):
@@ -52,8 +49,8 @@ def source_image(grid: SourceGrid):
     expected_origin = np.asarray(grid.positions[0], float)
     expected_spacing = (grid.pixel_spacing[1], grid.pixel_spacing[0], float(np.linalg.norm(grid.slice_step)))
     if (image.GetSize()[::-1] != grid.shape
-            or np.abs(np.asarray(image.GetOrigin()) - expected_origin).max() > GEOMETRY_TOLERANCE_MM
-            or np.abs(np.asarray(image.GetSpacing()) - expected_spacing).max() > GEOMETRY_TOLERANCE_MM):
+            or np.abs(np.asarray(image.GetOrigin()) - expected_origin).max() > TOLERANCE_MM
+            or np.abs(np.asarray(image.GetSpacing()) - expected_spacing).max() > TOLERANCE_MM):
         raise QuantifyError(f"SimpleITK read the source series as {image.GetSize()} voxels at {image.GetOrigin()}, "
                             f"spacing {image.GetSpacing()}; the SEG's grid is {grid.shape[::-1]} at "
                             f"{tuple(expected_origin)}, spacing {expected_spacing}")

@@ -26,7 +26,7 @@ from radpath.pipeline.batch import iter_elements
 from radpath.pipeline.manifest import Manifest
 from radpath.pipeline.sections import BodyPartFacts, PairFacts, QuantifyFacts, SegEncodeFacts
 
-COLUMNS = ("element", "patient_id", "organ", "slide_series_instance_uid", "seg_series_instance_uid",
+COLUMNS = ("element", "patient_id", "organ", "laterality", "slide_series_instance_uid", "seg_series_instance_uid",
            "sr_sop_instance_uid", "segment", "volume_ml")
 TAIL = ("status", "reason")
 #: Stages that only a run pairing slides with radiology runs (not a slide import's).
@@ -57,6 +57,7 @@ def research_rows(settings: Settings) -> list[dict[str, object]]:
             "element": element.name,
             "patient_id": "",
             "organ": bodypart.what if isinstance(bodypart, BodyPartFacts) else "",
+            "laterality": (bodypart.laterality or "") if isinstance(bodypart, BodyPartFacts) else "",
             "slide_series_instance_uid": (pair.slide_series_instance_uid or "") if isinstance(pair, PairFacts) else "",
             "seg_series_instance_uid": seg.series_instance_uid if isinstance(seg, SegEncodeFacts) else "",
         }

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from radpath.domain.anatomy.master import ClassSelection, in_words
 from radpath.domain.dicomseg.description import Algorithm
 from radpath.domain.link.page import ExtentSlice
-from radpath.domain.quantify.report import SegmentQuantities
+from radpath.domain.quantify.quantities import SegmentQuantities
 from radpath.domain.records import Record
 from radpath.domain.vocabulary import Modality, SegEncoder, Speed, StageName
 

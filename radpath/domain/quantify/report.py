@@ -13,31 +13,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
 from radpath.domain.link.kos import radpath_device
 from radpath.domain.quantify import Radiomics
-from radpath.domain.records import Record
+from radpath.domain.quantify.quantities import SegmentQuantities
 from radpath.domain.uids import derived_uid
 from radpath.domain.vocabulary import Modality
-
-
-@dataclass
-class SegmentQuantities(Record):
-    """What was measured on one segment of the SEG."""
-
-    segment_number: int  # SegmentNumber (0062,0004)
-    label: str  # SegmentLabel (0062,0005)
-    voxels: int  # voxels of the mask on the source grid
-    voxel_volume_mm3: float  # PixelSpacing × slice spacing of the source series
-    features: dict[str, float] = field(default_factory=dict)  # Feature.key → value
-    left_out: dict[str, str] = field(default_factory=dict)  # Feature.key → why (e.g. not a number)
-
-    @property
-    def volume_ml(self) -> float:
-        return self.voxels * self.voxel_volume_mm3 / 1000.0
 
 
 @dataclass(frozen=True)

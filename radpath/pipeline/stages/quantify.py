@@ -31,7 +31,8 @@ from radpath.adapters.radiomics import (
 )
 from radpath.adapters.settings import Settings
 from radpath.domain.quantify import load_radiomics
-from radpath.domain.quantify.report import ReportSeries, SegmentQuantities, build_measurement_report
+from radpath.domain.quantify.quantities import SegmentQuantities
+from radpath.domain.quantify.report import ReportSeries, build_measurement_report
 from radpath.pipeline.batch import BatchElement
 from radpath.pipeline.sections import NiftiFacts, QuantifyFacts, SegEncodeFacts
 
