@@ -175,7 +175,7 @@ def _print_results(console: Console, workflow_dir: Path, store_folder: str | Non
         console.print(f"result: [bold]{link.parent}[/]: split view index.html, QC picture qc.png, link.json",
                       soft_wrap=True)
     if store_folder:
-        console.print(f"DICOM written (SEG, KOS, slides, sources): {store_folder}", soft_wrap=True)
+        console.print(f"DICOM written (SEG, SR, KOS, slides, sources): {store_folder}", soft_wrap=True)
     if links:
         console.print(f"to open the pairs (click an organ, get its slide): radpath view {workflow_dir}",
                       soft_wrap=True)

@@ -13,11 +13,18 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-from pydicom.sr.coding import Code
+from typing import TYPE_CHECKING, Any
 
 from radpath.domain.vocabulary import Modality
+
+if TYPE_CHECKING:  # pydicom.sr loads its whole code dictionary: not for every stage that reads a manifest
+    from pydicom.sr.coding import Code
+
+
+def _code(value: str, scheme: str, meaning: str) -> Code:
+    from pydicom.sr.coding import Code
+
+    return Code(value, scheme, meaning)
 
 RADIOMICS_PATH = Path(__file__).with_name("radiomics.json")
 #: Coding scheme of the features: the IBSI reference manual's identifiers.
@@ -48,7 +55,7 @@ class Feature:
 
     @property
     def concept(self) -> Code:
-        return Code(self.ibsi, IBSI, self.meaning)
+        return _code(self.ibsi, IBSI, self.meaning)
 
 
 @dataclass(frozen=True)
@@ -83,18 +90,18 @@ class Radiomics:
         """The UCUM unit of ``feature``'s value on a series of ``modality``."""
         if feature.unit in ("intensity", "intensity2"):
             value, meaning = self.intensity_units[Modality(modality).value][feature.unit]
-            return Code(value, "UCUM", meaning)
+            return _code(value, "UCUM", meaning)
         return self.ucum(feature.unit)
 
     def ucum(self, unit: str) -> Code:
-        return Code(unit, "UCUM", self.units[unit])
+        return _code(unit, "UCUM", self.units[unit])
 
     @property
     def volume_concept(self) -> Code:
-        return Code(*self.volume_code)
+        return _code(*self.volume_code)
 
     def procedure(self, modality: Modality | str) -> Code:
-        return Code(*self.procedure_reported[Modality(modality).value])
+        return _code(*self.procedure_reported[Modality(modality).value])
 
 
 @lru_cache(maxsize=1)
