@@ -30,24 +30,28 @@ def pyradiomics_version() -> str:
     return str(radiomics.__version__).lstrip("v")
 
 
-def voxel_volume_mm3(grid: SourceGrid) -> float:
-    """PixelSpacing × the step between slices: one voxel of the source grid."""
+def slice_spacing_mm(grid: SourceGrid) -> float:
+    """The step between slices; :class:`QuantifyError` where it varies."""
     step = grid.slice_step
     if step is None:
         raise QuantifyError("the source slices are unevenly spaced: radiomics needs one voxel size")
-    return float(grid.pixel_spacing[0] * grid.pixel_spacing[1] * np.linalg.norm(step))
+    return float(np.linalg.norm(step))
+
+
+def voxel_volume_mm3(grid: SourceGrid) -> float:
+    """PixelSpacing × the step between slices: one voxel of the source grid."""
+    return grid.pixel_spacing[0] * grid.pixel_spacing[1] * slice_spacing_mm(grid)
 
 
 def source_image(grid: SourceGrid):
     """The source series as a SimpleITK image whose array is ``grid.shape`` (slice k, row j, column i)."""
     import SimpleITK as sitk
 
-    voxel_volume_mm3(grid)  # a regular grid, or say why not
+    expected_spacing = (grid.pixel_spacing[1], grid.pixel_spacing[0], slice_spacing_mm(grid))
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(path) for path in grid.files])
     image = reader.Execute()
     expected_origin = np.asarray(grid.positions[0], float)
-    expected_spacing = (grid.pixel_spacing[1], grid.pixel_spacing[0], float(np.linalg.norm(grid.slice_step)))
     if (image.GetSize()[::-1] != grid.shape
             or np.abs(np.asarray(image.GetOrigin()) - expected_origin).max() > TOLERANCE_MM
             or np.abs(np.asarray(image.GetSpacing()) - expected_spacing).max() > TOLERANCE_MM):

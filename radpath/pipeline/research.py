@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from radpath.adapters.headers import read_header
@@ -50,23 +50,21 @@ def research_rows(settings: Settings) -> list[dict[str, object]]:
     if not any(set(manifest.stages) & _PAIRING for _, manifest in manifests):
         return []
     for element, manifest in manifests:
-        sections = manifest.sections
-        bodypart, pair = sections.get(BodyPartFacts.stage), sections.get(PairFacts.stage)
-        seg, quantify = sections.get(SegEncodeFacts.stage), sections.get(QuantifyFacts.stage)
+        element = replace(element, sections=dict(manifest.sections))
+        bodypart, pair = element.get(BodyPartFacts), element.get(PairFacts)
+        seg, quantify = element.get(SegEncodeFacts), element.get(QuantifyFacts)
         base: dict[str, object] = {
             "element": element.name,
             "patient_id": "",
-            "organ": bodypart.what if isinstance(bodypart, BodyPartFacts) else "",
-            "laterality": (bodypart.laterality or "") if isinstance(bodypart, BodyPartFacts) else "",
-            "slide_series_instance_uid": (pair.slide_series_instance_uid or "") if isinstance(pair, PairFacts) else "",
-            "seg_series_instance_uid": seg.series_instance_uid if isinstance(seg, SegEncodeFacts) else "",
+            "organ": bodypart.what if bodypart else "",
+            "laterality": (bodypart.laterality or "") if bodypart else "",
+            "slide_series_instance_uid": (pair.slide_series_instance_uid or "") if pair else "",
+            "seg_series_instance_uid": seg.series_instance_uid if seg else "",
         }
-        if isinstance(seg, SegEncodeFacts):
-            seg_file = element.path / (seg.folder or seg.stage) / seg.path
-            if seg_file.is_file():
-                base["patient_id"] = str(read_header(seg_file).get("PatientID") or "")
-        measured = isinstance(quantify, QuantifyFacts) and quantify.path
-        if not measured:
+        seg_file = element.seg_file() if seg else None
+        if seg_file is not None and seg_file.is_file():
+            base["patient_id"] = str(read_header(seg_file).get("PatientID") or "")
+        if quantify is None or not quantify.path:
             rows.append({**base, "status": "not measured", "reason": _why_not(manifest, quantify)})
             continue
         for segment in quantify.segments:
@@ -84,8 +82,8 @@ def research_rows(settings: Settings) -> list[dict[str, object]]:
     return rows
 
 
-def _why_not(manifest: Manifest, quantify: object) -> str:
-    if isinstance(quantify, QuantifyFacts) and quantify.reason:
+def _why_not(manifest: Manifest, quantify: QuantifyFacts | None) -> str:
+    if quantify is not None and quantify.reason:
         return quantify.reason
     ended = manifest.ended_at()
     if ended is not None:

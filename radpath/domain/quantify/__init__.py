@@ -21,16 +21,17 @@ if TYPE_CHECKING:  # pydicom.sr loads its whole code dictionary: not for every s
     from pydicom.sr.coding import Code
 
 
-def _code(value: str, scheme: str, meaning: str) -> Code:
-    from pydicom.sr.coding import Code
-
-    return Code(value, scheme, meaning)
-
 RADIOMICS_PATH = Path(__file__).with_name("radiomics.json")
 #: Coding scheme of the features: the IBSI reference manual's identifiers.
 IBSI = "IBSI"
 #: pyradiomics names its results ``<image type>_<class>_<feature>``; radpath takes the original image only.
 IMAGE_TYPE = "original"
+
+
+def _code(value: str, scheme: str, meaning: str) -> Code:
+    from pydicom.sr.coding import Code
+
+    return Code(value, scheme, meaning)
 
 
 @dataclass(frozen=True)

@@ -48,13 +48,13 @@ def _headers(paths) -> list[Dataset]:
     return [read_header(p) for p in paths]
 
 
-def _measurements(quantify: QuantifyFacts | None, reports: list[Dataset]) -> dict | None:
+def _measurements(quantify: QuantifyFacts | None) -> dict | None:
     """The measurement report in link.json: its UIDs and each segment's volume."""
     if quantify is None:
         return None
     return {
-        "sr": {"series_instance_uid": reports[0].SeriesInstanceUID, "sop_instance_uid": reports[0].SOPInstanceUID}
-        if reports else None,
+        "sr": {"series_instance_uid": quantify.series_instance_uid, "sop_instance_uid": quantify.sop_instance_uid}
+        if quantify.path else None,
         "volumes_ml": {q.label: round(q.volume_ml, 3) for q in quantify.segments if q.voxels},
         "reason": quantify.reason,
     }
@@ -144,7 +144,7 @@ def run_link(element: BatchElement, settings: Settings) -> LinkFacts:
                    "centre_slice": centre.index if centre else None,
                    "centre_sop_instance_uid": centre.sop_instance_uid if centre else None,
                    "last_slice": extent[-1].index if extent else None, "slices": seg_facts.source_slices},
-        "measurements": _measurements(element.get(QuantifyFacts), reports),
+        "measurements": _measurements(element.get(QuantifyFacts)),
         "qc": QC_FILE,
         "algorithm": algorithm,
         "seg_encoder": seg_facts.encoder.value,
