@@ -182,6 +182,115 @@ def test_without_the_index_the_counter_sees_repeated_reads(tmp_path: Path):
         assert calls[os.path.realpath(first)] == 1
 
 
+# -- the element's header index: headers read once per element ------------------------------
+
+
+def _untidy_folder(root: Path) -> Path:
+    """Series as real folders hold them: one with UIDs, one de-identified down to its file
+    meta (no series UID), a non-image object in the first, and a file that is not DICOM."""
+    from radpath.synthetic.series import SliceGeometry, write_series
+
+    small = SliceGeometry.named("axial", rows=16, columns=16, slices=4, pixel_spacing=(8.0, 8.0), slice_spacing=8.0)
+    made = write_series(root / "ct", geometry=small)
+    report = pydicom.dcmread(made.paths[0], stop_before_pixels=True)
+    for keyword in ("ImagePositionPatient", "Rows"):
+        delattr(report, keyword)
+    report.SOPInstanceUID = report.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    report.save_as(root / "ct" / "dose-report.dcm")
+    for path in write_series(root / "anon", geometry=small, series_number=7, description="anon").paths:
+        ds = pydicom.dcmread(path)
+        del ds.SeriesInstanceUID, ds.SOPInstanceUID
+        ds.save_as(path)
+    (root / "ct" / "notes.txt").write_text("not DICOM")
+    return root
+
+
+def _counting_reads(patch: pytest.MonkeyPatch) -> Counter:
+    reads: Counter = Counter()
+    real = pydicom.dcmread
+
+    def counting(path, *args, **kwargs):
+        reads[os.path.realpath(path)] += 1
+        return real(path, *args, **kwargs)
+
+    patch.setattr(pydicom, "dcmread", counting)
+    return reads
+
+
+def test_series_from_the_header_index_are_those_read_from_the_files(tmp_path: Path):
+    from radpath.adapters.radiology.headerindex import INDEX_NAME, HeaderIndex
+    from radpath.adapters.radiology.series import read_series_in
+
+    root = _untidy_folder(tmp_path / "element")
+    from_files = read_series_in(root)
+    assert len(from_files) == 2 and any(s.summary.key.startswith("no-uid:") for s in from_files)
+    with pytest.MonkeyPatch.context() as patch:
+        reads = _counting_reads(patch)
+        assert read_series_in(root, HeaderIndex(root)) == from_files  # reads the files, writes the index
+        assert sum(reads.values()) == 10  # 4 + 1 + 4 DICOM files and the text file, each once
+        assert (root / INDEX_NAME).is_file()
+        reads.clear()
+        assert read_series_in(root, HeaderIndex(root)) == from_files  # another stage: from the index
+        assert not reads
+
+
+def test_a_file_changed_since_it_was_indexed_is_read_again_and_a_broken_index_is_ignored(tmp_path: Path, caplog):
+    from radpath.adapters.radiology.headerindex import INDEX_NAME, HeaderIndex
+    from radpath.adapters.radiology.series import read_series_in
+
+    root = _untidy_folder(tmp_path / "element")
+    read_series_in(root, HeaderIndex(root))
+    changed = sorted((root / "ct").glob("CT_*.dcm"))[1]
+    ds = pydicom.dcmread(changed)
+    ds.ImagePositionPatient = [1.0, 2.0, 300.0]
+    ds.save_as(changed)
+    with pytest.MonkeyPatch.context() as patch:
+        reads = _counting_reads(patch)
+        series = read_series_in(root, HeaderIndex(root))
+        assert list(reads) == [os.path.realpath(changed)]
+    positions = {i.path: i.frames[0].position for s in series for i in s.instances if i.is_image}
+    assert positions[changed] == (1.0, 2.0, 300.0)
+    (root / INDEX_NAME).write_text('{"schema": 1, "files": {"ct/CT_001_0000.dcm": {"size": "x"}}}')
+    with caplog.at_level(logging.WARNING):
+        assert read_series_in(root, HeaderIndex(root)) == read_series_in(root)
+    assert "unreadable" in caplog.text and "headers are read again" in caplog.text
+
+
+def _modules_of_stage_process(env: dict) -> list[str]:
+    """Run ``radpath stage nifti`` in a process of its own; which of the heavy modules it imported."""
+    code = ("import json, sys\nfrom radpath.apps.cli import main\nsys.argv = ['radpath', 'stage', 'nifti']\n"
+            "code = main()\nprint(json.dumps(sorted(m for m in ('pydicom', 'numpy', 'nibabel') if m in sys.modules)))\n"
+            "sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_nifti_stage_process_after_pair_needs_neither_pydicom_nor_numpy(tmp_path: Path):
+    """The pipeline's case (pair read the element's headers) in a process, as a Kaapana
+    container runs it: the headers come from the index, the NIfTI header is read without
+    nibabel; the section is the one a run reading the files writes."""
+    from radpath.adapters.radiology.headerindex import INDEX_NAME
+    from radpath.pipeline.manifest import Manifest
+    from radpath.pipeline.stages.pair import run_pair
+    from radpath.synthetic import write_series, write_slide_header
+
+    run = tmp_path / "run"
+    element = run / "batch" / "patient"
+    ct = write_series(element / "get-input")
+    write_slide_header(element / "slide" / "slide.dcm", ct.study.patient)
+    layout = {"WORKFLOW_DIR": str(run), "OPERATOR_IN_DIR": "get-input"}
+    assert batch.run_stage("pair", run_pair, Settings.from_env({**layout, "OPERATOR_OUT_DIR": "pair"})).exit_code == 0
+    env = {**os.environ, **layout, "OPERATOR_OUT_DIR": "nifti"}
+    assert _modules_of_stage_process(env) == []
+    indexed = Manifest.load(element).facts["nifti"]
+    assert sorted(s["sop_instance_uid"] for s in indexed["slices"]) == sorted(ct.sop_instance_uids)
+    # Negative control: without the index the process reads the headers, with pydicom.
+    (element / INDEX_NAME).unlink()
+    assert "pydicom" in _modules_of_stage_process(env)
+    assert Manifest.load(element).facts["nifti"] == indexed
+
+
 # -- the stage table ----------------------------------------------------------------------
 
 

@@ -274,3 +274,68 @@ def test_the_nifti_command_converts_while_it_imports_and_leaves_no_scratch(tmp_p
     shutil.rmtree(run / "batch/0-ended")
     (run / "batch/a-ct" / MANIFEST_NAME).unlink()
     stage_nifti()  # the run started ahead is the element's conversion
+
+
+# -- the NIfTI header without nibabel ---------------------------------------------------------
+
+
+def _same_geometry_as_nibabel(path: Path) -> None:
+    from radpath.adapters.radiology.niftiheader import read_nifti_geometry
+
+    image, geometry = nib.load(str(path)), read_nifti_geometry(path)
+    assert geometry.shape == image.shape
+    # Within a nanometre: the header holds float32s, the two only round differently.
+    assert np.allclose(np.array(geometry.affine_ras), image.affine, rtol=0, atol=1e-6), (geometry.affine_ras, image.affine)
+
+
+@pytest.mark.parametrize("name", list(GEOMETRIES))
+def test_nifti_geometry_of_dcm2niix_output_is_nibabels(tmp_path, name):
+    write_series(tmp_path / "dicom", geometry=GEOMETRIES[name])
+    (series,) = read_series_in(tmp_path / "dicom")
+    _same_geometry_as_nibabel(convert_series(series, tmp_path / "nifti").volume.path)
+
+
+def _oblique_image(**header) -> nib.Nifti1Image:
+    rotation = nib.eulerangles.euler2mat(0.3, -0.2, 0.1)
+    affine = nib.affines.from_matvec(rotation @ np.diag([0.7, 0.8, 2.5]), [-90.0, 12.5, 40.0])
+    image = nib.Nifti1Image(np.zeros((4, 5, 6), np.int16), affine, nib.Nifti1Header(**header))
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    return image
+
+
+def test_nifti_geometry_takes_the_qform_where_no_sform_is_set_in_any_byte_order(tmp_path):
+    from radpath.adapters.radiology.niftiheader import read_nifti_geometry
+
+    for name, header in {"little.nii": {}, "big.nii": {"endianness": ">"}, "packed.nii.gz": {}}.items():
+        image = _oblique_image(**header)
+        shifted = image.affine.copy()
+        shifted[:3, 3] += 25.0
+        image.set_sform(shifted, code=0)  # kept in the file, but not to be used
+        image.set_qform(image.get_qform(), code=1)
+        nib.save(image, tmp_path / name)
+        _same_geometry_as_nibabel(tmp_path / name)
+        # Negative control: the sform bytes are there and differ, so taking them would show.
+        assert not np.allclose(nib.load(str(tmp_path / name)).get_sform(), read_nifti_geometry(tmp_path / name).affine_ras)
+        for_sform = _oblique_image(**header)
+        for_sform.set_sform(shifted, code=2)
+        nib.save(for_sform, tmp_path / f"sform-{name}")
+        _same_geometry_as_nibabel(tmp_path / f"sform-{name}")
+        assert np.allclose(np.array(read_nifti_geometry(tmp_path / f"sform-{name}").affine_ras), shifted, atol=1e-4)
+
+
+def test_nifti_geometry_of_nifti2_and_of_a_file_without_position(tmp_path):
+    from radpath.adapters.radiology.niftiheader import NiftiHeaderError, read_nifti_geometry
+
+    nifti2 = nib.Nifti2Image(np.zeros((3, 4, 5), np.uint8), _oblique_image().affine)
+    nib.save(nifti2, tmp_path / "two.nii")
+    _same_geometry_as_nibabel(tmp_path / "two.nii")
+    nowhere = _oblique_image()
+    nowhere.set_qform(None, code=0)
+    nowhere.set_sform(None, code=0)
+    nib.save(nowhere, tmp_path / "nowhere.nii")
+    with pytest.raises(NiftiHeaderError, match="neither sform nor qform"):
+        read_nifti_geometry(tmp_path / "nowhere.nii")
+    (tmp_path / "text.nii").write_text("not an image")
+    with pytest.raises(NiftiHeaderError, match="not a NIfTI-1 or NIfTI-2 file"):
+        read_nifti_geometry(tmp_path / "text.nii")

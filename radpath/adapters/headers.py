@@ -16,9 +16,10 @@ import os
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pydicom
-from pydicom.dataset import Dataset
+if TYPE_CHECKING:  # pydicom takes ~0.3 s to import: not for a stage that finds its headers indexed
+    from pydicom.dataset import Dataset
 
 _Key = tuple[str, int, int]
 #: Each file's dataset, or the error reading it gave (a file that is not DICOM is tried once).
@@ -37,6 +38,8 @@ def header_index() -> Iterator[None]:
 
 def read_header(path: Path | str) -> Dataset:
     """``path``'s dataset without pixel data (pydicom's errors for what is not DICOM)."""
+    import pydicom
+
     index = _index.get()
     if index is None:
         return pydicom.dcmread(path, stop_before_pixels=True)

@@ -32,7 +32,7 @@ BENCHMARKS = (
               ("--rounds", "7"), ("--rounds", "2")),
     Benchmark("wsi_dicomize.py", "slide conversion: radpath stage vs wsidicomizer (and cp)",
               ("--repeat", "3"), ("--repeat", "1", "--big-gib", "0")),
-    Benchmark("nifti.py", "DICOM → NIfTI: radpath vs dcm2niix", ("--repeat", "5"),
+    Benchmark("nifti.py", "DICOM → NIfTI: radpath vs dcm2niix", ("--repeat", "7"),
               ("--repeat", "1", "--slices", "60")),
     Benchmark("segment.py", "segmentation: radpath stage vs TotalSegmentator's command line",
               ("--repeat", "3"), ("--repeat", "1")),

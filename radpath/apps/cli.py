@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -36,7 +37,11 @@ def _stage(args: argparse.Namespace) -> int:
         spec.head_start(settings.layout)
     from radpath.pipeline.batch import run_stage  # pydicom and the rest: after the head start
 
-    return run_stage(spec.name, spec.load(), settings).exit_code
+    exit_code = run_stage(spec.name, spec.load(), settings).exit_code
+    # The process ends now: what it holds goes with it, not through the collector's last
+    # pass over every object at exit (about 15 ms once numpy is loaded).
+    gc.freeze()
+    return exit_code
 
 
 def _bodypart(args: argparse.Namespace) -> int:

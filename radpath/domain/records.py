@@ -10,6 +10,7 @@ not three stages later.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Mapping
@@ -86,11 +87,16 @@ def _load(kind: Any, value: Any, where: str) -> Any:
     return value
 
 
+@functools.cache
+def _shape(kind: type[Record]) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]:
+    """The record's field types and init fields (worked out once: an index loads thousands)."""
+    return get_type_hints(kind), {f.name: f for f in dataclasses.fields(kind) if f.init}  # type: ignore[arg-type]
+
+
 def _load_record(kind: type[R], value: Any, where: str) -> R:
     if not isinstance(value, dict):
         raise RecordError(f"{where}: expected an object, found {type(value).__name__}")
-    hints = get_type_hints(kind)
-    fields = {f.name: f for f in dataclasses.fields(kind) if f.init}  # type: ignore[arg-type]
+    hints, fields = _shape(kind)
     unknown = sorted(set(value) - set(fields))
     if unknown:
         raise RecordError(f"{where}: unknown field(s) {', '.join(unknown)}")

@@ -5,17 +5,18 @@ with the manifest's sections loaded. A stage asks for the sections it needs
 (:meth:`BatchElement.need`: one error, :class:`MissingFact`, where a stage has not run),
 writes into :attr:`BatchElement.output`, and finds the files a section names through
 :meth:`BatchElement.series` and :meth:`BatchElement.pair_files`, which read each DICOM
-header once per stage (:mod:`radpath.adapters.headers`).
+header once per stage (:mod:`radpath.adapters.headers`), and for series grouping once
+per element (:mod:`radpath.adapters.radiology.headerindex`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar, overload
+from typing import TYPE_CHECKING, TypeVar, overload
 
+from radpath.adapters.radiology.headerindex import HeaderIndex
 from radpath.adapters.radiology.series import SeriesFiles, read_series_in
-from radpath.adapters.storage import Instance
 from radpath.pipeline.sections import (
     NiftiFacts,
     PairFacts,
@@ -24,6 +25,9 @@ from radpath.pipeline.sections import (
     SegEncodeFacts,
     WsiDicomizeFacts,
 )
+
+if TYPE_CHECKING:  # the storage adapter brings pydicom and requests: not for the nifti stage's process
+    from radpath.adapters.storage import Instance
 
 S = TypeVar("S", bound=Section)
 S2 = TypeVar("S2", bound=Section)
@@ -47,6 +51,8 @@ class PairFiles:
     def instances(self) -> dict[str, list[Instance]]:
         """By kind, in store order (what is referenced before what refers to it):
         ``source``, ``slide``, ``SEG``, ``SR``."""
+        from radpath.adapters.storage import Instance
+
         kinds = {"source": [i.path for i in self.source.instances], "slide": self.slides, "SEG": [self.seg],
                  "SR": self.reports}
         return {what: unique_instances(Instance.read(path, what) for path in paths) for what, paths in kinds.items()}
@@ -71,6 +77,7 @@ class BatchElement:
     stage: str | None = None  # the stage this view is for
     sections: dict[str, Section] = field(default_factory=dict)
     _series: dict[Path, list[SeriesFiles]] = field(default_factory=dict, repr=False)
+    _headers: HeaderIndex | None = field(default=None, repr=False)
 
     @property
     def output(self) -> Path:
@@ -111,7 +118,9 @@ class BatchElement:
         """The DICOM series below ``folder`` (default: the whole element), grouped once."""
         folder = Path(folder or self.path)
         if folder not in self._series:
-            self._series[folder] = read_series_in(folder)
+            if self._headers is None:
+                self._headers = HeaderIndex(self.path)
+            self._series[folder] = read_series_in(folder, self._headers)
         return self._series[folder]
 
     def forget_series(self) -> None:
@@ -158,6 +167,8 @@ class BatchElement:
 
     def converted_slides(self) -> list[Instance]:
         """The slides wsi-dicomize wrote (or passed through) for this element."""
+        from radpath.adapters.storage import Instance
+
         uids = self.need(WsiDicomizeFacts).series_instance_uids
         if not uids:
             raise MissingFact("wsi-dicomize has recorded no slide series for this element")

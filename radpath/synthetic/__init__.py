@@ -8,6 +8,7 @@ from radpath.synthetic.series import (
     SyntheticSeries,
     SyntheticStudy,
     write_series,
+    write_slide_header,
 )
 from radpath.synthetic.slides import SyntheticSlide, tissue_image, write_pyramidal_tiff, write_svs
 
@@ -19,6 +20,7 @@ __all__ = [
     "SyntheticSeries",
     "SyntheticStudy",
     "write_series",
+    "write_slide_header",
     "SyntheticSlide",
     "tissue_image",
     "write_pyramidal_tiff",

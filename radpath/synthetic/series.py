@@ -21,6 +21,7 @@ from pydicom.uid import (
     CTImageStorage,
     ExplicitVRLittleEndian,
     MRImageStorage,
+    VLWholeSlideMicroscopyImageStorage,
     generate_uid,
 )
 from pydicom.valuerep import format_number_as_ds
@@ -206,6 +207,23 @@ def write_series(
         paths.append(path)
         uids.append(ds.SOPInstanceUID)
     return SyntheticSeries(paths, modality, geometry, study, series_uid, uids, values, labels)
+
+
+def write_slide_header(path: Path, patient: SyntheticPatient | None = None) -> Path:
+    """A slide's header alone (VL Whole Slide Microscopy, no pixels) of ``patient``, in a
+    study of its own: enough for what reads headers only (pairing, series grouping)."""
+    patient = patient or SyntheticPatient()
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = VLWholeSlideMicroscopyImageStorage
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.Modality, ds.PatientID = Modality.SM.value, patient.patient_id
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
 
 
 _CT_INTERCEPT = -1024.0

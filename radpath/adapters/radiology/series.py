@@ -11,23 +11,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from radpath.adapters.radiology.headerindex import HeaderIndex, HeaderRecord, read_record
+from radpath.domain.radiology.summary import Frame, SeriesSummary
 
-from radpath.adapters.headers import read_header
-from radpath.domain.dicomseg.geometry import SourceGrid
-from radpath.domain.radiology.summary import (
-    PLANE_POSITION,
-    Frame,
-    SeriesSummary,
-    float_tuple,
-    functional_attribute,
-)
+if TYPE_CHECKING:
+    from radpath.domain.dicomseg.geometry import SourceGrid
 
-__all__ = ["Frame", "InstanceFile", "SeriesFiles", "SeriesSummary", "read_series", "read_series_in"]
+__all__ = ["Frame", "HeaderRecord", "InstanceFile", "SeriesFiles", "SeriesSummary", "read_series", "read_series_in"]
 
 
 @dataclass
@@ -55,37 +49,22 @@ class SeriesFiles:
 
     def source_grid(self) -> SourceGrid:
         """The series as the voxel grid a SEG's frames lie on (single-frame images only)."""
+        from radpath.domain.dicomseg.geometry import SourceGrid  # numpy: not for grouping alone
+
         return SourceGrid.of_slices(self.summary, [(i.frames, i.path) for i in self.image_instances])
-
-
-def _sop_uid(ds: Dataset) -> str:
-    uid = str(ds.get("SOPInstanceUID") or "")
-    if not uid and hasattr(ds, "file_meta"):
-        uid = str(ds.file_meta.get("MediaStorageSOPInstanceUID") or "")
-    return uid
-
-
-def _frames(ds: Dataset, sop_uid: str) -> list[Frame]:
-    count = int(ds.get("NumberOfFrames") or 1)
-    if count > 1 or "PerFrameFunctionalGroupsSequence" in ds:
-        return [
-            Frame(sop_uid, i + 1, float_tuple(functional_attribute(ds, PLANE_POSITION, i)))  # type: ignore[arg-type]
-            for i in range(count)
-        ]
-    return [Frame(sop_uid, None, float_tuple(ds.get("ImagePositionPatient")))]  # type: ignore[arg-type]
 
 
 #: The key of a series whose datasets leave SeriesInstanceUID empty starts so.
 NO_UID = "no-uid:"
 
 
-def _series_key(ds: Dataset, path: Path) -> str:
-    uid = str(ds.get("SeriesInstanceUID") or "")
-    if uid:
-        return uid
+def _series_key(summary: SeriesSummary, path: Path) -> str:
+    if summary.series_instance_uid:
+        return summary.series_instance_uid
     # Empty series UID (de-identified): files of one folder with the same number and
     # description belong together, as dcm2niix would group them.
-    return f"{NO_UID}{path.parent}:{ds.get('SeriesNumber', '')}:{ds.get('SeriesDescription', '')}"
+    number = summary.series_number if summary.series_number is not None else ""
+    return f"{NO_UID}{path.parent}:{number}:{summary.description}"
 
 
 def _content_key(number: int | None, instances: list[InstanceFile]) -> str:
@@ -96,33 +75,32 @@ def _content_key(number: int | None, instances: list[InstanceFile]) -> str:
     return f"{NO_UID}{number if number is not None else ''}:{digest[:24]}"
 
 
-def read_series(paths: Iterable[Path]) -> list[SeriesFiles]:
-    """Group DICOM files by series; non-DICOM files are ignored."""
-    # key → (first dataset, first image dataset, instance files)
-    grouped: dict[str, tuple[Dataset, Dataset | None, list[InstanceFile]]] = {}
+def read_series(paths: Iterable[Path], index: HeaderIndex | None = None) -> list[SeriesFiles]:
+    """Group DICOM files by series; non-DICOM files are ignored. With ``index``, headers
+    it holds are not read again (and those read are added to it)."""
+    # key → (first record, first image record, instance files)
+    grouped: dict[str, tuple[HeaderRecord, HeaderRecord | None, list[InstanceFile]]] = {}
     for path in sorted(paths):
-        try:
-            ds = read_header(path)
-        except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError, AttributeError):
+        record = index.record(path) if index is not None else read_record(path)
+        if record is None:
             continue
-        sop_uid = _sop_uid(ds)
-        is_image = bool(ds.get("Rows")) and (
-            "ImagePositionPatient" in ds or "PerFrameFunctionalGroupsSequence" in ds
-        )
-        key = _series_key(ds, path)
-        first, first_image, instances = grouped.setdefault(key, (ds, None, []))
-        if is_image and first_image is None:
-            grouped[key] = (first, ds, instances)
-        instances.append(InstanceFile(path, sop_uid, _frames(ds, sop_uid) if is_image else [], is_image))
+        key = _series_key(record.summary, path)
+        first, first_image, instances = grouped.setdefault(key, (record, None, []))
+        if record.is_image and first_image is None:
+            grouped[key] = (first, record, instances)
+        instances.append(InstanceFile(path, record.sop_instance_uid, list(record.frames), record.is_image))
     result = []
     for key, (first, first_image, instances) in grouped.items():
         count = sum(len(i.frames) for i in instances if i.is_image)
-        summary = SeriesSummary.from_dataset(first_image if first_image is not None else first, key, count)
+        summary = replace((first_image or first).summary, key=key, slice_count=count)
         if key.startswith(NO_UID) and all(i.sop_instance_uid for i in instances):
             summary.key = _content_key(summary.series_number, instances)
         result.append(SeriesFiles(summary, instances))
+    if index is not None:
+        index.save()
     return result
 
 
-def read_series_in(folder: Path) -> list[SeriesFiles]:
-    return read_series(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith("."))
+def read_series_in(folder: Path, index: HeaderIndex | None = None) -> list[SeriesFiles]:
+    """The series below ``folder`` (files whose name starts with a dot are not looked at)."""
+    return read_series((p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith(".")), index)

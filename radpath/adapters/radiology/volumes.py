@@ -13,21 +13,39 @@ on it. dcm2niix flips the row axis of most series; the map does not care.
 
 from __future__ import annotations
 
+import bisect
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from radpath.adapters.headers import read_header
 from radpath.adapters.radiology.dcm2niix import Dcm2niixRun, NiftiConversionError, run_dcm2niix
+from radpath.adapters.radiology.niftiheader import Affine, read_nifti_geometry
 from radpath.adapters.radiology.series import Frame, SeriesFiles
 
-LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 #: A NIfTI slice matches a DICOM frame when their planes lie within this distance (mm).
 PLANE_TOLERANCE_MM = 0.05
+
+# Plain floats, not numpy: a few hundred points, and the nifti stage's process does
+# without numpy's import (it slows the dcm2niix run beside it).
+Vector = tuple[float, float, float]
+
+
+def _dot(a, b) -> float:
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+
+def _voxel_centre(affine: Affine, i: float, j: float, k: float) -> Vector:
+    x, y, z = (row[0] * i + row[1] * j + row[2] * k + row[3] for row in affine[:3])
+    return x, y, z
+
+
+def _lps_from_ras(affine: Affine) -> Affine:
+    """NIfTI's world space (RAS) → DICOM patient space (LPS): x and y change sign."""
+    (x, y, z, last) = affine
+    return tuple(0.0 - v for v in x), tuple(0.0 - v for v in y), z, last  # type: ignore[return-value]  # 0.0, not -0.0
 
 
 @dataclass
@@ -36,7 +54,7 @@ class Volume:
 
     path: Path
     shape: tuple[int, ...]
-    affine_lps: np.ndarray  # voxel (i, j, k, 1) → LPS mm
+    affine_lps: Affine  # voxel (i, j, k, 1) → LPS mm
     slices: list[Frame | None]  # k → the DICOM frame on that plane, None where none lies
     grid_aligned: bool = False  # every mapped slice's voxels sit on its frame's pixel grid
     notes: list[str] = field(default_factory=list)
@@ -47,14 +65,15 @@ class Volume:
 
 
 def _on_pixel_grid(
-    affine: np.ndarray, k: int, origin: tuple[float, float, float], orientation: np.ndarray, spacing: tuple[float, ...]
+    affine: Affine, k: int, origin: Vector, orientation: tuple[float, ...], spacing: tuple[float, ...]
 ) -> bool:
     """Do voxels (0,0,k), (1,0,k) and (0,1,k) fall on the frame's pixel centres?"""
     rows_between, columns_between = spacing[0], spacing[1]
-    for voxel in ((0, 0), (1, 0), (0, 1)):
-        point = (affine @ np.array([voxel[0], voxel[1], k, 1.0]))[:3] - np.asarray(origin)
-        column = point @ orientation[:3] / columns_between
-        row = point @ orientation[3:] / rows_between
+    for i, j in ((0, 0), (1, 0), (0, 1)):
+        centre = _voxel_centre(affine, i, j, k)
+        point = (centre[0] - origin[0], centre[1] - origin[1], centre[2] - origin[2])
+        column = _dot(point, orientation[:3]) / columns_between
+        row = _dot(point, orientation[3:]) / rows_between
         if abs(column - round(column)) * columns_between > PLANE_TOLERANCE_MM:
             return False
         if abs(row - round(row)) * rows_between > PLANE_TOLERANCE_MM:
@@ -62,38 +81,42 @@ def _on_pixel_grid(
     return True
 
 
+def _nearest(offsets: list[tuple[float, int]], target: float) -> int | None:
+    """Index of the frame whose plane offset (``offsets``: sorted (offset, index) pairs)
+    lies nearest ``target`` and within the tolerance; the lower index on a tie."""
+    at = bisect.bisect_left(offsets, (target, -1))
+    near = [offsets[n] for n in (at - 1, at) if 0 <= n < len(offsets)]
+    if not near:
+        return None
+    offset, index = min(near, key=lambda pair: (abs(pair[0] - target), pair[1]))
+    return index if abs(offset - target) <= PLANE_TOLERANCE_MM else None
+
+
 def map_slices(
     path: Path,
     frames: list[Frame],
-    normal: np.ndarray,
+    normal: Vector,
     orientation: tuple[float, ...] | None = None,
     spacing: tuple[float, ...] | None = None,
 ) -> Volume:
     """Match each slice of the NIfTI at ``path`` to the DICOM frame lying on its plane,
     and check whether its voxels also sit on that frame's pixel grid (they do not when
     dcm2niix resampled the volume, e.g. to undo a gantry tilt)."""
-    import nibabel as nib
-
-    image = nib.load(str(path))
-    shape = tuple(int(n) for n in image.shape)
-    affine = LPS_FROM_RAS @ image.affine
+    geometry = read_nifti_geometry(path)
+    shape = geometry.shape
+    affine = _lps_from_ras(geometry.affine_ras)
     notes = []
     if len(shape) > 3 and shape[3] > 1:
         notes.append(f"{path.name} has {shape[3]} volumes; only the first is used")
     slice_count = shape[2] if len(shape) > 2 else 1
     positioned = [f for f in frames if f.position is not None]
-    offsets = np.array([np.dot(normal, f.position) for f in positioned]) if positioned else np.empty(0)
+    offsets = sorted((_dot(normal, f.position), n) for n, f in enumerate(positioned))  # type: ignore[arg-type]
     slices: list[Frame | None] = []
     for k in range(slice_count):
-        centre = affine @ np.array([0.0, 0.0, k, 1.0])
-        if offsets.size == 0:
-            slices.append(None)
-            continue
-        distance = np.abs(offsets - np.dot(normal, centre[:3]))
-        best = int(np.argmin(distance))
-        slices.append(positioned[best] if distance[best] <= PLANE_TOLERANCE_MM else None)
+        best = _nearest(offsets, _dot(normal, _voxel_centre(affine, 0, 0, k)))
+        slices.append(positioned[best] if best is not None else None)
     aligned = bool(orientation and spacing) and any(slices) and all(
-        _on_pixel_grid(affine, k, frame.position, np.asarray(orientation), spacing)
+        _on_pixel_grid(affine, k, frame.position, orientation, spacing)  # type: ignore[arg-type]
         for k, frame in enumerate(slices)
         if frame is not None
     )

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING, Any
 
 from radpath.domain.anatomy.master import ICD_SCHEMES, SCT_SCHEMES, SRT_SCHEMES, Master, Target, load_master
 from radpath.domain.anatomy.text import combine_sides, find_mentions, sides_near, split_compound, tokens
+
+if TYPE_CHECKING:  # pydicom is imported where a dataset is read, not by every reader of the master
+    from pydicom.dataset import Dataset
 
 TEXT_FIELDS = (
     "SeriesDescription",
@@ -206,6 +207,8 @@ def _findings(ds: Dataset, master: Master) -> Iterator[Finding]:
 
 
 def _sequence(ds: Dataset, keyword: str) -> list[Dataset]:
+    from pydicom.dataset import Dataset
+
     try:
         value = ds.get(keyword)
     except Exception:  # a malformed element must not stop the resolution

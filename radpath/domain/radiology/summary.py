@@ -6,10 +6,14 @@ positions, enhanced (multi-frame) objects included. No file is read here
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-from pydicom.dataset import Dataset
+from radpath.domain.records import Record
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 #: Shared / per-frame functional group paths of enhanced (multi-frame) objects.
 _PLANE_ORIENTATION = ("PlaneOrientationSequence", "ImageOrientationPatient")
@@ -42,7 +46,7 @@ def functional_attribute(ds: Dataset, group: tuple[str, str], frame: int | None 
 
 
 @dataclass(frozen=True)
-class Frame:
+class Frame(Record):
     """One 2-D image: a single-frame instance, or one frame of a multi-frame instance."""
 
     sop_instance_uid: str
@@ -51,7 +55,7 @@ class Frame:
 
 
 @dataclass
-class SeriesSummary:
+class SeriesSummary(Record):
     """What selection reads of a series (from files, or from DICOMweb metadata)."""
 
     key: str  # SeriesInstanceUID, or a stand-in when the dataset leaves it empty
@@ -71,12 +75,15 @@ class SeriesSummary:
     columns: int | None = None  # Columns
 
     @property
-    def normal(self) -> np.ndarray | None:
+    def normal(self) -> tuple[float, float, float] | None:
+        """The image plane's unit normal: row direction × column direction (plain floats:
+        the nifti stage's process does without numpy)."""
         if not self.orientation or len(self.orientation) != 6:
             return None
-        n = np.cross(self.orientation[:3], self.orientation[3:])
-        norm = np.linalg.norm(n)
-        return n / norm if norm else None
+        (r1, r2, r3), (c1, c2, c3) = self.orientation[:3], self.orientation[3:]
+        n = (r2 * c3 - r3 * c2, r3 * c1 - r1 * c3, r1 * c2 - r2 * c1)
+        norm = math.sqrt(sum(v * v for v in n))
+        return (n[0] / norm, n[1] / norm, n[2] / norm) if norm else None
 
     @classmethod
     def from_dataset(cls, ds: Dataset, key: str, slice_count: int) -> SeriesSummary:
