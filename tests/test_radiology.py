@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -266,7 +267,7 @@ def test_the_nifti_command_converts_while_it_imports_and_leaves_no_scratch(tmp_p
         assert done.returncode == 0, done.stdout + done.stderr
         facts = Manifest.load(run / "batch/a-ct").facts["nifti"]
         assert sorted(s["sop_instance_uid"] for s in facts["slices"]) == sorted(chosen.sop_instance_uids)
-        assert not list(scratch.iterdir())
+        assert not list(scratch.iterdir()) and not list(run.rglob(".radpath-dcm2niix-*"))
         assert str(run) not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
         return done.stdout + done.stderr
 
@@ -274,6 +275,15 @@ def test_the_nifti_command_converts_while_it_imports_and_leaves_no_scratch(tmp_p
     shutil.rmtree(run / "batch/0-ended")
     (run / "batch/a-ct" / MANIFEST_NAME).unlink()
     stage_nifti()  # the run started ahead is the element's conversion
+    # Its scratch lies in the element's folder (on Kaapana the workflow volume, not the
+    # container's /tmp), so the volume moves into the output by a rename, not a copy.
+    from radpath.adapters.radiology.dcm2niix import Dcm2niixRun
+
+    ahead = Dcm2niixRun(run / "batch/a-ct/get-input")
+    try:
+        assert ahead.out_dir.parent == run / "batch/a-ct" and ahead.out_dir.name.startswith(".")
+    finally:
+        ahead.cancel()
 
 
 # -- the NIfTI header without nibabel ---------------------------------------------------------
@@ -339,3 +349,23 @@ def test_nifti_geometry_of_nifti2_and_of_a_file_without_position(tmp_path):
     (tmp_path / "text.nii").write_text("not an image")
     with pytest.raises(NiftiHeaderError, match="not a NIfTI-1 or NIfTI-2 file"):
         read_nifti_geometry(tmp_path / "text.nii")
+
+
+def test_series_grouping_does_not_look_into_hidden_folders(tmp_path):
+    """radpath's own scratch (dcm2niix's links to a series, a slide being written) lies in
+    hidden folders of the element; were they read, a crash leaving one would count each
+    file twice."""
+    import os
+
+    made = write_series(tmp_path / "element" / "ct", geometry=GEOMETRIES["axial"])
+    for folder in (".radpath-dcm2niix-x/in", "visible/in"):
+        (tmp_path / "element" / folder).mkdir(parents=True)
+        for path in made.paths:
+            os.symlink(path, tmp_path / "element" / folder / path.name)
+    (series,) = read_series_in(tmp_path / "element")
+    # Negative control: the visible links are read, so every instance is there twice.
+    assert len(series.instances) == 2 * len(made.paths)
+    assert {i.path.parent.name for i in series.instances} == {"ct", "in"}
+    shutil.rmtree(tmp_path / "element" / "visible")
+    (series,) = read_series_in(tmp_path / "element")
+    assert sorted(i.path for i in series.instances) == sorted(made.paths)

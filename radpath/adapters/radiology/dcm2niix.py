@@ -33,18 +33,34 @@ def dcm2niix_binary() -> str:
     return found
 
 
+#: Scratch folders start so: hidden, so no series grouping looks into one.
+SCRATCH_PREFIX = ".radpath-dcm2niix-"
+
+
+def scratch_folder(beside: Path) -> Path:
+    """A new scratch folder in ``beside`` (the element's folder), else in the system's
+    temporary folder. Beside the element, the volume is moved into the stage's output by
+    a rename; from the system's /tmp (on Kaapana the container's own file system, not the
+    workflow volume) the move is a copy of the whole volume."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=beside))
+    except OSError:  # a read-only element folder
+        return Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
+
+
 class Dcm2niixRun:
     """dcm2niix converting every series in a folder, in the background.
 
     Started before the folder's headers are read: when the folder turns out to hold only
     the chosen series (as every Kaapana batch element does), its output is used and the
     header reading cost no extra time. Otherwise :meth:`cancel` it. Without ``out_dir``
-    the run writes into a folder of its own, removed by :meth:`cancel`.
+    the run writes into a scratch folder of its own beside ``source_dir``, removed by
+    :meth:`cancel`.
     """
 
     def __init__(self, source_dir: Path, out_dir: Path | None = None, compress: bool = False):
         if out_dir is None:
-            out_dir = Path(tempfile.mkdtemp(prefix="radpath-dcm2niix-"))
+            out_dir = scratch_folder(source_dir.parent)
         out_dir.mkdir(parents=True, exist_ok=True)
         self.source_dir, self.out_dir = source_dir, out_dir
         command = [

@@ -102,5 +102,9 @@ def read_series(paths: Iterable[Path], index: HeaderIndex | None = None) -> list
 
 
 def read_series_in(folder: Path, index: HeaderIndex | None = None) -> list[SeriesFiles]:
-    """The series below ``folder`` (files whose name starts with a dot are not looked at)."""
-    return read_series((p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith(".")), index)
+    """The series below ``folder``. Hidden files and folders (a name starting with a dot)
+    are not looked at: they are radpath's own (the header index, scratch folders, a slide
+    being written), and a scratch folder's links would count a series' files twice."""
+    folder = Path(folder)
+    return read_series((p for p in folder.rglob("*") if p.is_file()
+                        and not any(part.startswith(".") for part in p.relative_to(folder).parts)), index)

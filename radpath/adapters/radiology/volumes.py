@@ -1,6 +1,7 @@
 """A chosen radiology series → NIfTI with dcm2niix, and which DICOM slice each NIfTI slice is.
 
-dcm2niix runs on the chosen series' image files only (linked into a scratch folder), so
+dcm2niix runs on the chosen series' image files only (linked into a scratch folder beside
+the output, so that the volume moves into it by a rename), so
 other series, non-image objects and leftovers of the study cannot end up in the volume.
 It may still write several volumes (echoes, a gantry-tilt-corrected copy, inconsistent
 orientations): the one whose slices lie on the most selected instances wins, and the
@@ -16,12 +17,16 @@ from __future__ import annotations
 import bisect
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from radpath.adapters.headers import read_header
-from radpath.adapters.radiology.dcm2niix import Dcm2niixRun, NiftiConversionError, run_dcm2niix
+from radpath.adapters.radiology.dcm2niix import (
+    Dcm2niixRun,
+    NiftiConversionError,
+    run_dcm2niix,
+    scratch_folder,
+)
 from radpath.adapters.radiology.niftiheader import Affine, read_nifti_geometry
 from radpath.adapters.radiology.series import Frame, SeriesFiles
 
@@ -143,11 +148,14 @@ def convert_series(series: SeriesFiles, out_dir: Path, started: Dcm2niixRun | No
     if normal is None:
         raise NiftiConversionError(f"series {series.summary.key} has no ImageOrientationPatient")
     frames = series.frames
-    with tempfile.TemporaryDirectory(prefix="radpath-dcm2niix-") as scratch:
+    scratch: Path | None = None
+    try:
         if started is not None:
             converted = started.result()
         else:
-            source = Path(scratch) / "in"
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            scratch = scratch_folder(out_dir.parent)  # the volume then moves into out_dir by a rename
+            source = scratch / "in"
             source.mkdir()
             originals = {}
             for index, instance in enumerate(images):
@@ -155,7 +163,7 @@ def convert_series(series: SeriesFiles, out_dir: Path, started: Dcm2niixRun | No
                 originals[str(link)] = str(instance.path.resolve())
                 os.symlink(originals[str(link)], link)
             try:
-                converted = run_dcm2niix(source, Path(scratch) / "out")
+                converted = run_dcm2niix(source, scratch / "out")
             except NiftiConversionError as err:  # name the user's files, not the scratch links
                 message = str(err)
                 for link_name, original in originals.items():
@@ -191,6 +199,9 @@ def convert_series(series: SeriesFiles, out_dir: Path, started: Dcm2niixRun | No
                 f"resampled by dcm2niix{tilt}: the slices lie on the DICOM planes but voxels do not sit on the "
                 "DICOM pixels; masks must go back to the source grid through the affines"
             )
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return Conversion(best, others, len(series.instances) - len(images))
 
 
