@@ -250,6 +250,17 @@ def test_a_file_changed_since_it_was_indexed_is_read_again_and_a_broken_index_is
         assert list(reads) == [os.path.realpath(changed)]
     positions = {i.path: i.frames[0].position for s in series for i in s.instances if i.is_image}
     assert positions[changed] == (1.0, 2.0, 300.0)
+    # A file written anew with the same size and modification time (a coarse clock): its
+    # inode tells it apart.
+    before = changed.stat()
+    ds.ImagePositionPatient = [1.0, 2.0, 400.0]  # the same length as 300.0
+    ds.save_as(changed.with_suffix(".new"))
+    os.utime(changed.with_suffix(".new"), ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(changed.with_suffix(".new"), changed)
+    assert (changed.stat().st_size, changed.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    series = read_series_in(root, HeaderIndex(root))
+    positions = {i.path: i.frames[0].position for s in series for i in s.instances if i.is_image}
+    assert positions[changed] == (1.0, 2.0, 400.0)
     (root / INDEX_NAME).write_text('{"schema": 1, "files": {"ct/CT_001_0000.dcm": {"size": "x"}}}')
     with caplog.at_level(logging.WARNING):
         assert read_series_in(root, HeaderIndex(root)) == read_series_in(root)

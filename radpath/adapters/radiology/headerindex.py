@@ -7,8 +7,8 @@ The stages of one element run one after another, each in a process of its own (o
 Kaapana in a container of its own), and most of them group the element's files into
 series. The first to read a file's header writes down its :class:`HeaderRecord`; the
 next ones take it from here instead of reading the file again, and need not import
-pydicom for it. An entry holds while the file keeps its size and modification time; a
-file rewritten since, or new, is read again. An index that cannot be read is started
+pydicom for it. An entry holds while the file keeps its size, modification time and
+inode; a file rewritten since, or new, is read again. An index that cannot be read is started
 afresh: it only ever saves work.
 
 The index is ``.radpath-headers.json`` in the element folder (a dot file: series
@@ -44,7 +44,10 @@ INDEX_NAME = ".radpath-headers.json"
 #: Increased when what a record holds changes; an index of another schema is started afresh.
 SCHEMA = 1
 
-_Stamp = tuple[int, int]  # (st_size, st_mtime_ns)
+#: (st_size, st_mtime_ns, st_ino): the inode too, so that a file written anew (a stage's
+#: output re-run) is never taken for the one before, even on a file system whose clock
+#: is coarser than the time between the two.
+_Stamp = tuple[int, int, int]
 
 
 def _sop_uid(ds: Dataset) -> str:
@@ -121,7 +124,7 @@ class HeaderIndex:
         except ValueError:  # not in this element: not the index's to keep
             return read_record(path)
         stat = path.stat()
-        stamp = (stat.st_size, stat.st_mtime_ns)
+        stamp = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
         entries = self._load()
         known = entries.get(name)
         if known is not None and known[0] == stamp:
@@ -137,13 +140,13 @@ class HeaderIndex:
             return
         summaries: dict[str, int] = {}  # a summary's JSON → its number
         files = {}
-        for name, ((size, mtime), record) in self._entries.items():
+        for name, ((size, mtime, inode), record) in self._entries.items():
             stored = None
             if record is not None:
                 summary = json.dumps(record.summary.to_json(), sort_keys=True)
                 stored = _StoredHeader(record.sop_instance_uid, record.is_image, record.frames,
                                        summaries.setdefault(summary, len(summaries))).to_json()
-            files[name] = {"size": size, "mtime_ns": mtime, "header": stored}
+            files[name] = {"size": size, "mtime_ns": mtime, "inode": inode, "header": stored}
         index = {"schema": SCHEMA, "summaries": [json.loads(s) for s in summaries], "files": files}
         try:
             descriptor, temporary = tempfile.mkstemp(dir=self.root, prefix=INDEX_NAME, suffix=".tmp")
@@ -167,7 +170,7 @@ class HeaderIndex:
                             stored = _StoredHeader.from_json(entry["header"])
                             record = HeaderRecord(stored.sop_instance_uid, stored.is_image, stored.frames,
                                                   summaries[stored.summary])
-                        self._entries[name] = ((entry["size"], entry["mtime_ns"]), record)
+                        self._entries[name] = ((entry["size"], entry["mtime_ns"], entry["inode"]), record)
             except FileNotFoundError:
                 pass
             except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError, RecordError) as err:
