@@ -6,8 +6,9 @@ on it, which chose the series and wrote the element's header index
 (radpath/adapters/radiology/headerindex.py). In one run, on the same page-cached files,
 medians of ``--repeat`` rounds (ABBA order): ``dcm2niix -z n -b y`` as a process (the
 bare tool: the binary of dcm2niix's wheel, as the stage runs it, not the Python shim of
-the same name beside the interpreter); the nifti stage in-process (series from the index, dcm2niix, slice map,
-manifest); ``radpath stage nifti`` as a process (adds interpreter start-up and imports,
+the same name beside the interpreter); the nifti stage in-process (series from the
+index, dcm2niix, slice map, manifest); ``radpath stage nifti`` as a process (adds
+interpreter start-up and imports,
 which a Kaapana container pays once per task; dcm2niix starts before the imports, see
 radpath/pipeline/headstart.py); and the same with the index removed before each round
 (a nifti stage run on an element no stage has read before: it reads the 300 headers

@@ -165,15 +165,8 @@ def test_without_the_index_the_counter_sees_repeated_reads(tmp_path: Path):
 
     write_series(tmp_path / "ct")
     first = sorted((tmp_path / "ct").rglob("*.dcm"))[0]
-    calls = Counter()
-    real = pydicom.dcmread
-
-    def counting(path, *args, **kwargs):
-        calls[os.path.realpath(path)] += 1
-        return real(path, *args, **kwargs)
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pydicom, "dcmread", counting)
+        calls = _counting_reads(patch)
         read_header(first), read_header(first)
         assert calls[os.path.realpath(first)] == 2
         calls.clear()
