@@ -136,6 +136,33 @@ PROJECT = {"id": "7f1c2b5e-0000-4000-8000-0000000000aa", "name": "radpath-test",
            "kubernetes_namespace": "project-radpath-test", "s3_bucket": "project-radpath-test",
            "opensearch_index": "project_radpath-test"}
 MOUNT_POINTS = ("/kaapana", "/models", "/tensorboard")  # made on the machine if missing (left empty)
+SERVICES = GLOBAL_VALUES["services_namespace"]
+#: The project namespaces of the box: the run's project, the admin project (runs without a
+#: project) and a second project that must see nothing of the first's.
+NAMESPACES = (PROJECT["kubernetes_namespace"], "project-admin", "project-other")
+#: Claims of every project namespace: the project-namespace chart's dynamicVolumes (each
+#: namespace its own) and sharedVolumes (Airflow's folders, the same in every namespace; in
+#: the box they are the scheduler's own, outside /kaapana).
+PROJECT_CLAIMS = ("workflow-data", "models", "tensorboard")
+SHARED_CLAIMS = ("af-plugins", "dags", "af-logs")
+#: The services namespace's claims the scheduler mounts (scheduler_deployment.yaml).
+SERVICES_CLAIMS = ("workflow-data", "models", "uploads")
+
+
+def box_claims(root: Path) -> dict[str, str]:
+    """``"<namespace>/<claim>"`` → the box folder that volume is: one per namespace and
+    volume, as Kaapana's charts make them, so no two namespaces share run data or weights."""
+    claims = {}
+    for namespace in NAMESPACES:
+        for name in PROJECT_CLAIMS:
+            claims[f"{namespace}/{name}-pv-claim"] = str(root / "volumes" / namespace / name)
+        for name in SHARED_CLAIMS:
+            claims[f"{namespace}/{name}-pv-claim"] = str(root / "volumes" / "shared" / name)
+    for name in SERVICES_CLAIMS:
+        claims[f"{SERVICES}/{name}-pv-claim"] = str(root / "volumes" / SERVICES / name)
+    for folder in claims.values():
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    return claims
 #: Airflow's database server, on a socket in the box's private /kaapana.
 POSTGRES_DIR = "/kaapana/box-postgres"
 #: Stand-in of the node's free RAM, which Kaapana's UtilService sizes the NODE_RAM pool from:
@@ -160,18 +187,25 @@ def run_box(root: Path, waves: list[list[tuple[str, dict | None]]], seed: list[P
     root.mkdir(parents=True, exist_ok=True)
     for point in MOUNT_POINTS:
         os.makedirs(point, exist_ok=True)
-    models = root / "models" / "radpath"
-    models.mkdir(parents=True, exist_ok=True)
-    # TotalSegmentator's layout on the models volume, with radpath's stand-in weights in it
-    (models / "totalsegmentator").symlink_to(REPO / "radpath" / "adapters" / "totalseg" / "standin-weights")
+    claims = box_claims(root)
+    # What Kaapana's model installer job leaves on the services namespace's models volume
+    # (TotalSegmentator's layout; radpath's stand-in weights in it). No project pod mounts it.
+    installed = Path(claims[f"{SERVICES}/models-pv-claim"]) / "radpath"
+    installed.mkdir(parents=True, exist_ok=True)
+    (installed / "totalsegmentator").symlink_to(REPO / "radpath" / "adapters" / "totalseg" / "standin-weights")
+    # OPEN (issue 43, point 2): on Kaapana nothing puts the weights onto a project's own
+    # models volume yet; a model-provisioning task before segment must. Until it exists the
+    # box lays them there itself, so the rest of the chain can be checked.
+    for namespace in NAMESPACES:
+        provided = Path(claims[f"{namespace}/models-pv-claim"]) / "radpath"
+        provided.mkdir(parents=True, exist_ok=True)
+        (provided / "totalsegmentator").symlink_to(installed / "totalsegmentator")
     project_user = f"{PROJECT['kubernetes_namespace']}-system-user"
     box = {
         "kaapana_source": str(kaapana), "repo": str(REPO), "network_policies": NETWORK_POLICIES,
         "values": {**GLOBAL_VALUES, "project_namespace": PROJECT["kubernetes_namespace"],
                    "internalCidrs": ["10.0.0.0/8", "127.0.0.0/8"]},
-        "services": BOX_SERVICES, "bucket": PROJECT["s3_bucket"],
-        "claims": {"workflow-data-pv-claim": str(root / "workflow-data"), "models-pv-claim": str(root / "models"),
-                   "tensorboard-pv-claim": str(root / "tensorboard")},
+        "services": BOX_SERVICES, "bucket": PROJECT["s3_bucket"], "claims": claims,
         "secrets": {"project-user-credentials": {"project-user": project_user, "project-user-password": "box-project"},
                     "oidc-client-secret": {"oidc-client-secret": GLOBAL_VALUES["oidc_client_secret"]},
                     "system-user-password": {"system-user-password": SECRETS["SYSTEM_USER_PASSWORD"]}},
@@ -183,10 +217,10 @@ def run_box(root: Path, waves: list[list[tuple[str, dict | None]]], seed: list[P
         # kaapanapy is installed in Kaapana's base images; here it is the snapshot's
         "pod_pythonpath": str(kaapana / KAAPANAPY),
     }
-    for folder in ("home", "scratch", "workflow-data", "tensorboard", "uploads"):
+    for folder in ("home", "scratch"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     for name, data in (uploads or {}).items():
-        (root / "uploads" / name).write_bytes(data)
+        (Path(claims[f"{SERVICES}/uploads-pv-claim"]) / name).write_bytes(data)
     dags = dag_folder(root / "dags")
     if edit_dags is not None:
         edit_dags(dags)

@@ -58,8 +58,12 @@ def main(spec_path: str) -> int:
     sh("ip", "link", "set", "lo", "up")
     # Kaapana's paths, private to this mount namespace (a tmpfs holds the mount points).
     sh("mount", "-t", "tmpfs", "box", "/kaapana")
-    bind(Path(box["claims"]["workflow-data-pv-claim"]), "/kaapana/mounted/workflows/data")
-    bind(root / "uploads", "/kaapana/app/uploads")
+    # The scheduler's volumes (scheduler_deployment.yaml): the services namespace's run data,
+    # models and uploads. Project pods and worker pods get their own (the pod runner).
+    services_ns = box["values"]["services_namespace"]
+    bind(Path(box["claims"][f"{services_ns}/workflow-data-pv-claim"]), "/kaapana/mounted/workflows/data")
+    bind(Path(box["claims"][f"{services_ns}/models-pv-claim"]), "/kaapana/mounted/workflows/models")
+    bind(Path(box["claims"][f"{services_ns}/uploads-pv-claim"]), "/kaapana/app/uploads")
     hosts = root / "hosts"
     hosts.write_text("127.0.0.1 localhost\n" + "".join(f"{s['ip']} {s['host']}\n" for s in box["services"]))
     sh("mount", "--bind", str(hosts), "/etc/hosts")
@@ -78,8 +82,9 @@ def main(spec_path: str) -> int:
             runs = [run for wave in spec["waves"] for run in run_wave(wave)]
         result = {"runs": runs, "pacs": pacs_series(pacs), "bucket": bucket_objects(started["s3"], box),
                   "tables": research_tables(started["s3"], box),
-                  "run_folders": sorted(p.name for p in Path(box["claims"]["workflow-data-pv-claim"]).iterdir()
-                                        if p.is_dir()),
+                  "run_folders": sorted(f"{claim.split('/')[0]}/{p.name}" for claim, folder in box["claims"].items()
+                                        if claim.endswith("/workflow-data-pv-claim")
+                                        for p in Path(folder).iterdir() if p.is_dir()),
                   "pods": [json.loads(line) for line in Path(box["pod_log"]).read_text().splitlines()]
                   if Path(box["pod_log"]).exists() else [],
                   "pools": pools()}

@@ -40,6 +40,7 @@ from types import SimpleNamespace
 
 import kubernetes
 import yaml
+from kubernetes_admission import admit
 
 BOX = json.loads(Path(os.environ["KAAPANA_BOX_CONFIG"]).read_text())
 _real_spec = importlib.util.spec_from_file_location(
@@ -55,12 +56,16 @@ generate_pod_name = _real.generate_pod_name
 
 
 class StandInCoreV1Api:
-    """ConfigMaps land where their mount would show them; pods are the runner's processes."""
+    """ConfigMaps land where their mount would show them, in the run folder of their
+    namespace's workflow-data volume; pods are the runner's processes. Every object is first
+    admitted as the API server would (tests/kaapana_pods/kubernetes_admission.py)."""
 
     def create_namespaced_config_map(self, namespace, body):
+        body.metadata.namespace = body.metadata.namespace or namespace
+        admit(body)
         for key, text in (body.data or {}).items():
             run_id = body.metadata.labels.get("run_id") or body.metadata.name.removesuffix("-config")
-            target = Path(BOX["claims"]["workflow-data-pv-claim"]) / run_id / "conf" / key
+            target = claim_folder(namespace, "workflow-data-pv-claim") / run_id / "conf" / key
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
         _CONFIG_MAPS[(namespace, body.metadata.name)] = body
@@ -121,9 +126,12 @@ def admitted(labels: dict, service: dict) -> bool:
     return False
 
 
-def hosts_file(labels: dict) -> Path:
+def hosts_file(labels: dict, namespace: str) -> Path:
+    """The names a pod resolves: in a project namespace those its network policies admit; in
+    the services namespace (no such policies) every service."""
+    in_project = namespace != BOX["values"]["services_namespace"]
     lines = ["127.0.0.1 localhost"]
-    lines += [f"{s['ip']} {s['host']}" for s in BOX["services"] if admitted(labels, s)]
+    lines += [f"{s['ip']} {s['host']}" for s in BOX["services"] if not in_project or admitted(labels, s)]
     path = Path(tempfile.mkstemp(prefix="pod-hosts-", dir=BOX["scratch"])[1])
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -196,12 +204,25 @@ def _environment(container) -> dict[str, str]:
     return env
 
 
+def claim_folder(namespace: str, claim: str) -> Path:
+    """The box folder of persistent volume claim ``claim`` in ``namespace``: each namespace
+    has its own (Kaapana's project-namespace chart makes workflow-data, models and
+    tensorboard per project; the services namespace has its own). A claim that does not
+    exist leaves the pod unscheduled on Kubernetes; here it fails it, naming the claim."""
+    folder = BOX["claims"].get(f"{namespace}/{claim}")
+    if folder is None:
+        raise kubernetes.client.exceptions.ApiException(
+            status=404, reason=f'persistentvolumeclaim "{claim}" not found in namespace "{namespace}"')
+    return Path(folder)
+
+
 def _mounts(pod, container) -> list[tuple[str, str]]:
-    """(box folder, mount path) of each claim the container mounts. The conf ConfigMap's
-    file is where the ConfigMap stand-in wrote it, inside the run-data claim; the emptyDir
-    (/dev/shm) is there already."""
+    """(box folder, mount path) of each claim the container mounts, in the pod's namespace.
+    The conf ConfigMap's file is where the ConfigMap stand-in wrote it, inside the run-data
+    claim; the emptyDir (/dev/shm) is there already."""
     by_name = {volume.name: volume for volume in pod.spec.volumes or []}
-    return [(BOX["claims"][by_name[m.name].persistent_volume_claim.claim_name], m.mount_path)
+    return [(str(claim_folder(pod.metadata.namespace, by_name[m.name].persistent_volume_claim.claim_name)),
+             m.mount_path)
             for m in container.volume_mounts or [] if by_name[m.name].persistent_volume_claim is not None]
 
 
@@ -215,8 +236,11 @@ class KubernetesRunner(_real.KubernetesRunner):
         planned = super().run(task, dry_run=True)
         pod = planned.config.V1Pod
         (container,) = pod.spec.containers
-        name = generate_pod_name(planned.name)
-        hosts = hosts_file(pod.metadata.labels or {})
+        name = pod.metadata.name
+        # what create_namespaced_pod's endpoint implies: a v1 Pod in the task's namespace
+        pod.api_version, pod.kind, pod.metadata.namespace = "v1", "Pod", task.config.namespace
+        admit(pod)
+        hosts = hosts_file(pod.metadata.labels or {}, pod.metadata.namespace)
         binds = " && ".join(f"mkdir -p {shlex.quote(dst)} && mount --bind {shlex.quote(src)} {shlex.quote(dst)}"
                             for src, dst in _mounts(pod, container))
         script = f"mount --bind {shlex.quote(str(hosts))} /etc/hosts" + (f" && {binds}" if binds else "") + ' && exec "$@"'
