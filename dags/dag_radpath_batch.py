@@ -23,6 +23,11 @@ as JSON, e.g. ``{"id": "<uuid>", "name": "radpath", "kubernetes_namespace":
 find-unlinked runs in that project's namespace and each radpath-map run carries it, so the
 results are stored, filed and published in that project. Without it, on Kaapana, the DAG
 is not scheduled (its runs would be admin runs) and says so here.
+
+On Kaapana a scheduled run's id (``scheduled__<date>``) is no name Kubernetes accepts, and
+each pod needs a ConfigMap named after it: the scheduled run's one task, ``hand-over``,
+starts the same DAG under Kaapana's own run id with the project as conf, and that run does
+the work (radpath_operators/HandOverOperator.py).
 """
 
 import logging
@@ -60,6 +65,10 @@ dag = DAG(
 )
 
 find_unlinked = FindUnlinkedOperator(dag=dag)
+if IN_KAAPANA:
+    from radpath_operators.HandOverOperator import HandOverOperator
+
+    HandOverOperator(dag=dag, conf={"project_form": project} if project else {}) >> find_unlinked
 trigger_map = TriggerMapOperator(dag=dag, found_by=find_unlinked,
                                  conf_defaults={"project_form": project} if project else None)
 find_unlinked >> trigger_map

@@ -56,9 +56,11 @@ for dag_id, dag in bag.dags.items():
             "ram": getattr(task, "ram_mem_mb", None), "gpu": getattr(task, "gpu_mem_mb", None),
             "in": getattr(task, "operator_in_dir", None), "out": getattr(task, "operator_out_dir", None),
             "labels": getattr(task, "labels", None), "pool": task.pool, "trigger_rule": str(task.trigger_rule),
+            "executor": getattr(task, "executor", None), "namespace": getattr(task, "namespace", None),
         }
     ui_forms = (dag.default_args or {}).get("ui_forms", {})
     out["dags"][dag_id] = {"tasks": tasks, "schedule": dag.timetable.summary, "ui_forms": ui_forms,
+                           "tags": sorted(dag.tags or []),
                            "form": ui_forms.get("workflow_form"), "params": dag.params.dump()}
 print(json.dumps(out))
 """
@@ -149,7 +151,8 @@ def test_standalone_operators_run_radpath_locally(standalone):
 def test_radpath_batch_finds_unlinked_slides_and_hands_each_to_radpath_map(where, request):
     parsed = request.getfixturevalue(where)
     batch = parsed["dags"]["radpath-batch"]
-    assert chain(batch["tasks"]) == ["find-unlinked", "trigger-map"] + ([CLEANER] if where == "on_kaapana" else [])
+    on_kaapana = ["hand-over"] if where == "on_kaapana" else []
+    assert chain(batch["tasks"]) == on_kaapana + ["find-unlinked", "trigger-map"] + ([CLEANER] if on_kaapana else [])
     assert batch["tasks"]["trigger-map"]["class"] == "TriggerMapOperator"
     # On Kaapana a scheduled run without a project would be an admin run: not scheduled.
     assert batch["schedule"] == ("0 0 * * *" if where == "standalone" else "None")  # @daily
@@ -212,6 +215,37 @@ def test_on_kaapana_slides_come_through_kaapanas_upload_pattern(on_kaapana, kaap
     assert dag["tasks"]["get-uploads"]["class"] == "LocalVolumeMountOperator"
     assert "action_files" in dag["ui_forms"]["data_form"]["properties"]
     assert set(UPLOAD_ENDINGS) == set(SLIDE_SUFFIXES) | {".json", ".csv"}
+
+
+def test_on_kaapana_wsi_import_is_an_import_dag_that_works_beside_the_schedulers_uploads(on_kaapana):
+    """Kaapana's Data Upload page offers DAGs of kind import (DataUpload.vue), and only in a
+    DAG tagged import (or service) do KaapanaPythonBaseOperators run on the scheduler's
+    LocalExecutor, which mounts the uploads; its pods then must run in the services
+    namespace, whose run folder the scheduler's tasks write (as Kaapana's import-wsi).
+    Trigger-map reads the run folder, so the cleaner waits for it."""
+    dag = on_kaapana["dags"]["radpath-wsi-import"]
+    tasks = dag["tasks"]
+    assert "import" in dag["tags"]
+    assert tasks["get-uploads"]["executor"] == "LocalExecutor" and tasks["trigger-map"]["executor"] == "LocalExecutor"
+    pods = [t for t, spec in tasks.items() if "KaapanaBaseOperator" in spec["base"]
+            and "KaapanaPythonBaseOperator" not in spec["base"]]
+    assert {"get-slides", "wsi-dicomize", "store", "report"} <= set(pods)
+    assert {t: tasks[t]["namespace"] for t in pods} == dict.fromkeys(pods, "services")
+    (cleaner,) = [t for t, spec in tasks.items() if spec["class"] == "LocalWorkflowCleanerOperator"]
+    assert "trigger-map" in tasks[cleaner]["upstream"]
+
+
+def test_on_kaapana_children_are_triggered_from_the_projects_own_run_folder(on_kaapana):
+    """Trigger-map is a KaapanaPythonBaseOperator: in radpath-batch (no import tag) a
+    KubernetesExecutor worker pod in the run's project namespace, which mounts the project's
+    run folders (a plain BaseOperator would run in the scheduler and read the services
+    namespace's). A scheduled radpath-batch run first hands over to a run whose id
+    Kubernetes accepts."""
+    tasks = on_kaapana["dags"]["radpath-batch"]["tasks"]
+    assert "KaapanaPythonBaseOperator" in tasks["trigger-map"]["base"]
+    assert tasks["trigger-map"]["executor"] == "KubernetesExecutor"
+    assert tasks["hand-over"]["class"] == "HandOverOperator" and tasks["hand-over"]["executor"] == "KubernetesExecutor"
+    assert tasks["find-unlinked"]["upstream"] == ["hand-over"]
 
 
 def test_on_kaapana_segment_reads_the_weights_where_the_model_installer_puts_them(on_kaapana, kaapana_source):

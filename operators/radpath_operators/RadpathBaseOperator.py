@@ -32,7 +32,9 @@ try:
         DEFAULT_REGISTRY,
         KAAPANA_BUILD_VERSION,
     )
+    from kaapana.blueprints.kaapana_utils import generate_run_id
     from kaapana.operators.KaapanaBaseOperator import KaapanaBaseOperator as RadpathBaseOperator
+    from kaapana.operators.KaapanaPythonBaseOperator import KaapanaPythonBaseOperator
 
     IN_KAAPANA = True
 
@@ -53,9 +55,16 @@ except ImportError as error:  # plain Airflow: the stage runs as a local subproc
 
     DEFAULT_REGISTRY, KAAPANA_BUILD_VERSION = "local-only", "latest"
     IN_KAAPANA = False
+    generate_run_id = KaapanaPythonBaseOperator = None  # Kaapana's alone
 
 __all__ = ["RadpathBaseOperator", "DEFAULT_REGISTRY", "KAAPANA_BUILD_VERSION", "IN_KAAPANA", "form_env",
-           "run_data_root", "local_command", "ctp_access"]
+           "run_data_root", "local_command", "ctp_access", "services_namespace", "generate_run_id",
+           "KaapanaPythonBaseOperator"]
+
+
+def services_namespace() -> str:
+    """Kaapana's services namespace (the scheduler's SERVICES_NAMESPACE)."""
+    return os.environ.get("SERVICES_NAMESPACE", "services")
 
 #: CTP's DICOM port; its service is ctp-dicom-service.<services namespace>.svc (Kaapana's
 #: DcmSendOperator defaults).
@@ -72,7 +81,7 @@ def ctp_access(kwargs: dict) -> dict:
         kwargs["labels"] = {**(kwargs.get("labels") or {}), "network-access-ctp": "true"}
         kwargs["env_vars"] = {
             "STORE_TARGET": "dimse",
-            "DIMSE_HOST": f"ctp-dicom-service.{os.environ.get('SERVICES_NAMESPACE', 'services')}.svc",
+            "DIMSE_HOST": f"ctp-dicom-service.{services_namespace()}.svc",
             "DIMSE_PORT": str(CTP_PORT),
             **(kwargs.get("env_vars") or {}),
         }

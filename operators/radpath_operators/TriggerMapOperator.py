@@ -1,15 +1,23 @@
 """The end of radpath-wsi-import and radpath-batch: starts ``radpath-map`` on slide series,
 as if a user had selected them in the data explorer.
 
-The series come from the run folder as Airflow itself sees it (as Kaapana's
-LocalDagTriggerOperator reads its run folder): the slides the ``store`` task recorded in the
+The series come from the run folder: the slides the ``store`` task recorded in the
 elements' manifests (radpath-wsi-import), or the list ``find-unlinked`` wrote
 (radpath-batch). One ``radpath-map`` run per series, as Kaapana's backend makes them for a
 selection with ``single_execution``. Each child gets the parent's whole conf, as
 LocalDagTriggerOperator passes it on (``project_form`` too: without it the child would run
 as an admin run in the admin project), ``conf_defaults`` for what it lacks (radpath-batch's
 project: a scheduled run has no conf), and ``data_form.identifiers`` naming its series.
-Plain Airflow code: it needs no image and no radpath package on the scheduler.
+
+Where it runs decides what it sees. On Kaapana it is a KaapanaPythonBaseOperator, so it
+runs where the run's files are: in a DAG tagged ``import`` (radpath-wsi-import) on the
+scheduler's LocalExecutor, beside the services namespace's run folders its pods wrote; in
+any other DAG as a KubernetesExecutor worker pod in the run's project namespace, which
+mounts that project's run folders (Kaapana's pod template and pod_mutation_hook). A plain
+``BaseOperator`` would run inside the scheduler and read the services namespace's folder,
+where a project's pods never write. Child run ids are Kaapana's own
+(``kaapana_utils.generate_run_id``: ``radpath-map-<yymmddHHMMSSffffff>``), names Kubernetes
+accepts in the ConfigMap ``<run_id>-config`` every pod of the child needs.
 """
 
 from __future__ import annotations
@@ -18,11 +26,9 @@ import copy
 import json
 from pathlib import Path
 
-from airflow.api.common.trigger_dag import trigger_dag
 from airflow.exceptions import AirflowSkipException
-from airflow.models import BaseOperator
 
-from radpath_operators.RadpathBaseOperator import run_data_root
+from radpath_operators.RadpathBaseOperator import IN_KAAPANA, run_data_root
 
 MANIFEST_NAME = "radpath-manifest.json"  # radpath.pipeline.manifest.MANIFEST_NAME
 FOUND_NAME = "unlinked-slides.json"  # radpath.pipeline.discovery.FOUND_NAME
@@ -56,35 +62,65 @@ def child_confs(parent: dict, series: list[str], defaults: dict | None = None) -
     return confs
 
 
-class TriggerMapOperator(BaseOperator):
-    """Triggers one ``radpath-map`` run per slide series, with the parent's conf.
+def map_trigger(trigger_dag_id: str, batch_name: str, found_by, conf_defaults: dict | None):
+    """The task's callable: trigger one ``trigger_dag_id`` run per slide series of the run
+    (see the module's doc). ``found_by``: the find-unlinked task whose list to take; without
+    it, the slides this run's ``store`` task stored."""
+    found_dir = found_by.operator_out_dir if found_by is not None else None
 
-    ``found_by``: the find-unlinked task whose list to take; without it, the slides this
-    run's ``store`` task stored."""
+    def trigger(**context) -> int:
+        return trigger_map_runs(context, trigger_dag_id, batch_name, found_dir, conf_defaults or {})
+    return trigger
 
-    def __init__(self, dag, name="trigger-map", trigger_dag_id="radpath-map", batch_name="batch", found_by=None,
-                 conf_defaults=None, **kwargs):
-        super().__init__(dag=dag, task_id=name, **kwargs)
-        self.trigger_dag_id, self.batch_name = trigger_dag_id, batch_name
-        self.found_dir = found_by.operator_out_dir if found_by is not None else None
-        self.conf_defaults = conf_defaults or {}
 
-    def execute(self, context):
-        run_dir = run_data_root() / context["run_id"]
-        if self.found_dir:
-            series = found_slide_series(run_dir / self.found_dir)
-            nothing = f"find-unlinked listed no slide (looked in {run_dir / self.found_dir})"
-        else:
-            series = stored_slide_series(run_dir / self.batch_name)
-            nothing = f"no slide of this run was stored (looked in {run_dir / self.batch_name})"
-        if not series:
-            raise AirflowSkipException(f"{nothing}: nothing to pair")
-        parent = context["dag_run"].conf or {}
-        confs = child_confs(parent, series, self.conf_defaults)
-        project = (confs[0].get("project_form") or {}).get("name")
-        for index, conf in enumerate(confs):
-            run = trigger_dag(dag_id=self.trigger_dag_id, run_id=f"{self.trigger_dag_id}-{context['run_id']}-{index}",
-                              conf=conf, replace_microseconds=False)
-            self.log.info("triggered %s (slide series %d of %d, project %s)", run.run_id if run else "?",
-                          index + 1, len(series), project or "none: an admin run")
-        return len(series)
+def trigger_map_runs(context, trigger_dag_id: str, batch_name: str, found_dir: str | None, conf_defaults: dict) -> int:
+    from airflow.api.common.trigger_dag import trigger_dag
+
+    run_dir = run_data_root() / context["run_id"]
+    if found_dir:
+        series = found_slide_series(run_dir / found_dir)
+        nothing = f"find-unlinked listed no slide (looked in {run_dir / found_dir})"
+    else:
+        series = stored_slide_series(run_dir / batch_name)
+        nothing = f"no slide of this run was stored (looked in {run_dir / batch_name})"
+    if not series:
+        raise AirflowSkipException(f"{nothing}: nothing to pair")
+    parent = context["dag_run"].conf or {}
+    confs = child_confs(parent, series, conf_defaults)
+    project = (confs[0].get("project_form") or {}).get("name")
+    for index, conf in enumerate(confs):
+        run = trigger_dag(dag_id=trigger_dag_id, run_id=child_run_id(trigger_dag_id, context["run_id"], index),
+                          conf=conf, replace_microseconds=False)
+        context["ti"].log.info("triggered %s (slide series %d of %d, project %s)", run.run_id if run else "?",
+                               index + 1, len(series), project or "none: an admin run")
+    return len(series)
+
+
+if IN_KAAPANA:
+    from radpath_operators.RadpathBaseOperator import KaapanaPythonBaseOperator, generate_run_id
+
+    def child_run_id(dag_id: str, parent_run_id: str, index: int) -> str:
+        return generate_run_id(dag_id)
+
+    class TriggerMapOperator(KaapanaPythonBaseOperator):
+        """Triggers one ``radpath-map`` run per slide series, with the parent's conf."""
+
+        def __init__(self, dag, name="trigger-map", trigger_dag_id="radpath-map", batch_name="batch", found_by=None,
+                     conf_defaults=None, **kwargs):
+            super().__init__(dag=dag, name=name, batch_name=batch_name, **kwargs,
+                             python_callable=map_trigger(trigger_dag_id, batch_name, found_by, conf_defaults))
+
+else:
+    from airflow.operators.python import PythonOperator
+
+    def child_run_id(dag_id: str, parent_run_id: str, index: int) -> str:
+        return f"{dag_id}-{parent_run_id}-{index}"
+
+    class TriggerMapOperator(PythonOperator):
+        """Triggers one ``radpath-map`` run per slide series, with the parent's conf (plain
+        Airflow: in the scheduler's own worker, which sees the run folders)."""
+
+        def __init__(self, dag, name="trigger-map", trigger_dag_id="radpath-map", batch_name="batch", found_by=None,
+                     conf_defaults=None, **kwargs):
+            super().__init__(dag=dag, task_id=name, **kwargs,
+                             python_callable=map_trigger(trigger_dag_id, batch_name, found_by, conf_defaults))

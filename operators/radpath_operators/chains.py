@@ -52,14 +52,16 @@ def pair_segment_link(dag, input_operator):
     return results
 
 
-def verdict(dag, last, research_table=False):
+def verdict(dag, last, research_table=False, clean_after=(), **pod_kwargs):
     """``report`` after ``last`` whatever happened upstream (it fails the run if any element
-    failed), then the clean-up. With ``research_table``, on Kaapana the run's research table
-    (volumes and radiomics, written by the report) goes into the project's bucket, whatever
-    the verdict."""
-    report = ReportOperator(dag=dag, input_operator=last)
+    failed), then the clean-up, which also waits for the tasks of ``clean_after`` (those that
+    read the run folder beside the report). With ``research_table``, on Kaapana the run's
+    research table (volumes and radiomics, written by the report) goes into the project's
+    bucket, whatever the verdict. ``pod_kwargs`` go to the report's and the cleaner's pods
+    (radpath-wsi-import's namespace)."""
+    report = ReportOperator(dag=dag, input_operator=last, **pod_kwargs)
     last >> report
-    done = [report]
+    done = [report, *clean_after]
     if research_table and IN_KAAPANA:
         from airflow.utils.trigger_rule import TriggerRule
         from kaapana.operators.MinioOperator import MinioOperator
@@ -69,14 +71,14 @@ def verdict(dag, last, research_table=False):
                               trigger_rule=TriggerRule.ALL_DONE)
         report >> table
         done.append(table)
-    clean_up(dag, done)
+    clean_up(dag, done, **pod_kwargs)
     return report
 
 
-def clean_up(dag, last):
+def clean_up(dag, last, **pod_kwargs):
     """On Kaapana, the run folder is removed after ``last`` (a task or a list), as Kaapana's own DAGs do (a
     run that failed before keeps it, for inspection); standalone it is kept."""
     if IN_KAAPANA:
         from kaapana.operators.LocalWorkflowCleanerOperator import LocalWorkflowCleanerOperator
 
-        last >> LocalWorkflowCleanerOperator(dag=dag, clean_workflow_dir=True)
+        last >> LocalWorkflowCleanerOperator(dag=dag, clean_workflow_dir=True, **pod_kwargs)
