@@ -70,10 +70,12 @@ def scheduler_environment(kaapana: Path = KAAPANA_SOURCE) -> dict[str, str]:
     return {**env, **SECRETS}
 
 
-def dag_folder(target: Path) -> Path:
+def dag_folder(target: Path, kaapana_dags: tuple[str, ...] = (), kaapana: Path = KAAPANA_SOURCE) -> Path:
     """Airflow's DAG folder as Kaapana's dag-installer leaves it: what ``dags/Dockerfile``
     copies to /kaapana/tmp/dags (the DAG files, and radpath_operators out of radpath-base's
-    /opt/radpath, which is this checkout)."""
+    /opt/radpath, which is this checkout). ``kaapana_dags`` names DAG files of Kaapana's own
+    (e.g. ``dag_service_process_incoming_dcm.py``) to add where Kaapana's plugin image copies
+    them (the kaapana-plugin Dockerfile's COPY lines: the same folder)."""
     dockerfile = (REPO / "dags" / "Dockerfile").read_text()
     target.mkdir(parents=True, exist_ok=True)
     for line in re.findall(r"^COPY (.+)$", dockerfile, re.M):
@@ -85,9 +87,21 @@ def dag_folder(target: Path) -> Path:
         for source in sources:
             path = origin / Path(source.removeprefix("/opt/radpath/"))
             if path.is_dir():
-                shutil.copytree(path, target / relative, ignore=shutil.ignore_patterns("__pycache__"))
+                shutil.copytree(path, target / relative, ignore=shutil.ignore_patterns("__pycache__"),
+                                dirs_exist_ok=True)
             else:
                 shutil.copy(path, target / relative / path.name)
+    plugin = kaapana / "data-processing/kaapana-plugin/extension/docker"
+    copied = set()
+    for line in re.findall(r"^COPY (.+)$", (plugin / "Dockerfile").read_text(), re.M):
+        source, destination = line.split()
+        if Path(source).name in kaapana_dags:
+            folder = target / Path(destination).relative_to("/kaapana/tmp/dags")
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copy(plugin / source, folder / Path(source).name)
+            copied.add(Path(source).name)
+    if set(kaapana_dags) - copied:
+        raise FileNotFoundError(f"Kaapana's plugin image copies no {sorted(set(kaapana_dags) - copied)}")
     return target
 
 

@@ -35,6 +35,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).parent))
 import kaapana_box_services as services  # noqa: E402
+import kaapana_ctp  # noqa: E402
 
 from radpath.adapters.orthanc import LocalOrthanc  # noqa: E402
 
@@ -69,7 +70,7 @@ def main(spec_path: str) -> int:
     sh("mount", "--bind", str(hosts), "/etc/hosts")
 
     service = {s["name"]: s for s in box["services"]}
-    with LocalOrthanc(storage=root / "pacs", dicom_port=service["ctp"]["port"]) as pacs, \
+    with LocalOrthanc(storage=root / "pacs", dicom_port=kaapana_ctp.pacs_dicom_port(service, root)) as pacs, \
             postgres(Path(spec["postgres_dir"])):
         started = start_services(box, service, pacs, root)
         for path in spec.get("seed", []):
@@ -79,6 +80,7 @@ def main(spec_path: str) -> int:
             wait_for_dags(spec["dag_ids"])
             for dag_id in spec["unpaused"]:  # those started on their schedule wait for their wave
                 unpause(dag_id)
+            kaapana_ctp.start_incoming(box, service, pacs, root, started)
             runs = [run for wave in spec["waves"] for run in run_wave(wave)]
         result = {"runs": runs, "pacs": pacs_series(pacs), "bucket": bucket_objects(started["s3"], box),
                   "tables": research_tables(started["s3"], box),
