@@ -12,7 +12,8 @@
 #      .venv-kaapana (or $RADPATH_KAAPANA_VENV) on Python 3.12, which Kaapana's code needs:
 #      Airflow 2.11 with the plugin's dependencies (extra kaapana-box), and Debian's
 #      postgresql for its Airflow database. Skipped, with a message, where no Python 3.12
-#      is found ($PYTHON312, python3.12, pyenv's).
+#      is found ($PYTHON312, python3.12, pyenv's). Beside it, .venv-dwf (or $RADPATH_DWF_VENV)
+#      with Kaapana's dicom-web-filter's own pinned requirements (tests/kaapana_dwf.py).
 # A second run does nothing unless setup.py, setup.cfg or constraints.txt changed.
 set -euo pipefail
 
@@ -93,6 +94,38 @@ else
     pinned_pip "$KAAPANA_VENV" -e ".[airflow,kaapana-box]"
     "$KAAPANA_VENV/bin/python" -c "import airflow, kubernetes, flask_admin, opensearchpy, minio, pydantic_settings, psycopg2"
     mark_installed "$KAAPANA_VENV" "airflow,kaapana-box"
+  fi
+  # Kaapana's Airflow image has pydicom 2.3 (its dicom_parser pins it), which the incoming
+  # pipeline's operators call as such (pydicom.read_file): the box's scheduler puts this
+  # folder first on its path (tests/kaapana_ctp.py)
+  [ -d "$KAAPANA_VENV/airflow-image/pydicom" ] || \
+    "$KAAPANA_VENV/bin/pip" install -q --no-deps --target "$KAAPANA_VENV/airflow-image" pydicom==2.3.1 2>&1 \
+      | grep -v "^WARNING: Location" || true
+fi
+# Kaapana's real dicom-web-filter (tests/kaapana_dwf.py runs it from the snapshot): a venv of
+# its own in .venv-dwf (or $RADPATH_DWF_VENV) on the same Python 3.12, with exactly the
+# service's pinned requirements.txt (not radpath's constraints: the service pins its own),
+# plus what its image takes from its base image (base-python-cpu's pins): cryptography,
+# without which PyJWT cannot check RS256 tokens, and requests, which a migration imports.
+DWF_VENV="${RADPATH_DWF_VENV:-.venv-dwf}"
+DWF_REQUIREMENTS="../shared/kaapana-0.6.0/services/data-separation/dicom-web-filter/docker/files/requirements.txt"
+DWF_BASE_REQUIREMENTS="../shared/kaapana-0.6.0/data-processing/base-images/base-python-cpu/files/requirements.txt"
+if [ -z "$PYTHON312" ]; then
+  say "no Python 3.12 found: the tests against Kaapana's dicom-web-filter will be skipped"
+elif [ ! -f "$DWF_REQUIREMENTS" ]; then
+  say "$DWF_REQUIREMENTS not found (no ../shared): the tests against Kaapana's dicom-web-filter will be skipped"
+else
+  dwf_stamp="$(cat "$DWF_REQUIREMENTS" "$DWF_BASE_REQUIREMENTS" | sha256sum | cut -d' ' -f1) dicom-web-filter"
+  if [ -f "$DWF_VENV/.radpath-setup" ] && [ "$(cat "$DWF_VENV/.radpath-setup")" = "$dwf_stamp" ]; then
+    say "dicom-web-filter environment up to date ($DWF_VENV)"
+  else
+    say "installing dicom-web-filter's requirements into $DWF_VENV (Python 3.12, about 15 s)"
+    [ -x "$DWF_VENV/bin/python" ] || "$PYTHON312" -m venv "$DWF_VENV"
+    # shellcheck disable=SC2046  # one argument per pin
+    "$DWF_VENV/bin/pip" install -q -r "$DWF_REQUIREMENTS" $(grep -E '^(cryptography|requests)==' "$DWF_BASE_REQUIREMENTS") \
+      2>&1 | grep -v "^WARNING: Location" || true
+    "$DWF_VENV/bin/python" -c "import fastapi, asyncpg, sqlalchemy, psycopg2, uvicorn, httpx, alembic, jwt, cryptography, requests"
+    echo "$dwf_stamp" > "$DWF_VENV/.radpath-setup"
   fi
 fi
 say "ready: $VENV/bin/radpath"

@@ -36,6 +36,10 @@ TAG_MODALITY = "00080060"
 TAG_FAILED_SOP_SEQUENCE = "00081198"
 TAG_REFERENCED_SOP_UID = "00081155"
 TAG_FAILURE_REASON = "00081197"
+TAG_PATIENT_ID = "00100020"
+#: Study-level attributes (StudyInstanceUID, PatientID, StudyDate, AccessionNumber) copied
+#: from a study's row into its series' rows where the PACS left them out.
+STUDY_FIELDS = (TAG_STUDY_UID, TAG_PATIENT_ID, "00080020", "00080050")
 
 #: STOW-RS requests are split so that one request stays below this many bytes.
 STOW_CHUNK_BYTES = 64 * 1024 * 1024
@@ -212,6 +216,13 @@ class DicomWeb:
 
     # -- QIDO-RS ---------------------------------------------------------------------
 
+    # Every search goes through the three QIDO-RS resources Kaapana's dicom-web-filter
+    # serves (its QIDO_RS/routes.py): /studies, /studies/{study}/series and
+    # /studies/{study}/series/{series}/instances. Its GET /series (CUSTOM_RS/routes.py)
+    # answers 400 without a StudyInstanceUID, so a search across studies asks for the
+    # studies first and then each study's series. An empty answer may be 204 without a body
+    # (the filter's and dcm4chee's way of saying "none"): read as no rows.
+
     def find_studies(self, patient_id: str | None = None, **filters: str) -> list[dict[str, Any]]:
         """Studies (DICOM JSON) matching PatientID and any other QIDO attribute filters."""
         search = dict(filters)
@@ -221,7 +232,7 @@ class DicomWeb:
             "QIDO-RS study search",
             self.client.search_for_studies,
             search_filters=search,
-            fields=["ModalitiesInStudy", "StudyDescription", "AccessionNumber", "StudyDate"],
+            fields=["ModalitiesInStudy", "StudyDescription", "AccessionNumber", "StudyDate", "PatientID"],
             get_remaining=True,
         )
 
@@ -232,12 +243,90 @@ class DicomWeb:
         modality: str | None = None,
         **filters: str,
     ) -> list[dict[str, Any]]:
-        """Series (DICOM JSON) of a patient and/or study, optionally of one modality."""
-        search = dict(filters)
+        """Series (DICOM JSON) of a study, or of a patient, or of the whole archive,
+        optionally of one modality; ``filters`` are series-level attributes.
+
+        Within a study: ``/studies/{study}/series``. Without one, study by study: the
+        patient's studies (:meth:`find_patient_series`), or for a SeriesInstanceUID the
+        studies that hold it (:meth:`find_series_by_uid`), or every study
+        (:meth:`find_all_series`). Never ``/series`` across studies, which Kaapana's
+        dicom-web-filter refuses."""
+        if study_instance_uid is not None:
+            rows = self._series_in_study(study_instance_uid, modality, filters)
+            if patient_id is not None:
+                rows = [row for row in rows if first_value(row, TAG_PATIENT_ID) in (None, patient_id)]
+            return rows
         if patient_id is not None:
-            search["PatientID"] = patient_id
+            return self.find_patient_series(patient_id, modality, **filters)
+        if "SeriesInstanceUID" in filters:
+            return self.find_series_by_uid(str(filters.pop("SeriesInstanceUID")), modality, **filters)
+        return self.find_all_series(modality, **filters)
+
+    def find_patient_series(self, patient_id: str, modality: str | None = None, **filters: str) -> list[dict[str, Any]]:
+        """The patient's series, study by study: ``/studies?PatientID=``, then each
+        study's ``/studies/{study}/series?Modality=``."""
+        return self._series_of_studies(self.find_studies(patient_id=patient_id), modality, filters)
+
+    def find_all_series(self, modality: str | None = None, **filters: str) -> list[dict[str, Any]]:
+        """Every series the caller may see (of one modality), study by study. The study
+        search names no modality: Orthanc 1.10 ignores ``offset`` in a ModalitiesInStudy
+        search, so paging through its answer would never end."""
+        return self._series_of_studies(self.find_studies(), modality, filters)
+
+    def find_series_by_uid(self, series_instance_uid: str, modality: str | None = None,
+                           **filters: str) -> list[dict[str, Any]]:
+        """The series with this UID (one row, or none) of this modality and ``filters``,
+        found without knowing its study (:meth:`locate_series`)."""
+        row = self.locate_series([series_instance_uid]).get(series_instance_uid)
+        if row is None or (modality is not None and first_value(row, TAG_MODALITY) != modality):
+            return []
+        if filters:  # anything else asked of it: the PACS matches, within the study now known
+            return self._series_in_study(first_value(row, TAG_STUDY_UID), modality,
+                                         {**filters, "SeriesInstanceUID": series_instance_uid})
+        return [row]
+
+    def locate_series(self, series_instance_uids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Each of these series the PACS has, by UID (its series row), without knowing their
+        studies: for each, the studies a relational search names
+        (``/studies?SeriesInstanceUID=``, which Kaapana's filter passes on to dcm4chee),
+        asked for the series; those still unknown (Orthanc ignores series keys in a study
+        search) in one pass over every study the caller may see."""
+        wanted = list(dict.fromkeys(series_instance_uids))
+        found: dict[str, dict[str, Any]] = {}
+        for uid in wanted:
+            rows = self._series_of_studies(self.find_studies(SeriesInstanceUID=uid), None, {"SeriesInstanceUID": uid})
+            if rows:
+                found[uid] = rows[0]
+        missing = set(wanted) - found.keys()
+        if missing:
+            for row in self.find_all_series():
+                uid = first_value(row, TAG_SERIES_UID)
+                if uid in missing:
+                    found.setdefault(uid, row)
+        return found
+
+    def _series_of_studies(self, studies: list[dict[str, Any]], modality: str | None,
+                           filters: dict[str, str]) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for study in studies:
+            study_uid = first_value(study, TAG_STUDY_UID)
+            if not study_uid or study_uid in seen:
+                continue
+            seen.add(study_uid)
+            for row in self._series_in_study(study_uid, modality, filters):
+                # The study's own attributes, where the PACS leaves them out of series rows.
+                for tag in STUDY_FIELDS:
+                    if tag in study and not first_value(row, tag):
+                        row[tag] = study[tag]
+                rows.append(row)
+        return rows
+
+    def _series_in_study(self, study_instance_uid: str, modality: str | None,
+                         filters: dict[str, str]) -> list[dict[str, Any]]:
+        search = dict(filters)
         if modality is not None:
-            search["Modality"] = modality
+            search["Modality"] = str(modality)
         return self._call(
             "QIDO-RS series search",
             self.client.search_for_series,

@@ -522,22 +522,53 @@ class Settings:
     options: StageOptions
     dimse: DimseSettings
     conf: Mapping[str, Any] = field(default_factory=dict)
+    #: The environment is a Kaapana platform's (:func:`on_kaapana`).
+    on_kaapana: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """The settings of a stage: the run layout from ``environ`` (default: this
-        process's), everything else by :func:`stage_environment` over the run conf."""
+        process's), everything else by :func:`stage_environment` over the run conf.
+
+        On Kaapana a STORE_TARGET of ``dicomweb`` (from the workflow form or the
+        environment) is refused here, before any stage works (:data:`STOW_ON_KAAPANA`)."""
         env = os.environ if environ is None else environ
+        kaapana = on_kaapana(env)
         layout = _build(RunLayout, env)
         conf = _read_conf(layout)
         env = stage_environment(env, conf, str(layout.conf_path) if layout.workflow_dir else "the run conf")
+        options = _build(StageOptions, env)
+        if kaapana and env.get("STORE_TARGET") is not None and options.store_target is StoreTarget.DICOMWEB:
+            raise SettingsError("STORE_TARGET", STOW_ON_KAAPANA)
         return cls(
             layout=layout,
             dicomweb=_build(DicomWebSettings, env),
-            options=_build(StageOptions, env),
+            options=options,
             dimse=_build(DimseSettings, env),
             conf=conf,
+            on_kaapana=kaapana,
         )
+
+
+#: Variables Kaapana's KaapanaBaseOperator gives every pod (SERVICES_NAMESPACE,
+#: DICOM_WEB_FILTER_URL) and its scheduler has (KAAPANA_BUILD_VERSION too): where one is
+#: set, radpath runs on a Kaapana platform (operators/radpath_operators/RadpathBaseOperator.py
+#: decides the same way).
+KAAPANA_MARKERS = ("KAAPANA_BUILD_VERSION", "SERVICES_NAMESPACE", "DICOM_WEB_FILTER_URL")
+
+#: Why STORE_TARGET=dicomweb is refused on Kaapana.
+STOW_ON_KAAPANA = (
+    "dicomweb is refused on Kaapana: the one DICOMweb endpoint a project's pods reach is its "
+    "dicom-web-filter, which files every STOW-RS into the admin project (STOW_RS/routes.py, "
+    "get_default_project_id), not the run's project, and needs a clinical_trial_protocol_info "
+    "parameter; Kaapana stores results through CTP, which files them into the project the called "
+    "AE names: choose dimse (the default of radpath's store and link operators on Kaapana)"
+)
+
+
+def on_kaapana(environ: Mapping[str, str]) -> bool:
+    """Whether ``environ`` (the process's, not a workflow form's) is a Kaapana platform's."""
+    return any(environ.get(name) for name in KAAPANA_MARKERS)
 
 
 #: Variables the runtime sets for each task after the form (KaapanaBaseOperator.execute):

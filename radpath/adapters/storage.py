@@ -28,7 +28,7 @@ from typing import Protocol
 
 from radpath.adapters.dicomweb import TAG_SOP_UID, DicomWeb, DicomWebError, StoreError
 from radpath.adapters.headers import read_header
-from radpath.adapters.settings import Settings, SettingsError
+from radpath.adapters.settings import STOW_ON_KAAPANA, Settings, SettingsError
 from radpath.domain import vocabulary
 
 log = logging.getLogger(__name__)
@@ -251,6 +251,9 @@ def store_target(settings: Settings) -> StoreTarget:
         if settings.options.store_folder is None:
             raise SettingsError("STORE_FOLDER", "is required when STORE_TARGET=folder")
         return FolderTarget(settings.options.store_folder)
+    if choice == vocabulary.StoreTarget.DICOMWEB and settings.on_kaapana:
+        # the default, where an operator did not say dimse (a chosen dicomweb stops Settings.from_env)
+        raise SettingsError("STORE_TARGET", STOW_ON_KAAPANA)
     query = DicomWeb(settings.dicomweb) if settings.dicomweb.url else None
     if choice == vocabulary.StoreTarget.DICOMWEB:
         if query is None:

@@ -51,7 +51,7 @@ class Discovery:
 def linked_slide_series(pacs: DicomWeb, patient_id: str) -> set[str]:
     """Slide series that a radpath KOS of the patient references."""
     linked: set[str] = set()
-    for row in pacs.find_series(patient_id=patient_id, modality="KO"):
+    for row in pacs.find_patient_series(patient_id, "KO"):
         if not _value(row, TAG_SERIES_DESCRIPTION).startswith(LINK_SERIES_PREFIX):
             continue
         for kos in datasets_from_json(pacs.series_metadata(_value(row, TAG_STUDY_UID), _value(row, TAG_SERIES_UID))):
@@ -65,12 +65,12 @@ def find_unlinked_slides(pacs: DicomWeb, limit: int) -> Discovery:
     if limit < 1:
         raise ValueError(f"the batch limit must be at least 1, not {limit}")
     by_patient: dict[str, list[dict]] = defaultdict(list)
-    for row in pacs.find_series(modality=Modality.SM):
+    for row in pacs.find_all_series(Modality.SM):
         by_patient[_value(row, TAG_PATIENT_ID)].append(row)
     found = Discovery()
     candidates: list[tuple[str, str]] = []  # (study date, series uid)
     for patient_id, slides in by_patient.items():
-        if not patient_id or not any(pacs.find_series(patient_id=patient_id, modality=m) for m in Modality.radiology()):
+        if not patient_id or not any(pacs.find_patient_series(patient_id, m) for m in Modality.radiology()):
             found.without_radiology += len(slides)
             continue
         linked = linked_slide_series(pacs, patient_id)
@@ -101,5 +101,5 @@ def series_for_selection(pacs: DicomWeb, studies: list[str], series: list[str], 
     for study in studies:
         chosen += slides_else_radiology(pacs.find_series(study_instance_uid=study))
     for patient in patients:
-        chosen += slides_else_radiology(pacs.find_series(patient_id=patient))
+        chosen += slides_else_radiology(pacs.find_patient_series(patient))
     return list(dict.fromkeys(uid for uid in chosen if uid))

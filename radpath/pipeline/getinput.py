@@ -6,7 +6,8 @@
 - the PACS's unlinked slides (:mod:`radpath.pipeline.discovery`): ``radpath-batch``;
 - a folder of uploaded slide files (``SLIDES_FOLDER``): ``radpath-wsi-import``.
 
-Series are found by QIDO-RS and retrieved by WADO-RS. A series the PACS does not have is
+Series are found by QIDO-RS (study by study: :meth:`DicomWeb.locate_series`) and
+retrieved by WADO-RS. A series the PACS does not have is
 reported by UID and the others still arrive.
 """
 
@@ -54,15 +55,21 @@ def fetch_series(settings: Settings, wanted: list[str], out_dir: str) -> InputRe
     if not wanted:
         return report
     pacs = DicomWeb(settings.dicomweb)
+    try:
+        # Each series' study first (the PACS is searched study by study: DicomWeb.locate_series)
+        located = pacs.locate_series(wanted)
+    except DicomWebError as err:
+        report.missing += [f"{series_uid}: {err}" for series_uid in wanted]
+        return report
     for number, series_uid in enumerate(wanted, start=1):
         target = settings.layout.batch_dir / series_uid / out_dir
         try:
-            rows = pacs.find_series(SeriesInstanceUID=series_uid)
-            if not rows:
+            row = located.get(series_uid)
+            if row is None:
                 report.missing.append(f"{series_uid}: not in the PACS at {pacs.endpoint}")
                 continue
             shutil.rmtree(target, ignore_errors=True)
-            paths = pacs.retrieve_series(rows[0][TAG_STUDY_UID]["Value"][0], series_uid, target)
+            paths = pacs.retrieve_series(row[TAG_STUDY_UID]["Value"][0], series_uid, target)
         except DicomWebError as err:
             report.missing.append(f"{series_uid}: {err}")
             continue

@@ -20,7 +20,7 @@ def radiology_studies(pacs: DicomWeb, patient_id: str) -> list[StudyCandidate]:
     """The patient's CT and MR series, grouped by study, summarised for selection."""
     studies: dict[str, StudyCandidate] = {}
     for modality in Modality.radiology():
-        for item in pacs.find_series(patient_id=patient_id, modality=modality):
+        for item in pacs.find_patient_series(patient_id, modality):
             study_uid, series_uid = first_value(item, TAG_STUDY_UID), first_value(item, TAG_SERIES_UID)
             study = studies.setdefault(
                 study_uid, StudyCandidate(study_uid, first_value(item, TAG_ACCESSION), first_value(item, TAG_STUDY_DATE))
@@ -39,5 +39,5 @@ def radiology_studies(pacs: DicomWeb, patient_id: str) -> list[StudyCandidate]:
 
 def slide_series(pacs: DicomWeb, patient_id: str) -> list[dict[str, Any]]:
     """The patient's slide (SM) series, oldest study first."""
-    found = pacs.find_series(patient_id=patient_id, modality=Modality.SM)
+    found = pacs.find_patient_series(patient_id, Modality.SM)
     return sorted(found, key=lambda item: (first_value(item, TAG_STUDY_DATE) or "", first_value(item, TAG_SERIES_UID)))
