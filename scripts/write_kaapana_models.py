@@ -4,6 +4,8 @@ table (radpath.adapters.totalseg.weights.official_models), so the installer name
 TotalSegmentator models radpath may run:
 
 - processing-containers/totalsegmentator-models/files/model_lookup.json (the image's lookup);
+- processing-containers/totalsegmentator-models/files/models_by_speed.json (which of them a
+  run at each speed needs: what the provide-weights task puts onto a project's volume);
 - the task_ids of helm/values.yaml's extension_params (what an admin picks at install).
 
 Run it after a TotalSegmentator upgrade or a change of radpath's tasks and speeds;
@@ -16,10 +18,11 @@ import json
 import re
 from pathlib import Path
 
-from radpath.adapters.totalseg.weights import kaapana_model_lookup
+from radpath.adapters.totalseg.weights import kaapana_model_lookup, kaapana_models_by_speed
 
 REPO = Path(__file__).resolve().parents[1]
 LOOKUP = REPO / "processing-containers" / "totalsegmentator-models" / "files" / "model_lookup.json"
+BY_SPEED = LOOKUP.with_name("models_by_speed.json")
 VALUES = REPO / "helm" / "values.yaml"
 #: The generated block of values.yaml, between these two comment lines.
 BEGIN, END = "    # models: written by scripts/write_kaapana_models.py", "    # end of models"
@@ -33,6 +36,7 @@ def values_block(folders: list[str]) -> str:
 def main() -> None:
     lookup = kaapana_model_lookup()
     LOOKUP.write_text(json.dumps(lookup, indent=2) + "\n")
+    BY_SPEED.write_text(json.dumps(kaapana_models_by_speed(), indent=2) + "\n")
     text = VALUES.read_text()
     block = re.compile(rf"{re.escape(BEGIN)}.*?{re.escape(END)}", re.S)
     if not block.search(text):

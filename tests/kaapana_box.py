@@ -163,6 +163,23 @@ SHARED_CLAIMS = ("af-plugins", "dags", "af-logs")
 SERVICES_CLAIMS = ("workflow-data", "models", "uploads")
 
 
+def model_archives(folder: Path) -> Path:
+    """STAND-IN for the archives radpath's model image holds when built with
+    include_model_weights=true (Kaapana's base-model-installer downloads them into
+    /kaapana/app/models at build time): one ``<model>.zip`` per model of the lookup, as
+    TotalSegmentator's releases pack them, here of radpath's stand-in weights (the official
+    ones cannot be fetched here)."""
+    import zipfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = REPO / "radpath" / "adapters" / "totalseg" / "standin-weights"
+    for model in sorted(p for p in weights.iterdir() if p.is_dir()):
+        with zipfile.ZipFile(folder / f"{model.name}.zip", "w") as archive:
+            for path in sorted(model.rglob("*")):
+                archive.write(path, path.relative_to(weights).as_posix())
+    return folder
+
+
 def box_claims(root: Path) -> dict[str, str]:
     """``"<namespace>/<claim>"`` → the box folder that volume is: one per namespace and
     volume, as Kaapana's charts make them, so no two namespaces share run data or weights."""
@@ -207,19 +224,15 @@ def run_box(root: Path, waves: list[list[tuple[str, dict | None]]], seed: list[P
     installed = Path(claims[f"{SERVICES}/models-pv-claim"]) / "radpath"
     installed.mkdir(parents=True, exist_ok=True)
     (installed / "totalsegmentator").symlink_to(REPO / "radpath" / "adapters" / "totalseg" / "standin-weights")
-    # OPEN (issue 43, point 2): on Kaapana nothing puts the weights onto a project's own
-    # models volume yet; a model-provisioning task before segment must. Until it exists the
-    # box lays them there itself, so the rest of the chain can be checked.
-    for namespace in NAMESPACES:
-        provided = Path(claims[f"{namespace}/models-pv-claim"]) / "radpath"
-        provided.mkdir(parents=True, exist_ok=True)
-        (provided / "totalsegmentator").symlink_to(installed / "totalsegmentator")
+    archives = model_archives(root / "image-radpath-totalsegmentator-models")
     project_user = f"{PROJECT['kubernetes_namespace']}-system-user"
     box = {
         "kaapana_source": str(kaapana), "repo": str(REPO), "network_policies": NETWORK_POLICIES,
         "values": {**GLOBAL_VALUES, "project_namespace": PROJECT["kubernetes_namespace"],
                    "internalCidrs": ["10.0.0.0/8", "127.0.0.0/8"]},
         "services": BOX_SERVICES, "bucket": PROJECT["s3_bucket"], "claims": claims,
+        # what an image built with include_model_weights=true holds beyond its COPY lines
+        "image_build_files": {"radpath-totalsegmentator-models": {"/kaapana/app/models": str(archives)}},
         "secrets": {"project-user-credentials": {"project-user": project_user, "project-user-password": "box-project"},
                     "oidc-client-secret": {"oidc-client-secret": GLOBAL_VALUES["oidc_client_secret"]},
                     "system-user-password": {"system-user-password": SECRETS["SYSTEM_USER_PASSWORD"]}},

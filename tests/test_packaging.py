@@ -308,6 +308,12 @@ def test_the_model_installer_names_every_model_radpath_may_run(kaapana_source):
     assert params["value"] == params["default"] == list(expected), "run scripts/write_kaapana_models.py"
     for folder in ("Dataset297_TotalSegmentator_total_3mm_1559subj", "Dataset852_TotalSegMRI_total_3mm_1088subj"):
         assert folder in lookup  # the fast CT and MR models the default run needs
+    # what each run's provide-weights task unpacks onto the project's volume, per speed
+    from radpath.adapters.totalseg.weights import kaapana_models_by_speed
+
+    by_speed = json.loads((MODELS_IMAGE / "files" / "models_by_speed.json").read_text())
+    assert by_speed == kaapana_models_by_speed(), "run scripts/write_kaapana_models.py"
+    assert set().union(*by_speed.values()) == set(lookup)
 
     readme = (kaapana_source / "services/utils/base-model-installer/README.md").read_text()
     schema = json.loads(re.search(r"must satisfy the following JSON schema:\s*```json\n(.*?)```", readme, re.S)[1])

@@ -28,13 +28,17 @@ RESEARCH_FILES = (".csv", ".json")
 
 def pair_segment_link(dag, input_operator):
     """wsi-dicomize → pair → bodypart → nifti → segment → merge → seg-encode → quantify → store → link
-    after ``input_operator`` (then, on Kaapana, the link pages into the project's bucket);
-    returns the last task."""
+    after ``input_operator`` (on Kaapana with provide-weights before segment, and the link
+    pages into the project's bucket after link); returns the last task."""
     wsi_dicomize = WsiDicomizeOperator(dag=dag, input_operator=input_operator)
     pair = PairOperator(dag=dag, input_operator=wsi_dicomize)
     bodypart = BodypartOperator(dag=dag, input_operator=pair)
     nifti = NiftiOperator(dag=dag, input_operator=bodypart)
     segment = SegmentOperator(dag=dag, input_operator=nifti)
+    if IN_KAAPANA:  # the weights onto the project's own models volume first
+        from radpath_operators.ProvideWeightsOperator import ProvideWeightsOperator
+
+        nifti >> ProvideWeightsOperator(dag=dag) >> segment
     merge = MergeOperator(dag=dag, input_operator=segment)
     seg_encode = SegEncodeOperator(dag=dag, input_operator=merge)
     quantify = QuantifyOperator(dag=dag, input_operator=seg_encode)

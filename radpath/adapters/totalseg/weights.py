@@ -169,19 +169,27 @@ class OfficialModel:
         return Path(self.trainer_folder) / CHECKPOINT
 
 
+def _run_folders(speed: str) -> list[Path]:
+    """``DatasetNNN_.../<trainer folder>`` of every model a run at ``speed`` may load: each task
+    of :data:`DOWNLOAD_NAMES`, with and without robust crop."""
+    folders: list[Path] = []
+    for task in sorted({task for task, _speed in DOWNLOAD_NAMES}):
+        for robust_crop in (False, True):
+            spec = model_spec(task, speed, roi_subset=True, robust_crop=robust_crop)
+            folders += [folder for folder in spec.folders(Path()) if folder not in folders]
+    return folders
+
+
 def official_models() -> list[OfficialModel]:
     """Every official model any radpath run may load, crop models included: each task of
     :data:`DOWNLOAD_NAMES`, each speed, with and without robust crop; in task-id order."""
     from totalsegmentator.map_tasks_config import TASK_ID_WEIGHTS_CONFIGS
 
     trainers: dict[int, set[str]] = {}
-    for task in sorted({task for task, _speed in DOWNLOAD_NAMES}):
-        for speed in Speed:
-            for robust_crop in (False, True):
-                spec = model_spec(task, speed, roi_subset=True, robust_crop=robust_crop)
-                for folder in spec.folders(Path()):
-                    task_id = int(folder.parent.name.removeprefix("Dataset").split("_", 1)[0])
-                    trainers.setdefault(task_id, set()).add(folder.name)
+    for speed in Speed:
+        for folder in _run_folders(speed):
+            task_id = int(folder.parent.name.removeprefix("Dataset").split("_", 1)[0])
+            trainers.setdefault(task_id, set()).add(folder.name)
     models = []
     for task_id, trainer_folders in sorted(trainers.items()):
         if len(trainer_folders) != 1:
@@ -190,6 +198,12 @@ def official_models() -> list[OfficialModel]:
         models.append(OfficialModel(task_id, config["foldername"], trainer_folders.pop(),
                                     f"{WEIGHTS_RELEASES_URL}/{config['version']}/{config['foldername']}.zip"))
     return models
+
+
+def kaapana_models_by_speed() -> dict[str, list[str]]:
+    """The model folders (names of ``model_lookup.json``) a run at each speed may load, CT and
+    MR: what the provide-weights task puts onto a project's models volume before segment."""
+    return {str(speed): sorted({folder.parent.name for folder in _run_folders(speed)}) for speed in Speed}
 
 
 def kaapana_model_lookup() -> dict[str, dict]:
