@@ -27,6 +27,7 @@ import os
 import re
 import shlex
 import subprocess
+import time
 from pathlib import Path
 
 import yaml
@@ -115,7 +116,11 @@ class KubernetesExecutorStandIn(BaseExecutor):
             self.log.error("worker pod for %s not created: %s %s", key, error, getattr(error, "body", "") or "")
             self.fail(key)
             return
+        from task_api.runners.KubernetesRunner import _pod_log
+
         self.log.info("worker pod %s in namespace %s", pod.metadata.name, pod.metadata.namespace)
+        _pod_log(event="start", pod=pod.metadata.name, image=pod.spec.containers[0].image, at=time.time(),
+                 labels=pod.metadata.labels, namespace=pod.metadata.namespace, worker_for=[key.dag_id, key.task_id])
         self.workers[key] = subprocess.Popen(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", script + ' && exec "$@"', "worker",
              *command], close_fds=True)
@@ -125,6 +130,10 @@ class KubernetesExecutorStandIn(BaseExecutor):
             if process.poll() is None:
                 continue
             del self.workers[key]
+            from task_api.runners.KubernetesRunner import _pod_log
+
+            _pod_log(event="end", pod=f"worker-{key.task_id}", image="airflow", at=time.time(),
+                     exit_code=process.returncode, worker_for=[key.dag_id, key.task_id])
             (self.success if process.returncode == 0 else self.fail)(key)
 
     def end(self) -> None:

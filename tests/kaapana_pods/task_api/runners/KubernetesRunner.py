@@ -147,39 +147,99 @@ def _dockerfiles():
                 yield path
 
 
-def image_command(image: str) -> list[str]:
-    """The CMD of the Dockerfile that builds ``image``, runnable here."""
-    name = image.rsplit("/", 1)[-1].split(":", 1)[0]
+def image_layers(image: str) -> list[Path]:
+    """The Dockerfiles an image is built from: its own, then each ``local-only`` base it
+    names in FROM (radpath's or Kaapana's, found by LABEL IMAGE), nearest first."""
+    by_label = {}
     for path in _dockerfiles():
-        text = path.read_text(errors="replace")
-        if re.search(rf'^LABEL IMAGE="{re.escape(name)}"', text, re.M):
+        label = re.search(r'^LABEL IMAGE="([^"]+)"', path.read_text(errors="replace"), re.M)
+        if label:
+            by_label.setdefault(label[1], path)
+    layers, name = [], image.rsplit("/", 1)[-1].split(":", 1)[0]
+    while name in by_label:
+        path = by_label[name]
+        layers.append(path)
+        bases = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+\S+)?\s*$", path.read_text(errors="replace"), re.M | re.I)
+        name = bases[-1].rsplit("/", 1)[-1].split(":", 1)[0] if bases and bases[-1].startswith("local-only/") else None
+    if not layers:
+        raise RuntimeError(f"no Dockerfile builds {image} (LABEL IMAGE)")
+    return layers
+
+
+def image_files(layers: list[Path]) -> dict[str, Path]:
+    """Where each file or folder an image COPYs from its build context lies in the image
+    (its path there → the file beside the Dockerfile); a nearer layer wins. Copies from
+    other build stages (``--from``) are not files of the context and are left out."""
+    files: dict[str, Path] = {}
+    for path in reversed(layers):
+        for line in re.findall(r"^COPY (.+)$", path.read_text(errors="replace"), re.M):
+            words = shlex.split(line)
+            if any(word.startswith("--from") for word in words):
+                continue
+            *sources, destination = [word for word in words if not word.startswith("--")]
+            for source in sources:
+                matches = sorted(path.parent.glob(source)) if any(c in source for c in "*?[") else [path.parent / source]
+                for local in matches:
+                    if local.is_dir():  # as Docker copies a folder: its contents into the destination
+                        files[destination.rstrip("/")] = local
+                    elif local.exists():  # a file, into the destination folder or as the destination
+                        into = destination.endswith("/") or len(matches) > 1 or len(sources) > 1
+                        files[destination.rstrip("/") + ("/" + local.name if into else "")] = local
+    return files
+
+
+def image_command(layers: list[Path]) -> list[str]:
+    """The image's CMD (its nearest layer's), its programs as they run here: radpath from
+    the development environment, python from the box's Python 3.12."""
+    for path in layers:
+        found = re.search(r"^CMD (.+)$", path.read_text(errors="replace"), re.M)
+        if found:
             break
     else:
-        raise RuntimeError(f"no Dockerfile builds {name} (LABEL IMAGE)")
-    command = json.loads(re.search(r"^CMD (.+)$", text, re.M)[1])
-    copied = {}
-    for line in re.findall(r"^COPY (.+)$", text, re.M):
-        *sources, destination = shlex.split(line)
-        for source in (s for s in sources if not s.startswith("--")):
-            local = path.parent / source
-            copied[destination.rstrip("/") + ("/" + local.name if destination.endswith("/") else "")] = local
-            if local.is_dir():
-                copied[destination.rstrip("/")] = local
+        raise RuntimeError(f"{layers[0]} and its bases have no CMD")
+    return runnable(json.loads(found[1]))
+
+
+def runnable(command: list[str]) -> list[str]:
+    """A container's command with its program as it runs here: radpath from the development
+    environment, python from the box's Python 3.12."""
     programs = {"radpath": BOX["radpath"], "python": BOX["kaapana_python"], "python3": BOX["kaapana_python"]}
-    resolved = []
-    for word in command:
-        if word in programs:
-            resolved.append(programs[word])
-            continue
-        for inside, local in sorted(copied.items(), key=lambda item: -len(item[0])):
-            if word == inside or word.startswith(inside + "/"):
-                word = str(local / word[len(inside):].lstrip("/")) if word != inside else str(local)
-                break
-        resolved.append(word)
-    return resolved
+    return [programs.get(command[0], command[0]), *command[1:]]
 
 
-# --- the runner ---------------------------------------------------------------------------------------
+#: Top-level folders of this machine a pod does not see as they are: its own volumes and
+#: its own /kaapana (the scheduler's folders there are not the pod's), and the kernel's.
+_NOT_SHARED = {"kaapana", "models", "tensorboard", "proc", "sys", "dev", "lost+found"}
+
+
+def pod_root_script(files: dict[str, Path], mounts: list[tuple[str, str]], hosts: Path) -> str:
+    """Shell lines that build the pod's root file system in ``$R`` (a tmpfs): this machine's
+    top-level folders (the container's OS and tools), the image's own files at the paths
+    the image has them (a folder they land in is an overlay, so nothing of the machine
+    changes), the pod's volumes, and its /etc/hosts."""
+    quote = shlex.quote
+    lines = ['R=$(mktemp -d)', 'mount -t tmpfs pod-root "$R"']
+    layered = {inside.strip("/").split("/")[0] for inside in files if "/" in inside.strip("/")}
+    for entry in sorted(os.listdir("/")):
+        source = Path("/") / entry
+        if entry in _NOT_SHARED and entry not in ("proc", "sys", "dev"):
+            lines.append(f'mkdir -p "$R"/{quote(entry)}')
+        elif source.is_symlink():
+            lines.append(f'ln -s {quote(os.readlink(source))} "$R"/{quote(entry)}')
+        elif source.is_dir() and entry in layered:
+            lines.append(f'mkdir -p "$R"/.layers/{quote(entry)}/u "$R"/.layers/{quote(entry)}/w "$R"/{quote(entry)} && '
+                         f'mount -t overlay overlay -o lowerdir=/{entry},upperdir="$R"/.layers/{entry}/u,'
+                         f'workdir="$R"/.layers/{entry}/w "$R"/{quote(entry)}')
+        elif source.is_dir():
+            lines.append(f'mkdir -p "$R"/{quote(entry)} && mount --rbind /{quote(entry)} "$R"/{quote(entry)}')
+    for inside, local in sorted(files.items()):
+        target = f'"$R"{quote(inside)}'
+        make = f"mkdir -p {target}" if local.is_dir() else f'mkdir -p "$(dirname {target})" && touch {target}'
+        lines.append(f"{make} && mount --bind {quote(str(local))} {target}")
+    for source, inside in mounts:
+        lines.append(f'mkdir -p "$R"{quote(inside)} && mount --bind {quote(source)} "$R"{quote(inside)}')
+    lines.append(f'mount --bind {quote(str(hosts))} "$R"/etc/hosts')
+    return " && ".join(lines)
 
 
 class LocalPod:
@@ -241,11 +301,15 @@ class KubernetesRunner(_real.KubernetesRunner):
         pod.api_version, pod.kind, pod.metadata.namespace = "v1", "Pod", task.config.namespace
         admit(pod)
         hosts = hosts_file(pod.metadata.labels or {}, pod.metadata.namespace)
-        binds = " && ".join(f"mkdir -p {shlex.quote(dst)} && mount --bind {shlex.quote(src)} {shlex.quote(dst)}"
-                            for src, dst in _mounts(pod, container))
-        script = f"mount --bind {shlex.quote(str(hosts))} /etc/hosts" + (f" && {binds}" if binds else "") + ' && exec "$@"'
-        command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "pod",
-                   *(container.command or image_command(container.image))]
+        layers = image_layers(container.image)
+        built = {inside: Path(local) for inside, local in
+                 BOX.get("image_build_files", {}).get(container.image.rsplit("/", 1)[-1].split(":", 1)[0], {}).items()}
+        script = pod_root_script({**image_files(layers), **built}, _mounts(pod, container), hosts)
+        # the pod's root in place of the machine's; a program starts where the box's pods work
+        script += ' && exec chroot "$R" sh -c \'cd "$0" && exec "$@"\' "$0" "$@"'
+        command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, BOX["scratch"],
+                   *(runnable(container.command) if container.command else image_command(layers)),
+                   *(container.args or [])]
         process = subprocess.Popen(command, env=_environment(container), stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, cwd=BOX["scratch"])
         _PODS[name] = LocalPod(name, process, container.image)
