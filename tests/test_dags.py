@@ -25,6 +25,8 @@ KAAPANA_GET_INPUT = "get-input-data"
 PUT_RESULTS, CLEANER = "put-results", "workflow-cleaner"
 #: Beside the verdict on Kaapana: the research table into the bucket (report → it → cleaner).
 PUT_TABLE = "put-research-table"
+#: Beside the chain on Kaapana: the weights onto the project's models volume (nifti → it → segment).
+PROVIDE = "provide-weights"
 
 
 def pipeline(where: str) -> list[str]:
@@ -100,9 +102,10 @@ def on_kaapana(tmp_path_factory, kaapana_source) -> dict:
 
 def chain(tasks: dict) -> list[str]:
     """The task ids in dependency order, asserting the graph is one straight line (the
-    research table's upload beside the verdict left out)."""
-    tasks = {t: {**spec, "upstream": [u for u in spec["upstream"] if u != PUT_TABLE]}
-             for t, spec in tasks.items() if t != PUT_TABLE}
+    research table's upload beside the verdict and the weights' provision beside nifti
+    left out)."""
+    tasks = {t: {**spec, "upstream": [u for u in spec["upstream"] if u not in (PUT_TABLE, PROVIDE)]}
+             for t, spec in tasks.items() if t not in (PUT_TABLE, PROVIDE)}
     (first,) = [t for t, spec in tasks.items() if not spec["upstream"]]
     order = [first]
     while True:
@@ -246,6 +249,19 @@ def test_on_kaapana_children_are_triggered_from_the_projects_own_run_folder(on_k
     assert tasks["trigger-map"]["executor"] == "KubernetesExecutor"
     assert tasks["hand-over"]["class"] == "HandOverOperator" and tasks["hand-over"]["executor"] == "KubernetesExecutor"
     assert tasks["find-unlinked"]["upstream"] == ["hand-over"]
+
+
+def test_on_kaapana_each_run_provides_the_weights_on_its_projects_volume_before_segment(on_kaapana):
+    """A project's pods mount the project's own models volume (project-namespace chart), not
+    the one the model installer job fills: provide-weights, a pod of radpath's model image,
+    puts them there in every run, between nifti and segment, where segment reads them."""
+    tasks = on_kaapana["dags"]["radpath-map"]["tasks"]
+    provide = tasks[PROVIDE]
+    assert provide["upstream"] == ["nifti"] and sorted(tasks["segment"]["upstream"]) == ["nifti", PROVIDE]
+    assert provide["image"].endswith("/radpath-totalsegmentator-models:0.6.0")
+    assert provide["env"]["PROVIDE_FOR_RUN"] == "true"
+    assert provide["env"]["MODEL_DIR"] == tasks["segment"]["env"]["TOTALSEG_WEIGHTS_PATH"]
+    assert "network-access-external-ips" not in (provide["labels"] or {})  # it downloads nothing
 
 
 def test_on_kaapana_segment_reads_the_weights_where_the_model_installer_puts_them(on_kaapana, kaapana_source):

@@ -15,7 +15,11 @@ scheduler's LocalExecutor, beside the services namespace's run folders its pods 
 any other DAG as a KubernetesExecutor worker pod in the run's project namespace, which
 mounts that project's run folders (Kaapana's pod template and pod_mutation_hook). A plain
 ``BaseOperator`` would run inside the scheduler and read the services namespace's folder,
-where a project's pods never write. Child run ids are Kaapana's own
+where a project's pods never write. On Kaapana a child starts only once Kaapana knows its
+slide: Kaapana's GetInputOperator, the child's first task, finds a series only in the
+project's OpenSearch index, which the incoming pipeline (service-process-incoming-dcm)
+fills after CTP received the series; trigger-map waits for it, bounded
+(``index_timeout``), and names the series it gave up on. Child run ids are Kaapana's own
 (``kaapana_utils.generate_run_id``: ``radpath-map-<yymmddHHMMSSffffff>``), names Kubernetes
 accepts in the ConfigMap ``<run_id>-config`` every pod of the child needs.
 """
@@ -62,6 +66,33 @@ def child_confs(parent: dict, series: list[str], defaults: dict | None = None) -
     return confs
 
 
+#: How long trigger-map waits for Kaapana's incoming pipeline to index the slides, and how often it asks.
+INDEX_TIMEOUT_S, INDEX_POLL_S = 900, 5
+
+
+def indexed_series(series: list[str], conf: dict, timeout_s: float, log) -> list[str]:
+    """Those of ``series`` that are in the project's OpenSearch index within ``timeout_s``
+    (kaapanapy's HelperOpensearch, as GetInputOperator asks it), in their order."""
+    import time
+
+    from kaapanapy.helper.HelperOpensearch import HelperOpensearch
+
+    index = (conf.get("project_form") or {}).get("opensearch_index")
+    if not index:
+        log.warning("no project in the run's conf: not waiting for Kaapana's metadata of the slides")
+        return series
+    helper, found, deadline = HelperOpensearch(), set(), time.monotonic() + timeout_s
+    while True:
+        pending = [uid for uid in series if uid not in found]
+        hits = helper.get_dcm_uid_objects(index=index, series_instance_uids=pending) if pending else []
+        found |= {hit["dcm-uid"]["series-uid"] for hit in hits}
+        if set(series) <= found or time.monotonic() > deadline:
+            return [uid for uid in series if uid in found]
+        log.info("waiting for Kaapana's incoming pipeline to index %d of %d slide series in %s",
+                 len(set(series) - found), len(series), index)
+        time.sleep(INDEX_POLL_S)
+
+
 def map_trigger(trigger_dag_id: str, batch_name: str, found_by, conf_defaults: dict | None):
     """The task's callable: trigger one ``trigger_dag_id`` run per slide series of the run
     (see the module's doc). ``found_by``: the find-unlinked task whose list to take; without
@@ -86,6 +117,10 @@ def trigger_map_runs(context, trigger_dag_id: str, batch_name: str, found_dir: s
     if not series:
         raise AirflowSkipException(f"{nothing}: nothing to pair")
     parent = context["dag_run"].conf or {}
+    unindexed = []
+    if IN_KAAPANA:
+        ready = indexed_series(series, {**conf_defaults, **parent}, INDEX_TIMEOUT_S, context["ti"].log)
+        series, unindexed = ready, [uid for uid in series if uid not in ready]
     confs = child_confs(parent, series, conf_defaults)
     project = (confs[0].get("project_form") or {}).get("name")
     for index, conf in enumerate(confs):
@@ -93,6 +128,12 @@ def trigger_map_runs(context, trigger_dag_id: str, batch_name: str, found_dir: s
                           conf=conf, replace_microseconds=False)
         context["ti"].log.info("triggered %s (slide series %d of %d, project %s)", run.run_id if run else "?",
                                index + 1, len(series), project or "none: an admin run")
+    if unindexed:
+        raise RuntimeError(
+            f"{len(unindexed)} stored slide series were not in Kaapana's metadata after {INDEX_TIMEOUT_S} s, so "
+            f"radpath-map was not started on them: {', '.join(unindexed)}. Kaapana indexes a series once its "
+            "service-process-incoming-dcm run for it has finished; look there, then start radpath-map on them "
+            "from the data explorer")
     return len(series)
 
 

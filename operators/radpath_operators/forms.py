@@ -44,11 +44,14 @@ MAP_FIELDS = {
         "type": "boolean",
         "default": True,
     },
+    # On Kaapana only CTP: dicom-web-filter files a STOW-RS into the admin project, not the
+    # run's (radpath's settings refuse dicomweb there, saying so).
     "store_target": {
         "title": "Store results via",
-        "description": "dimse: CTP, so results appear in the data explorer; dicomweb: STOW-RS.",
+        "description": "dimse: CTP, so results appear in the data explorer in this project"
+                       + ("." if IN_KAAPANA else "; dicomweb: STOW-RS."),
         "type": "string",
-        "enum": ["dimse", "dicomweb"],
+        "enum": ["dimse"] if IN_KAAPANA else ["dimse", "dicomweb"],
         "default": "dimse" if IN_KAAPANA else "dicomweb",
     },
     "viewer_base_url": {
