@@ -185,6 +185,52 @@ def test_dimse_to_a_pacs_sends_each_instance_once(made_run, tmp_path):
         assert all(c["sent"] == 0 for c in Manifest.load(element).facts["store"]["counts"].values())
 
 
+def forward_later(receiver: LocalOrthanc, pacs: LocalOrthanc, after_s: float) -> threading.Timer:
+    """What Kaapana's CTP does with what it received, late: after ``after_s`` every instance
+    the receiving peer holds goes on to the PACS (CTP's incoming pipeline sends it on, and maps
+    it to the project, only once its run for the series got there)."""
+    import requests
+
+    def forward():
+        for instance in requests.get(f"{receiver.url}/instances", timeout=30).json():
+            data = requests.get(f"{receiver.url}/instances/{instance}/file", timeout=30).content
+            requests.post(f"{pacs.url}/instances", data=data, timeout=30).raise_for_status()
+
+    timer = threading.Timer(after_s, forward)
+    timer.start()
+    return timer
+
+
+@pytest.mark.parametrize("settle_s, linked_state", [(60, Status.DONE), (1, Status.FAILED)])
+def test_the_link_waits_until_what_ctp_received_shows_in_the_pacs(made_run, tmp_path, settle_s, linked_state):
+    """CTP answers a C-STORE at once and files it later: the PACS shows the SEG only after
+    Kaapana's incoming pipeline ran. The link asks the PACS again until everything it will
+    reference is there (DIMSE_SETTLE_TIMEOUT); the negative control, given 1 s for what comes
+    after 4, fails naming what the PACS lacks and stores no KOS."""
+    workflow_dir, element = fresh_copy(made_run, tmp_path)
+    with LocalOrthanc(storage=tmp_path / "ctp", dicom_port=free_port()) as ctp, \
+            LocalOrthanc(storage=tmp_path / "pacs") as pacs:
+        env = {"STORE_TARGET": "dimse", "DIMSE_HOST": "127.0.0.1", "DIMSE_PORT": str(ctp.dicom_port),
+               "DIMSE_CALLED_AE": "kp-admin", "DICOMWEB_URL": pacs.dicomweb_url,
+               "DIMSE_SETTLE_TIMEOUT": str(settle_s)}
+        settings = Settings.from_env({"WORKFLOW_DIR": str(workflow_dir), "VIEWER_BASE_URL": "https://k", **env})
+        stored = run_stage("store", run_store, stage_settings(settings, "store", "seg-encode"))
+        assert stored.exit_code == 0, stored.elements
+        timer = forward_later(ctp, pacs, after_s=4)
+        linked = run_stage("link", run_link, stage_settings(settings, "link", "store"))
+        timer.join()
+        (outcome,) = linked.elements
+        assert outcome.status is linked_state, outcome.detail
+        client = DicomWeb(Settings.from_env({"DICOMWEB_URL": pacs.dicomweb_url}).dicomweb)
+        study = Manifest.load(element).facts["store"]["series"][0][1]
+        if linked_state is Status.FAILED:
+            assert "lacks" in outcome.detail and "run the store stage first" in outcome.detail
+            assert "KO" not in series_in(client, study) and "KO" not in series_in(
+                DicomWeb(Settings.from_env({"DICOMWEB_URL": ctp.dicomweb_url}).dicomweb), study)
+        else:
+            assert "SEG" in series_in(client, study)
+
+
 def test_a_dimse_refusal_names_the_instance_and_the_status(made_run, tmp_path):
     """CTP cannot be queried: what dcmsend's report says is all there is (no DICOMWEB_URL).
     Orthanc with a full storage area refuses C-STOREs with a status."""

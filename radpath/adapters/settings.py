@@ -511,6 +511,11 @@ class DimseSettings:
     calling_ae: str | None = _option(
         Option("DIMSE_CALLING_AE", parse_optional_text, help="calling AE title (Kaapana: the dataset's name)")
     )
+    settle_s: int = _option(
+        Option("DIMSE_SETTLE_TIMEOUT", parse_positive_int, 600,
+               "seconds to wait until what the peer received shows in the PACS (Kaapana's CTP files it "
+               "through its incoming pipeline, after the C-STORE has ended)")
+    )
 
 
 @dataclass(frozen=True)

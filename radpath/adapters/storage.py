@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -66,6 +67,10 @@ class StoreTarget(Protocol):
 
     def held(self, instances: Sequence[Instance]) -> set[str]:
         """SOP Instance UIDs of ``instances`` the target already holds."""
+
+    def settled(self, instances: Sequence[Instance]) -> set[str]:
+        """:meth:`held`, once what was just sent can show: at once where a store answers
+        only when it is done; a DIMSE peer that files asynchronously is given its time."""
 
     def send(self, instances: Sequence[Instance]) -> None:
         """Store ``instances`` in order; :class:`StoreFailed` names what was refused."""
@@ -130,6 +135,9 @@ class DicomWebTarget:
             found.update(row[TAG_SOP_UID]["Value"][0] for row in rows if TAG_SOP_UID in row)
         return found
 
+    def settled(self, instances: Sequence[Instance]) -> set[str]:
+        return self.held(instances)  # a store here answers only once it is done
+
     def send(self, instances: Sequence[Instance]) -> None:
         kinds = {i.sop_instance_uid: i.what for i in instances}
         try:
@@ -158,13 +166,29 @@ class DimseTarget:
     (CTP itself answers no queries); otherwise everything is sent, which the PACS
     absorbs because the UIDs are the same."""
 
-    def __init__(self, host: str, port: int, called_ae: str, calling_ae: str, query: DicomWeb | None = None):
+    def __init__(self, host: str, port: int, called_ae: str, calling_ae: str, query: DicomWeb | None = None,
+                 settle_s: float = 600, poll_s: float = 2):
         self.host, self.port, self.called_ae, self.calling_ae, self.query = host, port, called_ae, calling_ae, query
         self.description = f"DIMSE {calling_ae} → {called_ae}@{host}:{port}"
         self.can_check = query is not None
+        self.settle_s, self.poll_s = settle_s, poll_s
 
     def held(self, instances: Sequence[Instance]) -> set[str]:
         return DicomWebTarget(self.query).held(instances) if self.query is not None else set()
+
+    def settled(self, instances: Sequence[Instance]) -> set[str]:
+        """What the PACS shows of ``instances`` once they had time to arrive: Kaapana's CTP
+        answers the C-STORE at once and files what it received later (its incoming pipeline
+        sends it on to the PACS and maps it to the called AE's project), so a query right
+        after the store may not see it yet; asked again until all show or ``settle_s`` passed."""
+        deadline = time.monotonic() + self.settle_s
+        while True:
+            held = self.held(instances)
+            if len(held) == len(instances) or time.monotonic() >= deadline:
+                return held
+            log.info("%d of %d instances not yet in the PACS through %s: asking again in %g s",
+                     len(instances) - len(held), len(instances), self.called_ae, self.poll_s)
+            time.sleep(self.poll_s)
 
     def send(self, instances: Sequence[Instance]) -> None:
         binary = shutil.which("dcmsend")
@@ -229,6 +253,9 @@ class FolderTarget:
     def held(self, instances: Sequence[Instance]) -> set[str]:
         return {i.sop_instance_uid for i in instances if self.path_of(i).is_file()}
 
+    def settled(self, instances: Sequence[Instance]) -> set[str]:
+        return self.held(instances)  # a store here answers only once it is done
+
     def send(self, instances: Sequence[Instance]) -> None:
         for instance in instances:
             target = self.path_of(instance)
@@ -270,7 +297,7 @@ def store_target(settings: Settings) -> StoreTarget:
     # Kaapana's CTP files what arrives into the project of the called AE and the dataset of the
     # calling AE, each only when it carries the kp- prefix (its dcmsend container adds it too).
     calling = dimse.calling_ae or (kaapana_ae_title(dataset or "radpath") if project else dataset or "radpath")
-    return DimseTarget(dimse.host, dimse.port, called, calling, query)
+    return DimseTarget(dimse.host, dimse.port, called, calling, query, settle_s=dimse.settle_s)
 
 
 def kaapana_ae_title(name: str) -> str:

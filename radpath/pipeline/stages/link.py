@@ -70,7 +70,7 @@ def run_link(element: BatchElement, settings: Settings) -> LinkFacts:
     target = store_target(settings)
     notes = []
     if target.can_check:
-        held = target.held(everything)
+        held = target.settled(everything)
         missing = [i for i in everything if i.sop_instance_uid not in held]
         if missing:
             kinds = ", ".join(sorted({i.what for i in missing}))
