@@ -143,12 +143,28 @@ BOX_SERVICES = [
      "namespace": "services", "target_port": 9000},
     {"name": "keycloak", "host": "keycloak-external-service.admin.svc", "ip": "127.0.10.5", "port": 80,
      "namespace": "admin", "target_port": 8080},
+    {"name": "aii", "host": "aii-service.services.svc", "ip": "127.0.10.6", "port": 8080,
+     "namespace": "services", "target_port": 8080},
+    # where the realm is published (Keycloak's frontend URL, https://<hostname>/auth): the
+    # issuer of the tokens, whose keys dicom-web-filter fetches over TLS
+    {"name": "keycloak-tls", "host": GLOBAL_VALUES["hostname"], "ip": "127.0.10.7", "port": 443,
+     "namespace": "admin", "target_port": 8443},
 ]
+#: The projects of the box as Kaapana's access-information-interface describes them: the
+#: run's, a second one that must see none of the first's data, and the admin project.
+OTHER_PROJECT = {"id": "7f1c2b5e-0000-4000-8000-0000000000bb", "name": "radpath-other",
+                 "kubernetes_namespace": "project-other", "s3_bucket": "project-other",
+                 "opensearch_index": "project_radpath-other"}
+ADMIN_PROJECT = {"id": "7f1c2b5e-0000-4000-8000-000000000001", "name": "admin",
+                 "kubernetes_namespace": "project-admin", "s3_bucket": "project-admin",
+                 "opensearch_index": "project_admin"}
 NETWORK_POLICIES = "services/data-separation/project-namespace/project-namespace-chart/templates/network_policies.yaml"
 #: The project a box run belongs to, as Kaapana's UI sends project_form.
 PROJECT = {"id": "7f1c2b5e-0000-4000-8000-0000000000aa", "name": "radpath-test",
            "kubernetes_namespace": "project-radpath-test", "s3_bucket": "project-radpath-test",
            "opensearch_index": "project_radpath-test"}
+#: A user of the second project only (the box checks what it can see).
+OTHER_USER = "project-other-system-user"
 MOUNT_POINTS = ("/kaapana", "/models", "/tensorboard")  # made on the machine if missing (left empty)
 SERVICES = GLOBAL_VALUES["services_namespace"]
 #: The project namespaces of the box: the run's project, the admin project (runs without a
@@ -236,7 +252,12 @@ def run_box(root: Path, waves: list[list[tuple[str, dict | None]]], seed: list[P
         "secrets": {"project-user-credentials": {"project-user": project_user, "project-user-password": "box-project"},
                     "oidc-client-secret": {"oidc-client-secret": GLOBAL_VALUES["oidc_client_secret"]},
                     "system-user-password": {"system-user-password": SECRETS["SYSTEM_USER_PASSWORD"]}},
-        "users": {project_user: "box-project", "system": SECRETS["SYSTEM_USER_PASSWORD"]},
+        "users": {project_user: "box-project", "system": SECRETS["SYSTEM_USER_PASSWORD"],
+                  OTHER_USER: "box-other"},
+        # who is in which project (the tokens' projects claim); the system user is the realm's admin
+        "projects": [PROJECT, OTHER_PROJECT], "admin_project": ADMIN_PROJECT,
+        "memberships": {project_user: [PROJECT["name"]], OTHER_USER: [OTHER_PROJECT["name"]]},
+        "admins": ["system"],
         "client_secret": GLOBAL_VALUES["oidc_client_secret"],
         "radpath": str(REPO / ".venv" / "bin" / "radpath"), "kaapana_python": str(kaapana_python()),
         "path": f"{REPO / '.venv' / 'bin'}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",

@@ -27,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +36,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).parent))
 import kaapana_box_services as services  # noqa: E402
+from kaapana_dwf import data_separation  # noqa: E402
 import kaapana_ctp  # noqa: E402
 
 from radpath.adapters.orthanc import LocalOrthanc  # noqa: E402
@@ -71,10 +73,12 @@ def main(spec_path: str) -> int:
 
     service = {s["name"]: s for s in box["services"]}
     with LocalOrthanc(storage=root / "pacs", dicom_port=kaapana_ctp.pacs_dicom_port(service, root)) as pacs, \
-            postgres(Path(spec["postgres_dir"])):
+            postgres(Path(spec["postgres_dir"])), data_separation_of(box, service, pacs, root, spec) as separation:
         started = start_services(box, service, pacs, root)
-        for path in spec.get("seed", []):
-            requests.post(f"{pacs.url}/instances", data=Path(path).read_bytes(), timeout=60).raise_for_status()
+        seed_pacs(pacs, separation, spec.get("seed", []), box)
+        filing = threading.Event()
+        if not (root / kaapana_ctp.SPEC).is_file():  # not in incoming mode
+            file_what_ctp_received(pacs, separation, filing)
         prepare_airflow(spec)
         with scheduler(root):
             wait_for_dags(spec["dag_ids"])
@@ -89,7 +93,10 @@ def main(spec_path: str) -> int:
                                         for p in Path(folder).iterdir() if p.is_dir()),
                   "pods": [json.loads(line) for line in Path(box["pod_log"]).read_text().splitlines()]
                   if Path(box["pod_log"]).exists() else [],
-                  "pools": pools()}
+                  "pools": pools(),
+                  # what each project's user sees through dicom-web-filter, as radpath's client asks it
+                  "visible": {user: visible_series(separation, user) for user in box["memberships"]}}
+        filing.set()
         started["moto"].terminate()
     print(RESULT + json.dumps(result), flush=True)
     return 0
@@ -240,11 +247,87 @@ def pools() -> dict[str, int]:
         return {pool.pool: pool.slots for pool in session.query(Pool)}
 
 
+def data_separation_of(box: dict, service: dict, pacs: LocalOrthanc, root: Path, spec: dict):
+    """Kaapana's real dicom-web-filter at its service name, on the box's PostgreSQL, in front
+    of the PACS, with the Keycloak and access-information-interface stand-ins
+    (tests/kaapana_dwf.py) at theirs; the other services check tokens with the realm's key."""
+    at = {name: (service[name]["ip"], service[name]["port"]) for name in ("dicom-web-filter", "keycloak", "aii")}
+    at["keycloak-tls"] = (service["keycloak-tls"]["ip"], service["keycloak-tls"]["port"])
+    keycloak = f"http://{service['keycloak']['host']}:{service['keycloak']['port']}"
+    return data_separation(
+        root / "data-separation", pacs.dicomweb_url, Path(spec["postgres_dir"]), users=box["users"],
+        client_secret=box["client_secret"], projects=box["projects"], admin_project=box["admin_project"],
+        memberships=box["memberships"], admins=box["admins"], at=at,
+        realm_url=f"https://{service['keycloak-tls']['host']}", tls_names=[service["keycloak-tls"]["host"]],
+        # the filter's chart: the realm's configuration from keycloak-external-service
+        openid_config_url=f"{keycloak}/auth/realms/kaapana/.well-known/openid-configuration")
+
+
+def seed_pacs(pacs: LocalOrthanc, separation, paths: list[str], box: dict) -> None:
+    """What the box's PACS holds before the runs: the files stored, and each series mapped
+    into the run's project (and admin) through the filter's routes, as Kaapana's incoming
+    pipeline maps what CTP received (LocalAssignDataToProjectOperator)."""
+    services.VERIFY = separation.idp.verify
+    mapped = set()
+    for path in paths:
+        stored = requests.post(f"{pacs.url}/instances", data=Path(path).read_bytes(), timeout=60)
+        stored.raise_for_status()
+        tags = requests.get(f"{pacs.url}/instances/{stored.json()['ID']}/simplified-tags", timeout=30).json()
+        series = (tags["SeriesInstanceUID"], tags["StudyInstanceUID"])
+        if series not in mapped:
+            separation.map_series(*series, project_name=box["projects"][0]["name"], as_user="system")
+            mapped.add(series)
+
+
+def file_what_ctp_received(pacs: LocalOrthanc, separation, stop: threading.Event) -> threading.Thread:
+    """STAND-IN for what Kaapana's incoming pipeline does with a series CTP received, where the
+    box's CTP is the PACS's own DIMSE port (the default; incoming mode runs the real
+    service-process-incoming-dcm DAG, tests/kaapana_ctp.py): each new series is mapped, through
+    the filter's own routes, into the project its called AE names (``kp-<project>``) and the
+    admin project, as LocalAssignDataToProjectOperator maps it; a series whose called AE
+    names no project goes to admin alone. Until then the filter shows it to no project."""
+    projects = {p["name"] for p in separation_projects(separation)}
+
+    def follow():
+        since = requests.get(f"{pacs.url}/changes", params={"last": ""}, timeout=30).json()["Last"]
+        while not stop.is_set():
+            changes = requests.get(f"{pacs.url}/changes", params={"since": since, "limit": 100}, timeout=30).json()
+            for change in changes["Changes"]:
+                if change["ChangeType"] != "NewSeries":
+                    continue
+                series = requests.get(f"{pacs.url}/series/{change['ID']}", timeout=30).json()
+                instance = series["Instances"][0]
+                called = requests.get(f"{pacs.url}/instances/{instance}/metadata/CalledAET", timeout=30)
+                if requests.get(f"{pacs.url}/instances/{instance}/metadata/Origin", timeout=30).text != "DicomProtocol":
+                    continue
+                tags = requests.get(f"{pacs.url}/instances/{instance}/simplified-tags", timeout=30).json()
+                name = called.text.removeprefix("kp-") if called.ok and called.text.startswith("kp-") else None
+                separation.map_series(tags["SeriesInstanceUID"], tags["StudyInstanceUID"],
+                                      project_name=name if name in projects else None, as_user="system")
+            since = changes["Last"]
+            if changes["Done"]:
+                stop.wait(0.5)
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    return thread
+
+
+def visible_series(separation, user: str) -> list[str]:
+    """The series ``user`` finds through dicom-web-filter: its studies, then each study's series."""
+    from radpath.adapters.dicomweb import DicomWeb
+    from radpath.adapters.settings import Settings
+
+    client = DicomWeb(Settings.from_env({"DICOMWEB_URL": separation.filter.url,
+                                         "DICOMWEB_TOKEN": separation.token(user)}).dicomweb)
+    return sorted(row["0020000E"]["Value"][0] for row in client.find_all_series())
+
+
+def separation_projects(separation) -> list[dict]:
+    return requests.get(f"{separation.aii_url}/projects", timeout=30).json()
+
+
 def start_services(box: dict, service: dict, pacs: LocalOrthanc, root: Path) -> dict:
-    services.serve(services.keycloak(box["users"], box["client_secret"]), service["keycloak"]["ip"],
-                   service["keycloak"]["port"])
-    services.serve(services.dicom_web_filter(pacs.dicomweb_url), service["dicom-web-filter"]["ip"],
-                   service["dicom-web-filter"]["port"])
     key, cert = root / "opensearch.key", root / "opensearch.crt"
     sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
        f"/CN={service['opensearch']['host']}", "-keyout", str(key), "-out", str(cert))

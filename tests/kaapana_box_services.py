@@ -1,25 +1,23 @@
-"""STAND-INS for the Kaapana services a radpath run talks to, each on the address and port
-its Kaapana service name resolves to inside the box (tests/kaapana_box_driver.py), speaking
-the interface Kaapana's code uses as the snapshot shows it:
+"""STAND-INS for the Kaapana services a radpath run talks to that cannot run here, each on the
+address and port its Kaapana service name resolves to inside the box
+(tests/kaapana_box_driver.py), speaking the interface Kaapana's code uses as the snapshot
+shows it. Tokens are the realm's signed JWTs (tests/kaapana_dwf.py, the Keycloak stand-in);
+a request without a valid one is refused.
 
-- Keycloak (``keycloak-external-service.<admin>.svc:80``): the password grant of kaapanapy's
-  ``get_project_user_access_token`` (``/auth/realms/<realm>/protocol/openid-connect/token``);
-  only the project users and client secret of the box get a token.
-- dicom-web-filter (``dicom-web-filter-service.<services>.svc:8080``): DICOMweb at the root,
-  as kaapanapy's HelperDcmWeb calls it, passed on to Orthanc's DICOMweb (the PACS is real);
-  a request without a token the Keycloak stand-in issued gets 401.
 - OpenSearch (``opensearch-service.<services>.svc:9200``, HTTPS, gzip bodies): the ``ids``
-  search of kaapanapy's HelperOpensearch.get_dcm_uid_objects, answered from Orthanc's series.
+  search of kaapanapy's HelperOpensearch.get_dcm_uid_objects, answered from Orthanc's series
+  (tests/kaapana_ctp.py has the strict one the incoming pipeline fills).
 - MinIO's STS (``minio-service.<services>.svc:9000``): AssumeRoleWithWebIdentity, as
   kaapanapy's get_minio_client asks it; every other request goes to moto's S3 server (a
   stand-in of its own) behind it.
+
+Kaapana's dicom-web-filter itself runs (tests/kaapana_dwf.py).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import secrets
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,7 +25,19 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-ISSUED: set[str] = set()
+#: How the services check a bearer token: the realm's own signature check, which the box sets
+#: (tests/kaapana_dwf.py, OpenIdStandIn.verify); unset, no token is taken.
+VERIFY = None
+
+
+def valid_token(token: str) -> bool:
+    if VERIFY is None:
+        return False
+    try:
+        VERIFY(token)
+        return True
+    except Exception:  # jwt.InvalidTokenError and its kin: not a token of the realm
+        return False
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -50,22 +60,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     def token_ok(self) -> bool:
-        return self.headers.get("Authorization", "").removeprefix("Bearer ") in ISSUED
-
-
-def keycloak(users: dict[str, str], client_secret: str):
-    class Keycloak(Handler):
-        def do_POST(self):
-            form = {k: v[0] for k, v in parse_qs(self.body().decode()).items()}
-            if not self.path.endswith("/protocol/openid-connect/token"):
-                return self.reply(404, b"{}")
-            user_ok = form.get("grant_type") == "password" and users.get(form.get("username")) == form.get("password")
-            if not user_ok or form.get("client_secret") != client_secret:
-                return self.reply(401, json.dumps({"error": "invalid_grant"}).encode())
-            token = secrets.token_hex(16)
-            ISSUED.add(token)
-            return self.reply(200, json.dumps({"access_token": token, "refresh_token": token, "expires_in": 300}).encode())
-    return Keycloak
+        return valid_token(self.headers.get("Authorization", "").removeprefix("Bearer "))
 
 
 def forward(handler: Handler, target: str, method: str):
@@ -79,21 +74,6 @@ def forward(handler: Handler, target: str, method: str):
                                    "content-encoding")]
     handler.reply(upstream.status_code, payload, upstream.headers.get("Content-Type", "application/octet-stream"),
                   passed)
-
-
-def dicom_web_filter(orthanc_dicomweb: str):
-    class DicomWebFilter(Handler):
-        def handle_any(self, method):
-            if not self.token_ok():
-                return self.reply(401, b'{"detail": "not authenticated"}')
-            forward(self, orthanc_dicomweb.rstrip("/") + self.path, method)
-
-        def do_GET(self):
-            self.handle_any("GET")
-
-        def do_POST(self):
-            self.handle_any("POST")
-    return DicomWebFilter
 
 
 def opensearch(orthanc_dicomweb: str):
@@ -147,7 +127,7 @@ def minio(s3_url: str):
         def handle_any(self, method):
             query = parse_qs(urlsplit(self.path).query)
             if query.get("Action") == ["AssumeRoleWithWebIdentity"]:
-                if query.get("WebIdentityToken", [""])[0] not in ISSUED:
+                if not valid_token(query.get("WebIdentityToken", [""])[0]):
                     return self.reply(403, b"<Error><Code>AccessDenied</Code></Error>", "application/xml")
                 return self.reply(200, credentials, "application/xml")
             forward(self, s3_url.rstrip("/") + self.path, method)

@@ -290,6 +290,14 @@ class OpenIdStandIn:
 
         return jwt.encode(self.claims(username), self.private_key, algorithm="RS256", headers={"kid": self.kid})
 
+    def verify(self, token: str) -> dict:
+        """The claims of a token this realm signed (not expired, for its client), else
+        ``jwt.InvalidTokenError``: what a resource server checks."""
+        import jwt
+
+        return jwt.decode(token, self.private_key.public_key(), algorithms=["RS256"], audience=self.client_id,
+                          issuer=self.issuer)
+
     def grant(self, form: Mapping[str, str]) -> tuple[int, dict]:
         """The token endpoint's answer (status, JSON) to a form."""
         if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
@@ -694,7 +702,8 @@ def data_separation(root: Path, orthanc_dicomweb: str, socket_dir: Path, *, user
                     client_secret: str, projects: Sequence[Mapping], admin_project: Mapping,
                     memberships: Mapping[str, Sequence[str]], admins: Iterable[str] = (),
                     db_user: str = "airflow", at: Mapping[str, tuple[str, int | None]] | None = None,
-                    realm_url: str | None = None, tls_names: Sequence[str] = ()) -> Iterator[DataSeparation]:
+                    realm_url: str | None = None, tls_names: Sequence[str] = (),
+                    openid_config_url: str | None = None) -> Iterator[DataSeparation]:
     """Kaapana's data separation in front of Orthanc: the real dicom-web-filter (database
     ``dicom_web_filter`` on the PostgreSQL whose socket is in ``socket_dir``, superuser
     ``db_user``), the Keycloak stand-in (plain HTTP for the password grant, as Kaapana's
@@ -708,7 +717,9 @@ def data_separation(root: Path, orthanc_dicomweb: str, socket_dir: Path, *, user
     ``{"dicom-web-filter": ("127.0.10.1", 8080), "keycloak": ("127.0.10.5", 80)}``;
     ``realm_url``: where the realm is published (the tokens' issuer; default
     ``https://<keycloak-tls address>:<port>``), its host among ``tls_names`` (the names the
-    certificate is for, besides every address of ``at``)."""
+    certificate is for, besides every address of ``at``); ``openid_config_url``: where the
+    filter reads the realm's configuration (DWF_IDENTITY_OPENID_CONFIG_URL; default the
+    published one)."""
     root.mkdir(parents=True, exist_ok=True)
     places = {name: ("127.0.0.1", None) for name in SERVICES}
     places.update(at or {})
@@ -735,7 +746,7 @@ def data_separation(root: Path, orthanc_dicomweb: str, socket_dir: Path, *, user
         database = create_database(socket_dir, db_user)
         orthanc_root = orthanc_dicomweb.rstrip("/").rsplit("/", 1)[0]
         with DicomWebFilter(database_url=database, dicomweb_base_url=pacs_url, wado_uri_url=f"{orthanc_root}/wado",
-                            aii_url=aii_url, openid_config_url=idp.configuration_url, ca=tls.ca,
+                            aii_url=aii_url, openid_config_url=openid_config_url or idp.configuration_url, ca=tls.ca,
                             workdir=root / "dicom-web-filter", host=address["dicom-web-filter"],
                             port=ports["dicom-web-filter"]) as dwf:
             yield DataSeparation(dwf, idp, keycloak_url, idp.public_url, aii_url, pacs_url)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pytest
 from kaapana_box import PROJECT, run_box
@@ -92,11 +93,32 @@ def test_radpath_map_on_kaapana_links_the_pair_through_ctp_and_publishes_the_pag
     assert row["slide_series_instance_uid"] == uids["slide_series"] and row["status"] == "measured"
     assert float(row["volume_ml"]) > 50 and row["organ"] == "left kidney"
     assert result["run_folders"] == []  # Kaapana's workflow cleaner removed every run's folder
+    # Through Kaapana's dicom-web-filter, the project's user sees the pair and what radpath
+    # made of it (filed into the project by the called AE); the second project's user, none.
+    project_user, other_user = result["visible"]
+    made_series = {series["series"] for series in (seg, kos, sr)}
+    assert made_series | {uids["slide_series"]} <= set(result["visible"][project_user])
+    assert not (made_series | {uids["slide_series"]}) & set(result["visible"][other_user])
     # the segment pod ran on the models volume's weights (radpath's stand-ins laid out there)
     assert any("STAND-IN weights from /models/radpath/totalsegmentator" in line for line in first["log"])
+    # ... which the run's provide-weights pod unpacked onto the project's own models volume
+    # (the model installer's volume is the services namespace's, which no project pod mounts)
+    assert first["task_states"]["provide-weights"] == "success"
     assert second["state"] == "success" and runs.index(second) == len(runs) - 1
     assert series_of(result, uids["ct_study"])["SEG"] == [seg]  # the second run added nothing
     assert series_of(result, uids["ct_study"])["KO"] == [kos]
+
+
+def test_parallel_runs_of_a_project_unpack_the_weights_onto_its_volume_once(mapped):
+    """Six runs of one project start at once: one provide-weights pod unpacks the models from
+    the model image onto the project's models volume, the others wait for it (a lock on the
+    volume) and find them there."""
+    _, result = mapped
+    runs = runs_of(result)[:SELECTED]
+    unpacked = [run for run in runs if any("provide-weights: unpacking" in line for line in run["log"])]
+    found = [run for run in runs if any("models are on the project's volume" in line for line in run["log"])]
+    assert len(unpacked) == 1 and len(found) == SELECTED, [run["run_id"] for run in unpacked]
+    assert {image(pod) for pod in result["pods"] if pod["event"] == "start"} >= {"radpath-totalsegmentator-models"}
 
 
 def test_pods_run_in_the_project_namespace_with_the_labels_kaapana_gives(mapped):
@@ -201,16 +223,78 @@ def test_radpath_wsi_import_on_kaapana_takes_uploads_and_hands_the_slide_on_in_t
 
 
 def test_a_scheduled_radpath_batch_on_kaapana_links_exactly_the_unlinked_complete_pair(imported_and_batched):
+    """The scheduler starts radpath-batch as ``scheduled__<date>``, a name Kubernetes refuses
+    for the run's ConfigMap: the run hands over to a run under Kaapana's own run id, whose
+    trigger-map (a worker pod in the project's namespace, reading the project's run folder)
+    starts radpath-map on exactly the unlinked complete pair, under a run id Kubernetes takes."""
     uids, result = imported_and_batched
     runs = runs_of(result)
-    (batch,) = [run for run in runs if run["dag_id"] == "radpath-batch"]
-    assert batch["run_id"].startswith("scheduled__")  # Airflow's scheduler started it, not a trigger
-    assert batch["state"] == "success", batch["task_states"]
-    after = runs[runs.index(batch) + 1:]
+    scheduled, handed = [run for run in runs if run["dag_id"] == "radpath-batch"]
+    assert scheduled["run_id"].startswith("scheduled__")  # Airflow's scheduler started it, not a trigger
+    assert scheduled["task_states"]["hand-over"] == "skipped" and scheduled["state"] == "success"
+    assert re.fullmatch(r"radpath-batch-\d{18}", handed["run_id"]), handed["run_id"]
+    assert handed["state"] == "success", handed["task_states"]
+    assert handed["conf"]["project_form"] == PROJECT
+    after = runs[runs.index(handed) + 1:]
     assert [run["dag_id"] for run in after] == ["radpath-map"]
     (child,) = after
+    assert re.fullmatch(r"radpath-map-\d{18}", child["run_id"]), child["run_id"]
     assert child["conf"]["data_form"]["identifiers"] == [uids["batch_pair"]["slide_series"]]
     assert child["conf"]["project_form"] == PROJECT and child["state"] == "success"
     made = series_of(result, uids["batch_pair"]["ct_study"])
     assert len(made["SEG"]) == 1 and made["SEG"][0]["called_ae"] == "kp-radpath-test"
     assert not {"SEG", "KO"} & set(series_of(result, uids["slide_only"]["slide_study"]))
+    workers = {tuple(pod["worker_for"]): pod["namespace"] for pod in result["pods"]
+               if pod["event"] == "start" and "worker_for" in pod}
+    assert workers[("radpath-batch", "trigger-map")] == PROJECT["kubernetes_namespace"]
+
+
+def test_radpath_wsi_import_works_beside_the_schedulers_uploads(imported_and_batched):
+    """An import DAG: its Python tasks (get-uploads, trigger-map) run on the scheduler's
+    LocalExecutor, not as worker pods, and its pods in the services namespace, whose run
+    folder the scheduler's tasks share."""
+    _, result = imported_and_batched
+    starts = [pod for pod in result["pods"] if pod["event"] == "start"]
+    assert not [pod for pod in starts if pod.get("worker_for", [None])[0] == "radpath-wsi-import"]
+    # get-slides is radpath-wsi-import's alone
+    assert {pod["namespace"] for pod in starts if image(pod) == "radpath-get-slides"} == {"services"}
+
+
+def _disable(dags, relative: str, marker: str) -> None:
+    """Turn the ``if IN_KAAPANA:`` block that ``marker`` opens off in the installed DAG folder."""
+    path = dags / relative
+    text = path.read_text()
+    assert marker in text, marker
+    path.write_text(text.replace(marker, marker.replace("if IN_KAAPANA:", "if False:"), 1))
+
+
+def test_a_scheduled_run_that_starts_pods_under_its_own_id_is_refused(tmp_path, kaapana_source):
+    """The negative control of the run-id hand-over: without it, the scheduled run's first
+    pod needs the ConfigMap ``scheduled__…-config``, which Kubernetes (the box's admission)
+    refuses, and the run fails there."""
+    seed = Files()
+    put_patient(seed, tmp_path, "RP-BOX-NC", slide_site="right kidney")
+    result = run_box(tmp_path / "box", [[("radpath-batch", None)]], seed.paths,
+                     env={"AIRFLOW_VAR_RADPATH_BATCH_PROJECT": json.dumps(PROJECT)},
+                     edit_dags=lambda dags: _disable(dags, "dag_radpath_batch.py",
+                                                     "if IN_KAAPANA:\n    from radpath_operators.HandOverOperator"))
+    (run,) = runs_of(result)
+    assert run["run_id"].startswith("scheduled__") and run["task_states"]["find-unlinked"] == "failed"
+    assert any("Unprocessable Entity" in line or "is invalid" in line for line in run["log"]), run["log"][-40:]
+    assert any(f"'{run['run_id']}-config'" in line for line in run["log"]), run["log"][-40:]
+
+
+def test_without_provide_weights_segment_finds_no_weights_on_the_projects_volume(tmp_path, kaapana_source):
+    """The negative control of the per-project models volume: the weights the model
+    installer put onto the services namespace's volume are not on the project's, so a run
+    without provide-weights fails at segment, naming where it looked, and stores no SEG."""
+    seed = Files()
+    uids = put_patient(seed, tmp_path, "RP-BOX-NW", slide_site="left kidney")
+    result = run_box(tmp_path / "box", [[("radpath-map", selection(uids["slide_series"]))]], seed.paths,
+                     edit_dags=lambda dags: _disable(dags, "radpath_operators/chains.py",
+                                                     "if IN_KAAPANA:  # the weights onto"))
+    (run,) = runs_of(result)
+    assert "provide-weights" not in run["task_states"] and run["task_states"]["segment"] == "failed"
+    assert any("weights for task total (fast) are missing" in line and "/models/radpath/totalsegmentator" in line
+               for line in run["log"]), run["log"][-40:]
+    assert "SEG" not in series_of(result, uids["ct_study"])
