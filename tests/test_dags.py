@@ -264,6 +264,13 @@ def test_on_kaapana_each_run_provides_the_weights_on_its_projects_volume_before_
     assert "network-access-external-ips" not in (provide["labels"] or {})  # it downloads nothing
 
 
+def test_on_kaapana_the_form_stores_through_ctp_only(on_kaapana, standalone):
+    """dicom-web-filter files a STOW-RS into the admin project: on Kaapana the form offers CTP
+    alone (radpath's settings refuse dicomweb there too); standalone keeps both."""
+    assert on_kaapana["dags"]["radpath-map"]["form"]["properties"]["store_target"]["enum"] == ["dimse"]
+    assert standalone["dags"]["radpath-map"]["form"]["properties"]["store_target"]["enum"] == ["dimse", "dicomweb"]
+
+
 def test_on_kaapana_segment_reads_the_weights_where_the_model_installer_puts_them(on_kaapana, kaapana_source):
     """The segment pod's TOTALSEG_WEIGHTS_PATH is on the models volume, which
     KaapanaBaseOperator mounts at /models in every pod, and is the folder the chart's

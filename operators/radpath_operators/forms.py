@@ -44,14 +44,11 @@ MAP_FIELDS = {
         "type": "boolean",
         "default": True,
     },
-    # On Kaapana only CTP: dicom-web-filter files a STOW-RS into the admin project, not the
-    # run's (radpath's settings refuse dicomweb there, saying so).
     "store_target": {
         "title": "Store results via",
-        "description": "dimse: CTP, so results appear in the data explorer in this project"
-                       + ("." if IN_KAAPANA else "; dicomweb: STOW-RS."),
+        "description": "dimse: CTP, so results appear in the data explorer; dicomweb: STOW-RS.",
         "type": "string",
-        "enum": ["dimse"] if IN_KAAPANA else ["dimse", "dicomweb"],
+        "enum": ["dimse", "dicomweb"],
         "default": "dimse" if IN_KAAPANA else "dicomweb",
     },
     "viewer_base_url": {
@@ -67,6 +64,12 @@ MAP_FIELDS = {
         "default": False,
     },
 }
+
+if IN_KAAPANA:
+    # Only CTP on Kaapana: dicom-web-filter files a STOW-RS into the admin project, not the
+    # run's (radpath's settings refuse dicomweb there, saying so).
+    MAP_FIELDS["store_target"] = {**MAP_FIELDS["store_target"], "enum": ["dimse"],
+                                  "description": "CTP, so results appear in the data explorer in this project."}
 
 #: radpath-map on a selection: Kaapana's backend makes one run per selected series when
 #: single_execution is true (workflows/crud.py), so hundreds of series become hundreds of
