@@ -15,12 +15,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from radpath.adapters.dicomfiles import datasets_from_json
-from radpath.adapters.dicomweb import TAG_SERIES_UID, TAG_STUDY_UID, DicomWeb, first_value
+from radpath.adapters.dicomweb import TAG_MODALITY, TAG_PATIENT_ID, TAG_SERIES_UID, TAG_STUDY_UID, DicomWeb, first_value
 from radpath.domain.vocabulary import Modality
 
 log = logging.getLogger(__name__)
 
-TAG_PATIENT_ID = "00100020"
 TAG_STUDY_DATE = "00080020"
 TAG_SERIES_DESCRIPTION = "0008103E"
 #: SeriesDescription prefix of the link stage's KOS (radpath.domain.link.kos).
@@ -48,11 +47,11 @@ class Discovery:
                 f"{self.without_radiology} whose patient has no CT/MR, {self.left_for_later} left for a later run")
 
 
-def linked_slide_series(pacs: DicomWeb, patient_id: str) -> set[str]:
-    """Slide series that a radpath KOS of the patient references."""
+def linked_slide_series(pacs: DicomWeb, patient_series: list[dict]) -> set[str]:
+    """Slide series that a radpath KOS among the patient's series references."""
     linked: set[str] = set()
-    for row in pacs.find_patient_series(patient_id, "KO"):
-        if not _value(row, TAG_SERIES_DESCRIPTION).startswith(LINK_SERIES_PREFIX):
+    for row in patient_series:
+        if _value(row, TAG_MODALITY) != "KO" or not _value(row, TAG_SERIES_DESCRIPTION).startswith(LINK_SERIES_PREFIX):
             continue
         for kos in datasets_from_json(pacs.series_metadata(_value(row, TAG_STUDY_UID), _value(row, TAG_SERIES_UID))):
             for study in kos.get("CurrentRequestedProcedureEvidenceSequence") or []:
@@ -70,10 +69,12 @@ def find_unlinked_slides(pacs: DicomWeb, limit: int) -> Discovery:
     found = Discovery()
     candidates: list[tuple[str, str]] = []  # (study date, series uid)
     for patient_id, slides in by_patient.items():
-        if not patient_id or not any(pacs.find_patient_series(patient_id, m) for m in Modality.radiology()):
+        # the patient's series once (study by study), for both questions asked of them
+        patient_series = pacs.find_patient_series(patient_id) if patient_id else []
+        if not any(_value(row, TAG_MODALITY) in Modality.radiology() for row in patient_series):
             found.without_radiology += len(slides)
             continue
-        linked = linked_slide_series(pacs, patient_id)
+        linked = linked_slide_series(pacs, patient_series)
         for row in slides:
             if _value(row, TAG_SERIES_UID) in linked:
                 found.linked += 1

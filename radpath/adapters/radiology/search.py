@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from radpath.adapters.dicomfiles import datasets_from_json
-from radpath.adapters.dicomweb import TAG_SERIES_UID, TAG_STUDY_UID, DicomWeb, first_value
+from radpath.adapters.dicomweb import TAG_MODALITY, TAG_SERIES_UID, TAG_STUDY_UID, DicomWeb, first_value
 from radpath.domain.radiology.pairing import StudyCandidate
 from radpath.domain.radiology.summary import SeriesSummary
 from radpath.domain.vocabulary import Modality
@@ -19,8 +19,9 @@ TAG_ACCESSION = "00080050"
 def radiology_studies(pacs: DicomWeb, patient_id: str) -> list[StudyCandidate]:
     """The patient's CT and MR series, grouped by study, summarised for selection."""
     studies: dict[str, StudyCandidate] = {}
+    found = pacs.find_patient_series(patient_id)  # once, study by study; CT before MR as before
     for modality in Modality.radiology():
-        for item in pacs.find_patient_series(patient_id, modality):
+        for item in (row for row in found if first_value(row, TAG_MODALITY) == modality):
             study_uid, series_uid = first_value(item, TAG_STUDY_UID), first_value(item, TAG_SERIES_UID)
             study = studies.setdefault(
                 study_uid, StudyCandidate(study_uid, first_value(item, TAG_ACCESSION), first_value(item, TAG_STUDY_DATE))
