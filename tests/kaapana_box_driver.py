@@ -78,7 +78,7 @@ def main(spec_path: str) -> int:
         seed_pacs(pacs, separation, spec.get("seed", []), box)
         filing = threading.Event()
         if not (root / kaapana_ctp.SPEC).is_file():  # not in incoming mode
-            file_what_ctp_received(pacs, separation, filing)
+            file_what_ctp_received(pacs, separation, {p["name"] for p in box["projects"]}, filing)
         prepare_airflow(spec)
         with scheduler(root):
             wait_for_dags(spec["dag_ids"])
@@ -279,14 +279,14 @@ def seed_pacs(pacs: LocalOrthanc, separation, paths: list[str], box: dict) -> No
             mapped.add(series)
 
 
-def file_what_ctp_received(pacs: LocalOrthanc, separation, stop: threading.Event) -> threading.Thread:
+def file_what_ctp_received(pacs: LocalOrthanc, separation, projects: set[str], stop: threading.Event) -> threading.Thread:
     """STAND-IN for what Kaapana's incoming pipeline does with a series CTP received, where the
     box's CTP is the PACS's own DIMSE port (the default; incoming mode runs the real
     service-process-incoming-dcm DAG, tests/kaapana_ctp.py): each new series is mapped, through
     the filter's own routes, into the project its called AE names (``kp-<project>``) and the
     admin project, as LocalAssignDataToProjectOperator maps it; a series whose called AE
-    names no project goes to admin alone. Until then the filter shows it to no project."""
-    projects = {p["name"] for p in separation_projects(separation)}
+    names no project goes to admin alone (``projects``: the names the platform knows). Until
+    then the filter shows it to no project."""
 
     def follow():
         since = requests.get(f"{pacs.url}/changes", params={"last": ""}, timeout=30).json()["Last"]
@@ -297,9 +297,9 @@ def file_what_ctp_received(pacs: LocalOrthanc, separation, stop: threading.Event
                     continue
                 series = requests.get(f"{pacs.url}/series/{change['ID']}", timeout=30).json()
                 instance = series["Instances"][0]
-                called = requests.get(f"{pacs.url}/instances/{instance}/metadata/CalledAET", timeout=30)
                 if requests.get(f"{pacs.url}/instances/{instance}/metadata/Origin", timeout=30).text != "DicomProtocol":
-                    continue
+                    continue  # the box's seeds, stored and filed before the runs
+                called = requests.get(f"{pacs.url}/instances/{instance}/metadata/CalledAET", timeout=30)
                 tags = requests.get(f"{pacs.url}/instances/{instance}/simplified-tags", timeout=30).json()
                 name = called.text.removeprefix("kp-") if called.ok and called.text.startswith("kp-") else None
                 separation.map_series(tags["SeriesInstanceUID"], tags["StudyInstanceUID"],
@@ -321,10 +321,6 @@ def visible_series(separation, user: str) -> list[str]:
     client = DicomWeb(Settings.from_env({"DICOMWEB_URL": separation.filter.url,
                                          "DICOMWEB_TOKEN": separation.token(user)}).dicomweb)
     return sorted(row["0020000E"]["Value"][0] for row in client.find_all_series())
-
-
-def separation_projects(separation) -> list[dict]:
-    return requests.get(f"{separation.aii_url}/projects", timeout=30).json()
 
 
 def start_services(box: dict, service: dict, pacs: LocalOrthanc, root: Path) -> dict:

@@ -22,6 +22,7 @@ Configured under Kaapana's executor name:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -40,9 +41,12 @@ CHART = "services/flow/airflow/airflow-chart/templates"
 WORKFLOWS = "/kaapana/mounted/workflows"
 
 
-def _configmap_file(name: str, key: str, values: dict) -> str:
+@functools.cache
+def _configmap_file(name: str, key: str) -> str:
     """One file of a ConfigMap of Kaapana's Airflow chart, ``{{ .Values.global.* }}`` filled
-    from ``values`` (other values, the database's credentials, left as placeholders)."""
+    from the box's values (other values, the database's credentials, left as placeholders);
+    read once per scheduler, not once per worker pod."""
+    values = BOX["values"]
     text = (Path(BOX["kaapana_source"]) / CHART / name).read_text()
     text = re.sub(r"\{\{\s*\.Values\.global\.(\w+)\s*\}\}", lambda m: str(values.get(m[1], "")), text)
     return yaml.safe_load(re.sub(r"\{\{[^}]*\}\}", "box", text))["data"][key]
@@ -51,14 +55,14 @@ def _configmap_file(name: str, key: str, values: dict) -> str:
 def base_worker_pod():
     from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
 
-    template = yaml.safe_load(_configmap_file("configmap_pod_template.yaml", "pod_template.yaml", BOX["values"]))
+    template = yaml.safe_load(_configmap_file("configmap_pod_template.yaml", "pod_template.yaml"))
     return PodGenerator.deserialize_model_dict(template)
 
 
 def kaapana_pod_mutation_hook():
     """Kaapana's ``pod_mutation_hook`` from its chart, as Airflow loads airflow_local_settings."""
     namespace: dict = {}
-    exec(compile(_configmap_file("configmap_airflow_local_settings.yaml", "airflow_local_settings.py", {}),
+    exec(compile(_configmap_file("configmap_airflow_local_settings.yaml", "airflow_local_settings.py"),
                  "airflow_local_settings.py", "exec"), namespace)
     return namespace["pod_mutation_hook"]
 
