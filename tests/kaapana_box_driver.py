@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -75,17 +76,17 @@ def main(spec_path: str) -> int:
     with LocalOrthanc(storage=root / "pacs", dicom_port=kaapana_ctp.pacs_dicom_port(service, root)) as pacs, \
             postgres(Path(spec["postgres_dir"])), data_separation_of(box, service, pacs, root, spec) as separation:
         started = start_services(box, service, pacs, root)
-        seed_pacs(pacs, separation, spec.get("seed", []), box)
-        filing = threading.Event()
+        seed_pacs(pacs, separation, started["index"], spec.get("seed", []), box)
+        filing, unfiled = threading.Event(), []
         if not (root / kaapana_ctp.SPEC).is_file():  # not in incoming mode
-            file_what_ctp_received(pacs, separation, {p["name"] for p in box["projects"]}, filing)
+            file_what_ctp_received(pacs, separation, started["index"], box, spec["incoming_seconds"], filing, unfiled)
         prepare_airflow(spec)
         with scheduler(root):
             wait_for_dags(spec["dag_ids"])
             for dag_id in spec["unpaused"]:  # those started on their schedule wait for their wave
                 unpause(dag_id)
             kaapana_ctp.start_incoming(box, service, pacs, root, started)
-            runs = [run for wave in spec["waves"] for run in run_wave(wave)]
+            runs = [run for wave in spec["waves"] for run in run_wave(wave, filed=lambda: all_filed(unfiled))]
         result = {"runs": runs, "pacs": pacs_series(pacs), "bucket": bucket_objects(started["s3"], box),
                   "tables": research_tables(started["s3"], box),
                   "run_folders": sorted(f"{claim.split('/')[0]}/{p.name}" for claim, folder in box["claims"].items()
@@ -196,10 +197,11 @@ def kaapana_trigger(dag_id: str, conf: dict) -> None:
         raise RuntimeError(f"trigger {dag_id}: {response.status_code} {response.get_data(as_text=True)}")
 
 
-def run_wave(wave: list, timeout: float = 2400) -> list[dict]:
+def run_wave(wave: list, filed=lambda: True, timeout: float = 2400) -> list[dict]:
     """Start each (dag id, conf) of ``wave`` at once (conf None: unpause the DAG and let its
     schedule start it), wait until every run this made (those they triggered included) has
-    ended, and report them in the order they were created."""
+    ended and ``filed()`` says all that CTP received is filed (a next wave comes later on a
+    platform too: a schedule, a user), and report them in the order they were created."""
     from airflow.models import DagRun
     from airflow.utils.session import create_session
     from airflow.utils.state import DagRunState
@@ -217,7 +219,7 @@ def run_wave(wave: list, timeout: float = 2400) -> list[dict]:
             made = session.query(DagRun).filter(DagRun.id.notin_(before)).order_by(DagRun.id).all()
             started = {run.dag_id for run in made}
             if all(run.state in (DagRunState.SUCCESS, DagRunState.FAILED) for run in made) and \
-                    all(dag_id in started for dag_id, _ in wave):
+                    all(dag_id in started for dag_id, _ in wave) and filed():
                 return [run_outcome(run, session) for run in made]
             if time.time() > deadline:
                 raise RuntimeError(f"runs still going after {timeout} s: {[(r.run_id, r.state) for r in made]}")
@@ -225,7 +227,8 @@ def run_wave(wave: list, timeout: float = 2400) -> list[dict]:
 
 
 def run_outcome(run, session) -> dict:
-    """A run's state, its tasks' states (in the order they started) and their logs."""
+    """A run's state, its tasks' states (in the order they started), how often each was tried,
+    and their logs."""
     from airflow.configuration import conf
 
     tasks = sorted(run.get_task_instances(session=session), key=lambda ti: (ti.start_date is None, ti.start_date or 0, ti.task_id))
@@ -236,7 +239,8 @@ def run_outcome(run, session) -> dict:
             log += path.read_text(errors="replace").splitlines()
     return {"dag_id": run.dag_id, "run_id": run.run_id, "state": str(run.state), "conf": dict(run.conf or {}),
             "task_states": {ti.task_id: (str(ti.state) if ti.state else None) for ti in tasks},
-            "task_pools": {ti.task_id: [ti.pool, ti.pool_slots] for ti in tasks}, "log": log[-4000:]}
+            "task_pools": {ti.task_id: [ti.pool, ti.pool_slots] for ti in tasks},
+            "task_tries": {ti.task_id: ti.try_number for ti in tasks}, "log": log[-4000:]}
 
 
 def pools() -> dict[str, int]:
@@ -263,54 +267,99 @@ def data_separation_of(box: dict, service: dict, pacs: LocalOrthanc, root: Path,
         openid_config_url=f"{keycloak}/auth/realms/kaapana/.well-known/openid-configuration")
 
 
-def seed_pacs(pacs: LocalOrthanc, separation, paths: list[str], box: dict) -> None:
-    """What the box's PACS holds before the runs: the files stored, and each series mapped
-    into the run's project (and admin) through the filter's routes, as Kaapana's incoming
-    pipeline maps what CTP received (LocalAssignDataToProjectOperator)."""
+def first_instance_tags(pacs: LocalOrthanc, series_id: str) -> dict:
+    instance = requests.get(f"{pacs.url}/series/{series_id}", timeout=30).json()["Instances"][0]
+    return requests.get(f"{pacs.url}/instances/{instance}/simplified-tags", timeout=30).json()
+
+
+def incoming_document(tags: dict) -> dict:
+    """STAND-IN for the document service-process-incoming-dcm's push-json task
+    (LocalJson2MetaOperator) writes: only the fields Kaapana's get_input.py reads (kaapanapy's
+    HelperOpensearch.get_dcm_uid_objects), named as json2meta names them."""
+    return {"0020000D StudyInstanceUID_keyword": tags["StudyInstanceUID"],
+            "0020000E SeriesInstanceUID_keyword": tags["SeriesInstanceUID"],
+            "00080060 Modality_keyword": tags["Modality"], "00000000 CuratedModality_keyword": tags["Modality"]}
+
+
+def file_series(pacs: LocalOrthanc, separation, index, series_id: str, project: dict | None, box: dict) -> None:
+    """What Kaapana's incoming pipeline leaves of one series: mapped through dicom-web-filter's
+    own routes into ``project`` (None: admin alone) and admin, as LocalAssignDataToProjectOperator
+    maps it, and its metadata in those projects' OpenSearch indices. Until then the filter
+    shows the series to no project and OpenSearch does not know it."""
+    tags = first_instance_tags(pacs, series_id)
+    separation.map_series(tags["SeriesInstanceUID"], tags["StudyInstanceUID"],
+                          project_name=project["name"] if project else None, as_user="system")
+    for filed_into in (project, box["admin_project"]):
+        if filed_into:
+            index.put(filed_into["opensearch_index"], tags["SeriesInstanceUID"], incoming_document(tags),
+                      agent="box: the incoming pipeline's push-json")
+
+
+def seed_pacs(pacs: LocalOrthanc, separation, index, paths: list[str], box: dict) -> None:
+    """What the box's PACS holds before the runs: the files stored, and each series filed into
+    the run's project (and admin) as Kaapana's incoming pipeline files what CTP received."""
     services.VERIFY = separation.idp.verify
-    mapped = set()
+    series = []
     for path in paths:
         stored = requests.post(f"{pacs.url}/instances", data=Path(path).read_bytes(), timeout=60)
         stored.raise_for_status()
-        tags = requests.get(f"{pacs.url}/instances/{stored.json()['ID']}/simplified-tags", timeout=30).json()
-        series = (tags["SeriesInstanceUID"], tags["StudyInstanceUID"])
-        if series not in mapped:
-            separation.map_series(*series, project_name=box["projects"][0]["name"], as_user="system")
-            mapped.add(series)
+        if stored.json()["ParentSeries"] not in series:
+            series.append(stored.json()["ParentSeries"])
+    for series_id in series:
+        file_series(pacs, separation, index, series_id, box["projects"][0], box)
 
 
-def file_what_ctp_received(pacs: LocalOrthanc, separation, projects: set[str], stop: threading.Event) -> threading.Thread:
+def file_what_ctp_received(pacs: LocalOrthanc, separation, index, box: dict, incoming_seconds: float,
+                           stop: threading.Event, due: list) -> threading.Thread:
     """STAND-IN for what Kaapana's incoming pipeline does with a series CTP received, where the
     box's CTP is the PACS's own DIMSE port (the default; incoming mode runs the real
-    service-process-incoming-dcm DAG, tests/kaapana_ctp.py): each new series is mapped, through
-    the filter's own routes, into the project its called AE names (``kp-<project>``) and the
-    admin project, as LocalAssignDataToProjectOperator maps it; a series whose called AE
-    names no project goes to admin alone (``projects``: the names the platform knows). Until
-    then the filter shows it to no project."""
+    service-process-incoming-dcm DAG, tests/kaapana_ctp.py): ``incoming_seconds`` after its first
+    instance arrived (CTP hands a series over once no file came for two polls 4 s apart, then
+    the incoming run extracts, maps and indexes it), each new series is filed (:func:`file_series`)
+    into the project its called AE names (``kp-<project>``), or admin alone where the called AE
+    names no project the platform knows. ``due``: (when, Orthanc's series id) of those received
+    and not filed yet."""
+    projects = {p["name"]: p for p in box["projects"]}
+
+    def project_of(series_id: str) -> dict | None:
+        instance = requests.get(f"{pacs.url}/series/{series_id}", timeout=30).json()["Instances"][0]
+        called = requests.get(f"{pacs.url}/instances/{instance}/metadata/CalledAET", timeout=30)
+        return projects.get(called.text.removeprefix("kp-")) if called.ok and called.text.startswith("kp-") else None
+
+    def received_by_dimse(series_id: str) -> bool:  # not one of the box's seeds, filed before the runs
+        instance = requests.get(f"{pacs.url}/series/{series_id}", timeout=30).json()["Instances"][0]
+        return requests.get(f"{pacs.url}/instances/{instance}/metadata/Origin", timeout=30).text == "DicomProtocol"
 
     def follow():
         since = requests.get(f"{pacs.url}/changes", params={"last": ""}, timeout=30).json()["Last"]
         while not stop.is_set():
             changes = requests.get(f"{pacs.url}/changes", params={"since": since, "limit": 100}, timeout=30).json()
-            for change in changes["Changes"]:
-                if change["ChangeType"] != "NewSeries":
-                    continue
-                series = requests.get(f"{pacs.url}/series/{change['ID']}", timeout=30).json()
-                instance = series["Instances"][0]
-                if requests.get(f"{pacs.url}/instances/{instance}/metadata/Origin", timeout=30).text != "DicomProtocol":
-                    continue  # the box's seeds, stored and filed before the runs
-                called = requests.get(f"{pacs.url}/instances/{instance}/metadata/CalledAET", timeout=30)
-                tags = requests.get(f"{pacs.url}/instances/{instance}/simplified-tags", timeout=30).json()
-                name = called.text.removeprefix("kp-") if called.ok and called.text.startswith("kp-") else None
-                separation.map_series(tags["SeriesInstanceUID"], tags["StudyInstanceUID"],
-                                      project_name=name if name in projects else None, as_user="system")
+            due.extend((time.time() + incoming_seconds, change["ID"]) for change in changes["Changes"]
+                       if change["ChangeType"] == "NewSeries" and received_by_dimse(change["ID"]))
+            for entry in [entry for entry in due if entry[0] <= time.time()]:
+                file_series(pacs, separation, index, entry[1], project_of(entry[1]), box)
+                due.remove(entry)
             since = changes["Last"]
             if changes["Done"]:
                 stop.wait(0.5)
 
-    thread = threading.Thread(target=follow, daemon=True)
+    def follow_or_say():
+        try:
+            follow()
+        except Exception:  # a stand-in that stops in silence would leave every later link waiting
+            traceback.print_exc()
+            due.insert(0, (float("inf"), None))
+
+    thread = threading.Thread(target=follow_or_say, daemon=True)
     thread.start()
     return thread
+
+
+def all_filed(due: list) -> bool:
+    """Whether the incoming pipeline's stand-in has filed all that CTP received."""
+    if due and due[0][1] is None:
+        raise RuntimeError("the box's stand-in of the incoming pipeline failed (its traceback is above)")
+    return not due
 
 
 def visible_series(separation, user: str) -> list[str]:
@@ -327,7 +376,11 @@ def start_services(box: dict, service: dict, pacs: LocalOrthanc, root: Path) -> 
     key, cert = root / "opensearch.key", root / "opensearch.crt"
     sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
        f"/CN={service['opensearch']['host']}", "-keyout", str(key), "-out", str(cert))
-    services.serve(services.opensearch(pacs.dicomweb_url), service["opensearch"]["ip"], service["opensearch"]["port"],
+    # OpenSearch holds only what was written into it: here what the incoming pipeline's stand-in
+    # writes (file_series), in incoming mode what Kaapana's own incoming DAG writes
+    index = services.IndexStore([p["opensearch_index"] for p in (*box["projects"], box["admin_project"])],
+                                   root / "opensearch.json")
+    services.serve(services.opensearch(index), service["opensearch"]["ip"], service["opensearch"]["port"],
                    (str(cert), str(key)))
     moto_port = 5129
     moto = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)],
@@ -345,7 +398,7 @@ def start_services(box: dict, service: dict, pacs: LocalOrthanc, root: Path) -> 
     client = boto3.client("s3", endpoint_url=s3, aws_access_key_id="box", aws_secret_access_key="box",
                           region_name="us-east-1")
     client.create_bucket(Bucket=box["bucket"])
-    return {"moto": moto, "s3": client}
+    return {"moto": moto, "s3": client, "index": index}
 
 
 def pacs_series(pacs: LocalOrthanc) -> list[dict]:

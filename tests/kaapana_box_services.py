@@ -4,9 +4,14 @@ address and port its Kaapana service name resolves to inside the box
 shows it. Tokens are the realm's signed JWTs (tests/kaapana_dwf.py, the Keycloak stand-in);
 a request without a valid one is refused.
 
-- OpenSearch (``opensearch-service.<services>.svc:9200``, HTTPS, gzip bodies): the ``ids``
-  search of kaapanapy's HelperOpensearch.get_dcm_uid_objects, answered from Orthanc's series
-  (tests/kaapana_ctp.py has the strict one the incoming pipeline fills).
+- OpenSearch, STRICT (``opensearch-service.<services>.svc:9200``, HTTPS, gzip bodies;
+  :class:`IndexStore`, :func:`opensearch`): an index store that holds only what clients wrote
+  through OpenSearch's REST API (index, update), answering get and search as opensearch-py
+  2.7 calls them (kaapanapy's HelperOpensearch, LocalJson2MetaOperator,
+  LocalValidationResult2MetaOperator, get_input.py); any query it cannot evaluate is refused
+  with 400, never answered loosely. Nothing comes from the PACS: what Kaapana's incoming
+  pipeline writes is written by its stand-in (tests/kaapana_box_driver.py, file_series) or, in
+  incoming mode, by Kaapana's own incoming DAG (tests/kaapana_ctp.py).
 - MinIO's STS (``minio-service.<services>.svc:9000``): AssumeRoleWithWebIdentity, as
   kaapanapy's get_minio_client asks it; every other request goes to moto's S3 server (a
   stand-in of its own) behind it.
@@ -20,7 +25,10 @@ import gzip
 import json
 import ssl
 import threading
+import time
+from copy import deepcopy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import requests
@@ -76,44 +84,263 @@ def forward(handler: Handler, target: str, method: str):
                   passed)
 
 
-def opensearch(orthanc_dicomweb: str):
-    series_tags = {"0020000D": "0020000D StudyInstanceUID_keyword", "0020000E": "0020000E SeriesInstanceUID_keyword",
-                   "00080060": "00080060 Modality_keyword"}
+# --- STAND-IN: OpenSearch, strict -----------------------------------------------------------------
 
-    def document(uid: str) -> dict | None:
-        rows = requests.get(f"{orthanc_dicomweb}/series", params={"SeriesInstanceUID": uid}, timeout=30).json()
-        if not rows:
-            return None
-        source = {name: rows[0][tag]["Value"][0] for tag, name in series_tags.items()}
-        source["00000000 CuratedModality_keyword"] = source["00080060 Modality_keyword"]
-        return source
 
-    class OpenSearch(Handler):
-        def do_POST(self):
+class UnsupportedQuery(ValueError):
+    pass
+
+
+class IndexStore:
+    """Documents by index and id, as written through the REST API, with a journal of the
+    writes (which request wrote what, when); saved to ``dump`` after every write."""
+
+    def __init__(self, indices: list[str], dump: Path):
+        self.indices: dict[str, dict[str, dict]] = {name: {} for name in indices}
+        self.versions: dict[tuple[str, str], int] = {}
+        self.journal: list[dict] = []
+        self.dump = dump
+        self.lock = threading.Lock()
+        self.seq = 0
+        self._save()
+
+    def _save(self) -> None:
+        self.dump.write_text(json.dumps({"indices": self.indices, "journal": self.journal}))
+
+    def _written(self, op: str, index: str, doc_id: str, agent: str) -> dict:
+        self.seq += 1
+        version = self.versions[(index, doc_id)] = self.versions.get((index, doc_id), 0) + 1
+        self.journal.append({"op": op, "index": index, "id": doc_id, "at": time.time(), "agent": agent})
+        self._save()
+        return {"_index": index, "_id": doc_id, "_version": version, "_seq_no": self.seq, "_primary_term": 1,
+                "_shards": {"total": 2, "successful": 1, "failed": 0}}
+
+    def put(self, index: str, doc_id: str, document: dict, agent: str) -> tuple[int, dict]:
+        with self.lock:
+            docs = self.indices.setdefault(index, {})  # OpenSearch creates an index on first write
+            created = doc_id not in docs
+            docs[doc_id] = document
+            answer = self._written("index", index, doc_id, agent)
+        return (201 if created else 200), {**answer, "result": "created" if created else "updated"}
+
+    def update(self, index: str, doc_id: str, body: dict, agent: str) -> tuple[int, dict]:
+        unknown = set(body) - {"doc", "doc_as_upsert", "upsert"}
+        if unknown or "doc" not in body:
+            raise UnsupportedQuery(f"update body {sorted(body)}")
+        with self.lock:
+            docs = self.indices.get(index)
+            if docs is None:
+                return 404, _index_missing(index)
+            if doc_id not in docs:
+                if body.get("doc_as_upsert"):
+                    docs[doc_id] = deepcopy(body["doc"])
+                    return 201, {**self._written("update", index, doc_id, agent), "result": "created"}
+                return 404, _error(404, "document_missing_exception", f"[{doc_id}]: document missing", index=index)
+            merged = _merge(deepcopy(docs[doc_id]), body["doc"])
+            if merged == docs[doc_id]:
+                return 200, {"_index": index, "_id": doc_id, "result": "noop",
+                             "_version": self.versions[(index, doc_id)]}
+            docs[doc_id] = merged
+            return 200, {**self._written("update", index, doc_id, agent), "result": "updated"}
+
+    def get(self, index: str, doc_id: str) -> tuple[int, dict]:
+        with self.lock:
+            docs = self.indices.get(index)
+            if docs is None:
+                return 404, _index_missing(index)
+            if doc_id not in docs:
+                return 404, {"_index": index, "_id": doc_id, "found": False}
+            return 200, {"_index": index, "_id": doc_id, "_version": self.versions[(index, doc_id)], "_seq_no": 0,
+                         "_primary_term": 1, "found": True, "_source": deepcopy(docs[doc_id])}
+
+    def search(self, index: str, body: dict) -> tuple[int, dict]:
+        unknown = set(body) - {"query", "size", "from", "_source", "sort", "search_after", "track_total_hits"}
+        if unknown:
+            raise UnsupportedQuery(f"search keys {sorted(unknown)}")
+        with self.lock:
+            docs = self.indices.get(index)
+            if docs is None:
+                return 404, _index_missing(index)
+            query = body.get("query", {"match_all": {}})
+            hits = [(doc_id, doc) for doc_id, doc in docs.items() if _matches(query, doc_id, doc)]
+            hits = [(doc_id, doc, _sort_values(body.get("sort"), doc_id, doc)) for doc_id, doc in hits]
+        order = _sort_order(body.get("sort"))
+        hits.sort(key=lambda hit: _sort_key(hit[2], order))
+        if body.get("search_after") is not None:
+            after = _sort_key(list(body["search_after"]), order)
+            hits = [hit for hit in hits if _sort_key(hit[2], order) > after]
+        total = len(hits)
+        start, size = int(body.get("from", 0)), int(body.get("size", 10))
+        page = hits[start:start + size]
+        return 200, {"took": 1, "timed_out": False, "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
+                     "hits": {"total": {"value": total, "relation": "eq"}, "max_score": None,
+                              "hits": [{"_index": index, "_id": doc_id, "_score": None,
+                                        "_source": _source_filter(body.get("_source"), doc),
+                                        **({"sort": sort} if body.get("sort") else {})}
+                                       for doc_id, doc, sort in page]}}
+
+
+def _error(status: int, kind: str, reason: str, **more) -> dict:
+    cause = {"type": kind, "reason": reason, **more}
+    return {"error": {"root_cause": [cause], **cause}, "status": status}
+
+
+def _index_missing(index: str) -> dict:
+    return _error(404, "index_not_found_exception", f"no such index [{index}]", index=index)
+
+
+def _merge(target: dict, changes: dict) -> dict:
+    """A partial update as OpenSearch applies it: objects merged key by key, other values replaced."""
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = deepcopy(value)
+    return target
+
+
+def _field(doc: dict, name: str):
+    """A document's field, ``name.keyword`` being the keyword sub-field of a text field."""
+    name = name.removesuffix(".keyword")
+    if name in doc:
+        return doc[name]
+    raise KeyError(name)
+
+
+def _values(doc: dict, name: str) -> list:
+    try:
+        value = _field(doc, name)
+    except KeyError:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _clauses(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _matches(query: dict, doc_id: str, doc: dict) -> bool:
+    if len(query) != 1:
+        raise UnsupportedQuery(f"query {json.dumps(query)[:200]}")
+    ((kind, arg),) = query.items()
+    if kind == "match_all":
+        return True
+    if kind == "ids":
+        return doc_id in arg["values"]
+    if kind in ("term", "terms"):
+        ((name, wanted),) = arg.items()
+        if kind == "term":
+            wanted = [wanted["value"] if isinstance(wanted, dict) else wanted]
+        return any(value in wanted for value in _values(doc, name))
+    if kind == "exists":
+        return bool(_values(doc, arg["field"]))
+    if kind == "bool":
+        unknown = set(arg) - {"must", "filter", "must_not", "should", "minimum_should_match"}
+        if unknown:
+            raise UnsupportedQuery(f"bool keys {sorted(unknown)}")
+        required = _clauses(arg.get("must", [])) + _clauses(arg.get("filter", []))
+        should = _clauses(arg.get("should", []))
+        if not all(_matches(q, doc_id, doc) for q in required):
+            return False
+        if any(_matches(q, doc_id, doc) for q in _clauses(arg.get("must_not", []))):
+            return False
+        needed = arg.get("minimum_should_match", 0 if required else (1 if should else 0))
+        return sum(_matches(q, doc_id, doc) for q in should) >= int(needed)
+    raise UnsupportedQuery(f"query kind {kind!r}")
+
+
+def _sort_fields(sort) -> list[tuple[str, str]]:
+    fields = []
+    for item in _clauses(sort or []):
+        if isinstance(item, str):
+            fields.append((item, "asc"))
+            continue
+        ((name, order),) = item.items()
+        fields.append((name, order["order"] if isinstance(order, dict) else order))
+    return fields
+
+
+def _sort_order(sort) -> list[str]:
+    return [order for _, order in _sort_fields(sort)]
+
+
+def _sort_values(sort, doc_id: str, doc: dict) -> list:
+    values = []
+    for name, _ in _sort_fields(sort):
+        found = [doc_id] if name == "_id" else _values(doc, name)
+        values.append(found[0] if found else None)
+    return values
+
+
+class _Reverse:
+    def __init__(self, value):
+        self.value = value
+
+    def __lt__(self, other):
+        return other.value < self.value
+
+    def __gt__(self, other):
+        return other.value > self.value
+
+    def __eq__(self, other):
+        return self.value == other.value
+
+
+def _sort_key(values: list, orders: list[str]) -> tuple:
+    key = []
+    for value, order in zip(values, orders):
+        present = (value is None, "" if value is None else value)  # missing values last, as OpenSearch sorts
+        key.append(present if order == "asc" else (value is None, _Reverse("" if value is None else value)))
+    return tuple(key)
+
+
+def _source_filter(spec, doc: dict) -> dict | None:
+    if spec is None or spec is True:
+        return deepcopy(doc)
+    if spec is False:
+        return None
+    if isinstance(spec, (str, list)):
+        spec = {"includes": _clauses(spec)}
+    includes, excludes = _clauses(spec.get("includes", [])), _clauses(spec.get("excludes", []))
+    return {k: deepcopy(v) for k, v in doc.items() if (not includes or k in includes) and k not in excludes}
+
+
+def opensearch(store: IndexStore):
+    """The strict OpenSearch's request handler (HTTPS, gzip bodies, a Keycloak stand-in token)."""
+    class StrictOpenSearch(Handler):
+        def answer(self, status: int, payload: dict):
+            self.reply(status, json.dumps(payload).encode())
+
+        def route(self, method: str):
             if not self.token_ok():
-                return self.reply(401, b"{}")
-            query = json.loads(self.body() or b"{}")
-            if not self.path.split("?")[0].endswith("/_search"):
-                return self.reply(404, b"{}")
-            hits = []
-            if "search_after" not in query:
-                must = query.get("query", {}).get("bool", {}).get("must", [])
-                ids = [uid for clause in must for uid in clause.get("ids", {}).get("values", [])]
-                for uid in sorted(set(ids), reverse=True):
-                    source = document(uid)
-                    if source is not None:
-                        hits.append({"_id": uid, "_source": source, "sort": [uid]})
-            return self.reply(200, json.dumps({"hits": {"total": {"value": len(hits)}, "hits": hits}}).encode())
+                return self.answer(401, _error(401, "security_exception", "missing or unknown bearer token"))
+            parts = [p for p in urlsplit(self.path).path.split("/") if p]
+            agent = self.headers.get("User-Agent", "")
+            try:
+                body = json.loads(self.body() or b"{}") if method in ("POST", "PUT", "GET") else {}
+                if len(parts) == 3 and parts[1] == "_doc" and method in ("PUT", "POST"):
+                    return self.answer(*store.put(parts[0], parts[2], body, agent))
+                if len(parts) == 3 and parts[1] == "_doc" and method == "GET":
+                    return self.answer(*store.get(parts[0], parts[2]))
+                if len(parts) == 3 and parts[1] == "_update" and method == "POST":
+                    return self.answer(*store.update(parts[0], parts[2], body, agent))
+                if len(parts) == 2 and parts[1] == "_search" and method in ("POST", "GET"):
+                    return self.answer(*store.search(parts[0], body))
+                raise UnsupportedQuery(f"{method} {self.path}")
+            except (UnsupportedQuery, KeyError, TypeError, ValueError) as err:
+                return self.answer(400, _error(400, "box_stand_in_unsupported",
+                                               f"the box's strict OpenSearch does not evaluate this: {err}"))
 
         def do_GET(self):
-            if not self.token_ok():
-                return self.reply(401, b"{}")
-            uid = urlsplit(self.path).path.rstrip("/").rsplit("/", 1)[-1]
-            source = document(uid)
-            if source is None:
-                return self.reply(404, json.dumps({"found": False}).encode())
-            return self.reply(200, json.dumps({"_id": uid, "found": True, "_source": source}).encode())
-    return OpenSearch
+            self.route("GET")
+
+        def do_POST(self):
+            self.route("POST")
+
+        def do_PUT(self):
+            self.route("PUT")
+    return StrictOpenSearch
+
 
 
 def minio(s3_url: str):

@@ -40,11 +40,8 @@ file it names:
 
 - CTP (:func:`ctp_main`, a separate process, pynetdicom): config.xml and
   KaapanaDagTrigger.java above.
-- OpenSearch, STRICT (:func:`opensearch`): an index store that holds only what clients wrote
-  through OpenSearch's REST API (index, update), answering get and search as opensearch-py
-  2.7 calls them (kaapanapy's HelperOpensearch, LocalJson2MetaOperator,
-  LocalValidationResult2MetaOperator, get_input.py); any query it cannot evaluate is
-  refused with 400, never answered loosely. Nothing comes from the PACS.
+- OpenSearch: the box's strict one (tests/kaapana_box_services.py), which here only the
+  incoming DAG's tasks write into.
 - access-information-interface (:func:`aii`): GET ``/projects``, ``/projects/admin``,
   ``/projects/{id or name}`` with the fields of ``app/projects/schemas.py`` Project
   (``services/data-separation/access-information-interface/.../projects/routes.py``).
@@ -66,28 +63,26 @@ Use (a box in "incoming mode"): the test writes ``<root>/incoming.json``
 (:func:`write_incoming_spec`), passes :func:`incoming_environment` as run_box's ``env`` and
 :func:`add_incoming_dag` as its ``edit_dags``. Inside the box, the driver asks
 :func:`pacs_dicom_port` for Orthanc's DIMSE port (CTP's own without a spec: the box as it was)
-and calls :func:`start_incoming` once the scheduler runs. Without ``incoming.json`` both do
-what the box did before: Orthanc's DIMSE is CTP, nothing else starts.
+and calls :func:`start_incoming` once the scheduler runs. Without ``incoming.json`` Orthanc's
+DIMSE is CTP, and the driver's stand-in of the incoming pipeline files what it received
+(kaapana_box_driver.file_what_ctp_received).
 """
 
 from __future__ import annotations
 
 import atexit
-import gc
 import json
 import os
 import re
 import shutil
-import socketserver
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from copy import deepcopy
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 INCOMING_DAG_ID = "service-process-incoming-dcm"
 INCOMING_DAG_FILE = "dag_service_process_incoming_dcm.py"
@@ -186,7 +181,7 @@ def pacs_dicom_port(service: dict, root: Path) -> int | None:
 
 def start_incoming(box: dict, service: dict, pacs, root: Path, started: dict) -> dict:
     """In incoming mode (``<root>/incoming.json``), once the box's scheduler runs: CTP's stand-in
-    at CTP's address, the strict OpenSearch at OpenSearch's (in place of the box's), the AII,
+    at CTP's address, the AII,
     kaapana-backend and webserver stand-ins at their names, CTP's volume at the scheduler's
     ``/kaapana/mounted/ctpinput``, the admin project's bucket; the incoming DAG active as on
     Kaapana (unless the spec keeps it paused). Then each of the spec's sends goes to CTP
@@ -212,14 +207,11 @@ def start_incoming(box: dict, service: dict, pacs, root: Path, started: dict) ->
     subprocess.run(["mount", "--bind", str(ctp_data), CTP_INPUT], check=True)
 
     projects = [ADMIN_PROJECT, *[_aii_project(p) for p in spec.get("projects", [])]]
-    index = IndexStore([p["opensearch_index"] for p in projects], root / "opensearch.json")
+    index = started["index"]  # the box's strict OpenSearch: here only the incoming DAG writes into it
     datasets = DatasetStore(root / "datasets.json")
     from kaapana_box_services import serve
 
-    opensearch_at = service["opensearch"]
-    _stop_servers_at(opensearch_at["ip"], opensearch_at["port"])  # the box's from-Orthanc stand-in
-    servers = [serve(opensearch(index), opensearch_at["ip"], opensearch_at["port"],
-                     (str(root / "opensearch.crt"), str(root / "opensearch.key")))]
+    servers = []
     if "aii" in extra:
         servers.append(serve(aii(projects), extra["aii"]["ip"], extra["aii"]["port"]))
     if "kaapana-backend" in extra:
@@ -420,275 +412,6 @@ def _wait_for_dag(dag_id: str, timeout: float = 600) -> None:
 
 def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
-def _stop_servers_at(ip: str, port: int) -> None:
-    """Shut down the in-process HTTP server the box started at (ip, port): start_services has
-    already put its from-Orthanc OpenSearch stand-in there, and keeps no handle on it."""
-    for obj in gc.get_objects():
-        if isinstance(obj, socketserver.BaseServer) and tuple(getattr(obj, "server_address", ())[:2]) == (ip, port):
-            obj.shutdown()
-            obj.server_close()
-
-
-# --- STAND-IN: OpenSearch, strict -----------------------------------------------------------------
-
-
-class UnsupportedQuery(ValueError):
-    pass
-
-
-class IndexStore:
-    """Documents by index and id, as written through the REST API, with a journal of the
-    writes (which request wrote what, when); saved to ``dump`` after every write."""
-
-    def __init__(self, indices: list[str], dump: Path):
-        self.indices: dict[str, dict[str, dict]] = {name: {} for name in indices}
-        self.versions: dict[tuple[str, str], int] = {}
-        self.journal: list[dict] = []
-        self.dump = dump
-        self.lock = threading.Lock()
-        self.seq = 0
-        self._save()
-
-    def _save(self) -> None:
-        self.dump.write_text(json.dumps({"indices": self.indices, "journal": self.journal}))
-
-    def _written(self, op: str, index: str, doc_id: str, agent: str) -> dict:
-        self.seq += 1
-        version = self.versions[(index, doc_id)] = self.versions.get((index, doc_id), 0) + 1
-        self.journal.append({"op": op, "index": index, "id": doc_id, "at": time.time(), "agent": agent})
-        self._save()
-        return {"_index": index, "_id": doc_id, "_version": version, "_seq_no": self.seq, "_primary_term": 1,
-                "_shards": {"total": 2, "successful": 1, "failed": 0}}
-
-    def put(self, index: str, doc_id: str, document: dict, agent: str) -> tuple[int, dict]:
-        with self.lock:
-            docs = self.indices.setdefault(index, {})  # OpenSearch creates an index on first write
-            created = doc_id not in docs
-            docs[doc_id] = document
-            answer = self._written("index", index, doc_id, agent)
-        return (201 if created else 200), {**answer, "result": "created" if created else "updated"}
-
-    def update(self, index: str, doc_id: str, body: dict, agent: str) -> tuple[int, dict]:
-        unknown = set(body) - {"doc", "doc_as_upsert", "upsert"}
-        if unknown or "doc" not in body:
-            raise UnsupportedQuery(f"update body {sorted(body)}")
-        with self.lock:
-            docs = self.indices.get(index)
-            if docs is None:
-                return 404, _index_missing(index)
-            if doc_id not in docs:
-                if body.get("doc_as_upsert"):
-                    docs[doc_id] = deepcopy(body["doc"])
-                    return 201, {**self._written("update", index, doc_id, agent), "result": "created"}
-                return 404, _error(404, "document_missing_exception", f"[{doc_id}]: document missing", index=index)
-            merged = _merge(deepcopy(docs[doc_id]), body["doc"])
-            if merged == docs[doc_id]:
-                return 200, {"_index": index, "_id": doc_id, "result": "noop",
-                             "_version": self.versions[(index, doc_id)]}
-            docs[doc_id] = merged
-            return 200, {**self._written("update", index, doc_id, agent), "result": "updated"}
-
-    def get(self, index: str, doc_id: str) -> tuple[int, dict]:
-        with self.lock:
-            docs = self.indices.get(index)
-            if docs is None:
-                return 404, _index_missing(index)
-            if doc_id not in docs:
-                return 404, {"_index": index, "_id": doc_id, "found": False}
-            return 200, {"_index": index, "_id": doc_id, "_version": self.versions[(index, doc_id)], "_seq_no": 0,
-                         "_primary_term": 1, "found": True, "_source": deepcopy(docs[doc_id])}
-
-    def search(self, index: str, body: dict) -> tuple[int, dict]:
-        unknown = set(body) - {"query", "size", "from", "_source", "sort", "search_after", "track_total_hits"}
-        if unknown:
-            raise UnsupportedQuery(f"search keys {sorted(unknown)}")
-        with self.lock:
-            docs = self.indices.get(index)
-            if docs is None:
-                return 404, _index_missing(index)
-            query = body.get("query", {"match_all": {}})
-            hits = [(doc_id, doc) for doc_id, doc in docs.items() if _matches(query, doc_id, doc)]
-            hits = [(doc_id, doc, _sort_values(body.get("sort"), doc_id, doc)) for doc_id, doc in hits]
-        order = _sort_order(body.get("sort"))
-        hits.sort(key=lambda hit: _sort_key(hit[2], order))
-        if body.get("search_after") is not None:
-            after = _sort_key(list(body["search_after"]), order)
-            hits = [hit for hit in hits if _sort_key(hit[2], order) > after]
-        total = len(hits)
-        start, size = int(body.get("from", 0)), int(body.get("size", 10))
-        page = hits[start:start + size]
-        return 200, {"took": 1, "timed_out": False, "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
-                     "hits": {"total": {"value": total, "relation": "eq"}, "max_score": None,
-                              "hits": [{"_index": index, "_id": doc_id, "_score": None,
-                                        "_source": _source_filter(body.get("_source"), doc),
-                                        **({"sort": sort} if body.get("sort") else {})}
-                                       for doc_id, doc, sort in page]}}
-
-
-def _error(status: int, kind: str, reason: str, **more) -> dict:
-    cause = {"type": kind, "reason": reason, **more}
-    return {"error": {"root_cause": [cause], **cause}, "status": status}
-
-
-def _index_missing(index: str) -> dict:
-    return _error(404, "index_not_found_exception", f"no such index [{index}]", index=index)
-
-
-def _merge(target: dict, changes: dict) -> dict:
-    """A partial update as OpenSearch applies it: objects merged key by key, other values replaced."""
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = deepcopy(value)
-    return target
-
-
-def _field(doc: dict, name: str):
-    """A document's field, ``name.keyword`` being the keyword sub-field of a text field."""
-    name = name.removesuffix(".keyword")
-    if name in doc:
-        return doc[name]
-    raise KeyError(name)
-
-
-def _values(doc: dict, name: str) -> list:
-    try:
-        value = _field(doc, name)
-    except KeyError:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
-def _clauses(value) -> list:
-    return value if isinstance(value, list) else [value]
-
-
-def _matches(query: dict, doc_id: str, doc: dict) -> bool:
-    if len(query) != 1:
-        raise UnsupportedQuery(f"query {json.dumps(query)[:200]}")
-    ((kind, arg),) = query.items()
-    if kind == "match_all":
-        return True
-    if kind == "ids":
-        return doc_id in arg["values"]
-    if kind in ("term", "terms"):
-        ((name, wanted),) = arg.items()
-        if kind == "term":
-            wanted = [wanted["value"] if isinstance(wanted, dict) else wanted]
-        return any(value in wanted for value in _values(doc, name))
-    if kind == "exists":
-        return bool(_values(doc, arg["field"]))
-    if kind == "bool":
-        unknown = set(arg) - {"must", "filter", "must_not", "should", "minimum_should_match"}
-        if unknown:
-            raise UnsupportedQuery(f"bool keys {sorted(unknown)}")
-        required = _clauses(arg.get("must", [])) + _clauses(arg.get("filter", []))
-        should = _clauses(arg.get("should", []))
-        if not all(_matches(q, doc_id, doc) for q in required):
-            return False
-        if any(_matches(q, doc_id, doc) for q in _clauses(arg.get("must_not", []))):
-            return False
-        needed = arg.get("minimum_should_match", 0 if required else (1 if should else 0))
-        return sum(_matches(q, doc_id, doc) for q in should) >= int(needed)
-    raise UnsupportedQuery(f"query kind {kind!r}")
-
-
-def _sort_fields(sort) -> list[tuple[str, str]]:
-    fields = []
-    for item in _clauses(sort or []):
-        if isinstance(item, str):
-            fields.append((item, "asc"))
-            continue
-        ((name, order),) = item.items()
-        fields.append((name, order["order"] if isinstance(order, dict) else order))
-    return fields
-
-
-def _sort_order(sort) -> list[str]:
-    return [order for _, order in _sort_fields(sort)]
-
-
-def _sort_values(sort, doc_id: str, doc: dict) -> list:
-    values = []
-    for name, _ in _sort_fields(sort):
-        found = [doc_id] if name == "_id" else _values(doc, name)
-        values.append(found[0] if found else None)
-    return values
-
-
-class _Reverse:
-    def __init__(self, value):
-        self.value = value
-
-    def __lt__(self, other):
-        return other.value < self.value
-
-    def __gt__(self, other):
-        return other.value > self.value
-
-    def __eq__(self, other):
-        return self.value == other.value
-
-
-def _sort_key(values: list, orders: list[str]) -> tuple:
-    key = []
-    for value, order in zip(values, orders):
-        present = (value is None, "" if value is None else value)  # missing values last, as OpenSearch sorts
-        key.append(present if order == "asc" else (value is None, _Reverse("" if value is None else value)))
-    return tuple(key)
-
-
-def _source_filter(spec, doc: dict) -> dict | None:
-    if spec is None or spec is True:
-        return deepcopy(doc)
-    if spec is False:
-        return None
-    if isinstance(spec, (str, list)):
-        spec = {"includes": _clauses(spec)}
-    includes, excludes = _clauses(spec.get("includes", [])), _clauses(spec.get("excludes", []))
-    return {k: deepcopy(v) for k, v in doc.items() if (not includes or k in includes) and k not in excludes}
-
-
-def opensearch(store: IndexStore):
-    """The strict OpenSearch's request handler (HTTPS, gzip bodies, a Keycloak stand-in token)."""
-    from kaapana_box_services import Handler
-
-    class StrictOpenSearch(Handler):
-        def answer(self, status: int, payload: dict):
-            self.reply(status, json.dumps(payload).encode())
-
-        def route(self, method: str):
-            if not self.token_ok():
-                return self.answer(401, _error(401, "security_exception", "missing or unknown bearer token"))
-            parts = [p for p in urlsplit(self.path).path.split("/") if p]
-            agent = self.headers.get("User-Agent", "")
-            try:
-                body = json.loads(self.body() or b"{}") if method in ("POST", "PUT", "GET") else {}
-                if len(parts) == 3 and parts[1] == "_doc" and method in ("PUT", "POST"):
-                    return self.answer(*store.put(parts[0], parts[2], body, agent))
-                if len(parts) == 3 and parts[1] == "_doc" and method == "GET":
-                    return self.answer(*store.get(parts[0], parts[2]))
-                if len(parts) == 3 and parts[1] == "_update" and method == "POST":
-                    return self.answer(*store.update(parts[0], parts[2], body, agent))
-                if len(parts) == 2 and parts[1] == "_search" and method in ("POST", "GET"):
-                    return self.answer(*store.search(parts[0], body))
-                raise UnsupportedQuery(f"{method} {self.path}")
-            except (UnsupportedQuery, KeyError, TypeError, ValueError) as err:
-                return self.answer(400, _error(400, "box_stand_in_unsupported",
-                                               f"the box's strict OpenSearch does not evaluate this: {err}"))
-
-        def do_GET(self):
-            self.route("GET")
-
-        def do_POST(self):
-            self.route("POST")
-
-        def do_PUT(self):
-            self.route("PUT")
-    return StrictOpenSearch
 
 
 # --- STAND-INS: access-information-interface, kaapana-backend, Airflow's webserver --------------------

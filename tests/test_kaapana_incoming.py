@@ -180,15 +180,15 @@ STRICT_PROBE = r"""
 import json, subprocess, sys, tempfile
 from pathlib import Path
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
-import kaapana_box_services as services, kaapana_ctp as ctp
+import kaapana_box_services as services
 from kaapanapy.helper.HelperOpensearch import HelperOpensearch
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError, RequestError
 tmp = Path(tempfile.mkdtemp())
 subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=os",
                 "-keyout", str(tmp / "key"), "-out", str(tmp / "crt")], check=True, capture_output=True)
-store = ctp.IndexStore(["project_admin", "project_p"], tmp / "dump.json")
-server = services.serve(ctp.opensearch(store), "127.0.0.1", 0, (str(tmp / "crt"), str(tmp / "key")))
+store = services.IndexStore(["project_admin", "project_p"], tmp / "dump.json")
+server = services.serve(services.opensearch(store), "127.0.0.1", 0, (str(tmp / "crt"), str(tmp / "key")))
 def verify(token):  # the box verifies the realm's signature; here one fixed token is the realm's
     if token != "token":
         raise ValueError("not a token of the realm")
