@@ -64,3 +64,22 @@ def test_stage_fails_fast_with_the_message_and_writes_no_usage_stats(no_weights,
     assert "Dataset298_TotalSegmentator_total_6mm_1559subj" in element.detail  # the crop model too
     config = json.loads((no_weights / "config.json").read_text())
     assert config["send_usage_stats"] is False
+
+
+def test_the_device_follows_the_gpu_kaapana_assigned_and_says_why(monkeypatch):
+    """KaapanaBaseOperator sets CUDA_VISIBLE_DEVICES to the GPU its job scheduler gave the
+    pod, or to "" where it gave none: then TotalSegmentator runs on the CPU, and says so.
+    Without that variable the choice is torch's: here a CPU build (on a GPU machine, the GPU)."""
+    import torch
+
+    from radpath.adapters.totalseg.runner import choose_device
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert choose_device() == ("cpu", "CPU: no GPU was assigned to this pod (CUDA_VISIBLE_DEVICES is empty: on "
+                                      "Kaapana the platform has no GPU support or its job scheduler gave this task none)")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    device, why = choose_device()
+    if torch.cuda.is_available():
+        assert device == "gpu" and why.startswith("GPU: ") and torch.cuda.get_device_name(0) in why
+    else:
+        assert device == "cpu" and why.startswith("CPU: torch ") and torch.__version__ in why

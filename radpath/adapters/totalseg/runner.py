@@ -95,10 +95,24 @@ def segment_in_own_process(request: SegmentRequest, workdir: Path) -> SegmentOut
     return outcome
 
 
-def _device() -> str:
+def choose_device() -> tuple[str, str]:
+    """TotalSegmentator's device ("gpu" or "cpu") and why, in the order a platform decides it:
+    Kaapana gives a pod its GPU through ``CUDA_VISIBLE_DEVICES`` (KaapanaBaseOperator sets it
+    from the GPU its job scheduler assigned, and to "" where none was), then torch must find
+    a CUDA device and be a CUDA build."""
     import torch
 
-    return "gpu" if torch.cuda.is_available() else "cpu"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and not visible.strip():
+        return "cpu", ("CPU: no GPU was assigned to this pod (CUDA_VISIBLE_DEVICES is empty: on Kaapana the "
+                       "platform has no GPU support or its job scheduler gave this task none)")
+    if torch.version.cuda is None:
+        return "cpu", f"CPU: torch {torch.__version__} is a CPU build"
+    if not torch.cuda.is_available():
+        return "cpu", (f"CPU: torch {torch.__version__} (CUDA {torch.version.cuda}) finds no GPU here "
+                       f"(CUDA_VISIBLE_DEVICES={visible if visible is not None else 'unset'})")
+    return "gpu", (f"GPU: {torch.cuda.get_device_name(0)} (torch {torch.__version__}, CUDA {torch.version.cuda}, "
+                   f"CUDA_VISIBLE_DEVICES={visible if visible is not None else 'unset'})")
 
 
 def _segment(request: SegmentRequest) -> SegmentOutcome:
@@ -108,7 +122,8 @@ def _segment(request: SegmentRequest) -> SegmentOutcome:
     from radpath.adapters.totalseg.standin import weights_path
     from radpath.adapters.totalseg.weights import choose_weights, disable_usage_stats
 
-    device, speed, notes = _device(), request.speed, []
+    (device, why), speed = choose_device(), request.speed
+    notes = [why]
     if device == "cpu" and speed == Speed.FULL and not request.full_on_cpu:
         speed = Speed.FAST
         notes.append("CPU: fast mode instead of full resolution (set TOTALSEG_FULL_ON_CPU=true to insist)")
