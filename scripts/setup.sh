@@ -13,7 +13,10 @@
 #      Airflow 2.11 with the plugin's dependencies (extra kaapana-box), and Debian's
 #      postgresql for its Airflow database. Skipped, with a message, where no Python 3.12
 #      is found ($PYTHON312, python3.12, pyenv's). Beside it, .venv-dwf (or $RADPATH_DWF_VENV)
-#      with Kaapana's dicom-web-filter's own pinned requirements (tests/kaapana_dwf.py).
+#      with Kaapana's dicom-web-filter's own pinned requirements (tests/kaapana_dwf.py), and
+#      .venv-images (or $RADPATH_IMAGE_VENVS): each image's Python environment, built by its
+#      Dockerfiles' install commands on its base's Python (tests/kaapana_pods/kaapana_images.py),
+#      in which the box runs the image's pods.
 # A second run does nothing unless setup.py, setup.cfg or constraints.txt changed.
 set -euo pipefail
 
@@ -127,5 +130,17 @@ else
     "$DWF_VENV/bin/python" -c "import fastapi, asyncpg, sqlalchemy, psycopg2, uvicorn, httpx, alembic, jwt, cryptography, requests"
     echo "$dwf_stamp" > "$DWF_VENV/.radpath-setup"
   fi
+fi
+# The images' own environments: the box runs each pod in its image's (the development .venv
+# is on no pod's path). Built once; a venv is rebuilt when what it was built from changes.
+if [ -z "$PYTHON312" ]; then
+  say "no Python 3.12 found: the images' environments (Kaapana's bases' Python) are not built"
+elif [ ! -d ../shared/kaapana-0.6.0 ]; then
+  say "../shared/kaapana-0.6.0 not found: the images' environments (Kaapana's bases) are not built"
+else
+  say "building the images' Python environments into ${RADPATH_IMAGE_VENVS:-.venv-images} (about 10 min on a fresh machine)"
+  start=$(date +%s)
+  "$VENV/bin/python" tests/kaapana_pods/kaapana_images.py build
+  say "images' environments ready in $(( $(date +%s) - start )) s"
 fi
 say "ready: $VENV/bin/radpath"

@@ -11,12 +11,14 @@ Stand-ins, where Kubernetes cannot run here:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
 from pathlib import Path
 
 from conftest import KAAPANA_SOURCE, REPO, skip_unless_ci
+from kaapana_pods.kaapana_images import ENVIRONMENTS, RECORD, build_all
 
 KAAPANA_VENV = Path(os.environ.get("RADPATH_KAAPANA_VENV", REPO / ".venv-kaapana"))
 PLUGIN = "data-processing/kaapana-plugin/extension/docker/files/plugin"
@@ -55,6 +57,20 @@ def kaapana_python() -> Path:
     if not python.is_file():
         skip_unless_ci(f"{KAAPANA_VENV} not found: make test's set-up makes it where a Python 3.12 is installed")
     return python
+
+
+@functools.cache
+def image_environments() -> Path:
+    """The record of the images' own Python environments, in which the box runs every pod;
+    the test is skipped where set-up did not build them, and fails under .ci/run. Once per
+    session radpath is reinstalled in those whose copy of it is older than the checkout (as
+    set-up would: a box must not test yesterday's code)."""
+    record = ENVIRONMENTS / RECORD
+    if not record.is_file():
+        skip_unless_ci(f"{record} not found: make test's set-up builds the images' environments "
+                       "(tests/kaapana_pods/kaapana_images.py)")
+    build_all()
+    return record
 
 
 def scheduler_environment(kaapana: Path = KAAPANA_SOURCE) -> dict[str, str]:
@@ -220,10 +236,20 @@ EXECUTOR_STAND_IN = "kaapana_box_executors.KubernetesExecutorStandIn"
 RADPATH_DAGS = ("radpath-map", "radpath-wsi-import", "radpath-batch")
 
 
+#: How long after CTP received a series the box's stand-in of Kaapana's incoming pipeline files
+#: it (maps it to its project, indexes it in OpenSearch): CTP itself hands a series over only
+#: once no file came for two polls 4 s apart (KaapanaDagTrigger), so this is the least a
+#: platform takes; its incoming run adds more.
+INCOMING_SECONDS = 10
+
+
 def run_box(root: Path, waves: list[list[tuple[str, dict | None]]], seed: list[Path] = (), env: dict | None = None,
-            uploads: dict[str, bytes] | None = None, edit_dags=None, kaapana: Path = KAAPANA_SOURCE) -> dict:
+            uploads: dict[str, bytes] | None = None, edit_dags=None, kaapana: Path = KAAPANA_SOURCE,
+            incoming_seconds: float = INCOMING_SECONDS, image_envs: Path | None = None) -> dict:
     """Run ``waves`` in a fresh box whose PACS holds ``seed`` and whose uploads volume holds
-    ``uploads``; ``edit_dags(folder)`` may change the installed DAG folder first. A wave is a
+    ``uploads``; ``edit_dags(folder)`` may change the installed DAG folder first;
+    ``incoming_seconds``: how long what CTP receives takes to be filed (:data:`INCOMING_SECONDS`);
+    ``image_envs``: the images' environments' record (set-up's, :func:`image_environments`). A wave is a
     list of (dag id, conf) started at once, each through Kaapana's trigger route (conf None:
     the DAG is unpaused and its schedule starts it); the next wave starts when every run of
     this one, and every run they triggered, has ended. What the runs left, as
@@ -259,11 +285,9 @@ def run_box(root: Path, waves: list[list[tuple[str, dict | None]]], seed: list[P
         "memberships": {project_user: [PROJECT["name"]], OTHER_USER: [OTHER_PROJECT["name"]]},
         "admins": ["system"],
         "client_secret": GLOBAL_VALUES["oidc_client_secret"],
-        "radpath": str(REPO / ".venv" / "bin" / "radpath"), "kaapana_python": str(kaapana_python()),
-        "path": f"{REPO / '.venv' / 'bin'}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        # each pod runs in its image's own environment (kaapanapy is in the base's, as on Kaapana)
+        "image_envs": str(image_envs or image_environments()),
         "home": str(root / "home"), "scratch": str(root / "scratch"), "pod_log": str(root / "pods.jsonl"),
-        # kaapanapy is installed in Kaapana's base images; here it is the snapshot's
-        "pod_pythonpath": str(kaapana / KAAPANAPY),
     }
     for folder in ("home", "scratch"):
         (root / folder).mkdir(parents=True, exist_ok=True)
@@ -293,6 +317,7 @@ def run_box(root: Path, waves: list[list[tuple[str, dict | None]]], seed: list[P
     on_schedule = {dag_id for wave in waves for dag_id, conf in wave if conf is None}
     spec = {"root": str(root), "box_config": str(root / "box.json"), "seed": [str(p) for p in seed],
             "waves": waves, "postgres_dir": POSTGRES_DIR, "node_ram_mb": BOX_NODE_RAM_MB,
+            "incoming_seconds": incoming_seconds,
             "dag_ids": sorted(RADPATH_DAGS),
             # what a wave triggers, and radpath-map, which runs of the others trigger
             "unpaused": sorted(({dag_id for wave in waves for dag_id, _ in wave} | {"radpath-map"}) - on_schedule)}

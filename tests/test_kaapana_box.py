@@ -13,7 +13,8 @@ import json
 import re
 
 import pytest
-from kaapana_box import PROJECT, run_box
+from kaapana_box import PROJECT, image_environments, run_box
+from kaapana_pods import kaapana_images
 from pairs import Files, put_patient
 
 pytestmark = [pytest.mark.pacs, pytest.mark.slow]
@@ -121,6 +122,61 @@ def test_parallel_runs_of_a_project_unpack_the_weights_onto_its_volume_once(mapp
     assert {image(pod) for pod in result["pods"] if pod["event"] == "start"} >= {"radpath-totalsegmentator-models"}
 
 
+def test_every_pod_runs_in_its_images_own_environment_on_the_bases_python(mapped):
+    """Each pod's programs come from its image's environment (built by its Dockerfiles'
+    install lines on Kaapana's base Python, 3.12), none from the development environments."""
+    _, result = mapped
+    starts = [pod for pod in result["pods"] if pod["event"] == "start" and "worker_for" not in pod]
+    assert {"get-input", "radpath-segment", "radpath-quantify", "radpath-store", "radpath-totalsegmentator-models",
+            "workflow-cleaner"} <= {image(pod) for pod in starts}
+    record = json.loads(image_environments().read_text())
+    for pod in starts:
+        venv = record[image(pod)]["venv"]
+        assert pod["python"]["version"].startswith("3.12.") and pod["python"]["executable"] == f"{venv}/bin/python", pod
+        assert pod["command"][0].startswith(f"{venv}/bin/"), pod["command"]
+        assert not any("/.venv/" in word or "/.venv-kaapana/" in word for word in pod["command"]), pod["command"]
+
+
+def test_segment_says_it_runs_on_the_cpu_because_kaapana_assigned_no_gpu(mapped):
+    """No GPU here: Kaapana's KaapanaBaseOperator gives the pod an empty CUDA_VISIBLE_DEVICES
+    (its job scheduler assigned none), and the segment stage says so before segmenting."""
+    _, result = mapped
+    first = runs_of(result)[0]
+    assert any("CPU: no GPU was assigned to this pod (CUDA_VISIBLE_DEVICES is empty" in line
+               for line in first["log"]), [line for line in first["log"] if "GPU" in line or "CPU" in line][-10:]
+
+
+def test_an_image_whose_environment_cannot_be_built_fails_its_task_with_pips_message(tmp_path, kaapana_source):
+    """The negative control of the images' environments: the quantify image pinned back to
+    pyradiomics 3.0.1's sdist as released (what pip-install-radpath did before) cannot be
+    built on Python 3.12, and the box's quantify task fails with pip's own message; nothing
+    after it is stored."""
+    pinned_back = tmp_path / "quantify-pinned-back"
+    pinned_back.mkdir()
+    (pinned_back / "Dockerfile").write_text(
+        'FROM local-only/radpath-base:latest\nLABEL IMAGE="radpath-quantify"\n'
+        "RUN pip install --no-cache-dir numpy setuptools wheel\n"
+        "RUN pip install --no-cache-dir --no-build-isolation pyradiomics==3.0.1\n"
+        "RUN pip-install-radpath quantify,seg,nifti\n"
+        'CMD ["radpath", "stage", "quantify"]\n')
+    broken = kaapana_images.build("radpath-quantify", roots=(pinned_back, kaapana_images.REPO,
+                                                             kaapana_images.KAAPANA_SOURCE))
+    assert broken["venv"] is None and "pyradiomics==3.0.1` failed" in broken["error"], broken.get("error")
+    assert "SafeConfigParser" in broken["log"], broken["log"][-2000:]
+    record = {**json.loads(image_environments().read_text()), "radpath-quantify": broken}
+    (tmp_path / "images.json").write_text(json.dumps(record))
+    seed = Files()
+    uids = put_patient(seed, tmp_path, "RP-BOX-PR", slide_site="left kidney")
+    result = run_box(tmp_path / "box", [[("radpath-map", selection(uids["slide_series"]))]], seed.paths,
+                     image_envs=tmp_path / "images.json")
+    (run,) = runs_of(result)
+    assert run["task_states"]["seg-encode"] == "success" and run["task_states"]["quantify"] == "failed", \
+        run["task_states"]
+    assert any("the environment of image radpath-quantify could not be built" in line for line in run["log"])
+    assert any("SafeConfigParser" in line for line in run["log"]), run["log"][-40:]
+    assert not {"SEG", "SR", "KO"} & set(series_of(result, uids["ct_study"]))
+
+
 def test_pods_run_in_the_project_namespace_with_the_labels_kaapana_gives(mapped):
     _, result = mapped
     starts = [pod for pod in result["pods"] if pod["event"] == "start"]
@@ -201,8 +257,19 @@ def imported_and_batched(tmp_path_factory, kaapana_source):
                "broken.svs": b"not a slide at all", "broken.svs.json": b'{"patient_id": "RP-BOX-IMP"}'}
     conf = {"data_form": {"action_files": sorted(uploads)}, "workflow_form": {}, "project_form": PROJECT}
     result = run_box(tmp / "box", [[("radpath-wsi-import", conf)], [("radpath-batch", None)]], seed.paths,
-                     uploads=uploads, env={"AIRFLOW_VAR_RADPATH_BATCH_PROJECT": json.dumps(PROJECT)})
+                     uploads=uploads, env={"AIRFLOW_VAR_RADPATH_BATCH_PROJECT": json.dumps(PROJECT)},
+                     incoming_seconds=SLOW_INCOMING_SECONDS)
     return {"importing": importing, "batch_pair": batch_pair, "slide_only": slide_only}, result
+
+
+#: A platform whose incoming pipeline takes this long to index what CTP received: longer than a
+#: child run's get-input takes to start, so a child started at once would not find its slide.
+SLOW_INCOMING_SECONDS = 30
+#: Longer than a child's get-input takes to start and fail, and to try again where it retries
+#: (KaapanaBaseOperator's default: retries=1, retry_delay 30 s).
+SLOWER_INCOMING_SECONDS = 60
+WAITING = re.compile(r"waiting for Kaapana's incoming pipeline to index 1 of 1 slide series in "
+                     + re.escape(PROJECT["opensearch_index"]))
 
 
 def test_radpath_wsi_import_on_kaapana_takes_uploads_and_hands_the_slide_on_in_the_project(imported_and_batched):
@@ -220,6 +287,42 @@ def test_radpath_wsi_import_on_kaapana_takes_uploads_and_hands_the_slide_on_in_t
     assert linked["conf"]["data_form"]["identifiers"] == [slides[0]["series"]]
     made = series_of(result, uids["importing"]["ct_study"])
     assert len(made["SEG"]) == 1 and len(made["KO"]) == 1
+
+
+def test_radpath_wsi_import_starts_radpath_map_only_once_kaapana_has_indexed_the_slide(imported_and_batched):
+    """Kaapana's GetInputOperator, a child's first task, finds a series only in the project's
+    OpenSearch index, which Kaapana's incoming pipeline fills some time after CTP received it
+    (here 30 s). trigger-map waits for it, so the child's get-input finds the slide at its
+    first try."""
+    _, result = imported_and_batched
+    imported, linked, *_ = runs_of(result)
+    assert any(WAITING.search(line) for line in imported["log"]), [l for l in imported["log"] if "trigger" in l][-20:]
+    assert linked["task_tries"]["get-input-data"] == 1, [l for l in linked["log"] if "No metadata found" in l]
+    assert not any("No metadata found" in line for line in linked["log"])
+
+
+def test_a_child_started_before_kaapana_indexed_its_slide_finds_nothing(tmp_path, kaapana_source):
+    """The negative control of trigger-map's wait: with it taken out of the installed operators,
+    radpath-map starts at once on the slide wsi-import stored, and Kaapana's get-input finds no
+    metadata in the project's index, which the incoming pipeline fills only later. Nothing is
+    made for the patient."""
+    from radpath.synthetic import write_svs
+
+    svs = write_svs(tmp_path / "biopsy.svs", width=1024, height=768, levels=1)
+    uploads = {"biopsy.svs": svs.path.read_bytes(),
+               "biopsy.svs.json": b'{"patient_id": "RP-BOX-NI", "anatomic_site": "Niere links"}'}
+    conf = {"data_form": {"action_files": sorted(uploads)}, "workflow_form": {}, "project_form": PROJECT}
+    result = run_box(tmp_path / "box", [[("radpath-wsi-import", conf)]], uploads=uploads,
+                     incoming_seconds=SLOWER_INCOMING_SECONDS,
+                     edit_dags=lambda dags: _disable(dags, "radpath_operators/TriggerMapOperator.py",
+                                                     "if IN_KAAPANA:\n        ready = indexed_series("))
+    imported, child = runs_of(result)
+    assert imported["task_states"]["trigger-map"] == "success" and not any(WAITING.search(l) for l in imported["log"])
+    assert child["dag_id"] == "radpath-map" and child["state"] == "failed", child["task_states"]
+    assert child["task_states"]["get-input-data"] == "failed"
+    assert any(f"No metadata found in self.project_index='{PROJECT['opensearch_index']}'" in line
+               for line in child["log"]), child["log"][-40:]
+    assert not [s for s in result["pacs"] if s["modality"] in ("SEG", "SR", "KO")]
 
 
 def test_a_scheduled_radpath_batch_on_kaapana_links_exactly_the_unlinked_complete_pair(imported_and_batched):

@@ -199,3 +199,36 @@ def test_both_kidneys_kept_apart_are_two_measurement_groups_and_two_rows(tmp_pat
     rows = json.loads(table.json.read_text())["rows"]
     assert sorted(r["segment"] for r in rows) == ["Kidney, left", "Kidney, right"] and table.measured == 2
     assert all(r["volume_ml"] > 50 for r in rows)
+
+
+def test_the_quantify_image_on_python_3_12_measures_what_this_environment_measures(kidney, tmp_path):
+    """The quantify stage run by the quantify image's own environment (pyradiomics built on
+    Python 3.12, tests/kaapana_pods/kaapana_images.py) on a copy of the element: every
+    feature of radiomics.json, with its IBSI code, equal to this environment's SR to 6
+    significant digits."""
+    import shutil
+    import subprocess
+
+    from conftest import skip_unless_ci
+    from kaapana_pods.kaapana_images import read_record
+
+    venv = (read_record().get("radpath-quantify") or {}).get("venv")
+    if not venv:
+        skip_unless_ci("the quantify image's environment was not built (make test's set-up builds it)")
+    modality, element, manifest = kidney
+    root = tmp_path / "copy"
+    shutil.copytree(element.parent.parent, root)
+    run = subprocess.run([f"{venv}/bin/radpath", "stage", "quantify"], capture_output=True, text=True,
+                         env={"PATH": f"{venv}/bin:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
+                              "WORKFLOW_DIR": str(root), "OPERATOR_OUT_DIR": "quantify"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    theirs_manifest = Manifest.load(root / "batch/e1")
+    assert theirs_manifest.facts["quantify"]["sop_instance_uid"] == manifest.facts["quantify"]["sop_instance_uid"]
+    theirs = measurements(root / "batch/e1/quantify" / theirs_manifest.facts["quantify"]["path"])
+    ours = measurements(element / "quantify" / manifest.facts["quantify"]["path"])
+    features = load_radiomics().features
+    assert len(features) == 49
+    for feature in features:
+        assert theirs[feature.ibsi][1] == ours[feature.ibsi][1], feature.key
+        assert significant(theirs[feature.ibsi][0], ours[feature.ibsi][0]), \
+            (feature.key, theirs[feature.ibsi][0], ours[feature.ibsi][0])

@@ -6,9 +6,14 @@ KaapanaBaseOperator gets this module; everything else of task_api is Kaapana's o
 It takes exactly the pod Kaapana's code builds: the real KubernetesRunner.run(dry_run=True)
 makes the V1Pod it would submit, and this runner starts that pod's container as a local
 process instead:
-- the command is the image's own CMD, read from the Dockerfile whose ``LABEL IMAGE`` names
-  the image (radpath's, or Kaapana's in the snapshot), its paths mapped through that
-  Dockerfile's COPY lines onto the files beside it;
+- the command is the container's, else the image's own CMD, read from the Dockerfile whose
+  ``LABEL IMAGE`` names the image (radpath's, or Kaapana's in the snapshot); it runs on a
+  root of the pod's own, with the files the image COPYs where the image has them;
+- its programs come from the image's own Python environment, built by set-up from the
+  image's Dockerfiles' install commands on its base's Python (tests/kaapana_pods/
+  kaapana_images.py), first on PATH as the base's venv is; nothing of the development
+  environments is on a pod's path. An image whose environment could not be built fails its
+  pod with the failing command and pip's output;
 - the environment is the container's, secrets (``valueFrom.secretKeyRef``) resolved from the
   box's stand-in secrets;
 - each volume mount of the pod is a bind mount in a mount namespace of the pod's own
@@ -21,7 +26,8 @@ process instead:
 
 The Kubernetes API calls Kaapana's operators make beside the runner (ConfigMaps for the run
 conf, reading a failed pod) go to a small stand-in API object (:class:`StandInCoreV1Api`).
-Every pod's start and end go to the box's pod log (``KAAPANA_BOX_POD_LOG``), one JSON line each.
+Every pod's start (with its command and its Python: ``sys.executable``, ``sys.version``) and
+end go to the box's pod log, one JSON line each.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from types import SimpleNamespace
 
 import kubernetes
 import yaml
+from kaapana_images import image_cmd, image_files, image_layers, image_name, read_record
 from kubernetes_admission import admit
 
 BOX = json.loads(Path(os.environ["KAAPANA_BOX_CONFIG"]).read_text())
@@ -137,74 +144,36 @@ def hosts_file(labels: dict, namespace: str) -> Path:
     return path
 
 
-# --- the image's command ----------------------------------------------------------------------------
+# --- the image's command, in the image's own environment -------------------------------------------
 
 
-def _dockerfiles():
-    for root in (Path(BOX["repo"]), Path(BOX["kaapana_source"])):
-        for path in root.rglob("Dockerfile*"):
-            if ".venv" not in path.parts:
-                yield path
+#: Each image's Python environment, as set-up built it (tests/kaapana_pods/kaapana_images.py).
+ENVIRONMENTS = read_record(Path(BOX["image_envs"]).parent)
 
 
-def image_layers(image: str) -> list[Path]:
-    """The Dockerfiles an image is built from: its own, then each ``local-only`` base it
-    names in FROM (radpath's or Kaapana's, found by LABEL IMAGE), nearest first."""
-    by_label = {}
-    for path in _dockerfiles():
-        label = re.search(r'^LABEL IMAGE="([^"]+)"', path.read_text(errors="replace"), re.M)
-        if label:
-            by_label.setdefault(label[1], path)
-    layers, name = [], image.rsplit("/", 1)[-1].split(":", 1)[0]
-    while name in by_label:
-        path = by_label[name]
-        layers.append(path)
-        bases = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+\S+)?\s*$", path.read_text(errors="replace"), re.M | re.I)
-        name = bases[-1].rsplit("/", 1)[-1].split(":", 1)[0] if bases and bases[-1].startswith("local-only/") else None
-    if not layers:
-        raise RuntimeError(f"no Dockerfile builds {image} (LABEL IMAGE)")
-    return layers
+def image_environment(image: str) -> dict:
+    """The record of ``image``'s environment: its venv and Python, or why there is none."""
+    record = ENVIRONMENTS.get(image_name(image))
+    if record is None:
+        return {"venv": None, "error": f"no environment was built for {image_name(image)} "
+                                       "(make setup-test builds them: tests/kaapana_pods/kaapana_images.py)"}
+    return record
 
 
-def image_files(layers: list[Path]) -> dict[str, Path]:
-    """Where each file or folder an image COPYs from its build context lies in the image
-    (its path there → the file beside the Dockerfile); a nearer layer wins. Copies from
-    other build stages (``--from``) are not files of the context and are left out."""
-    files: dict[str, Path] = {}
-    for path in reversed(layers):
-        for line in re.findall(r"^COPY (.+)$", path.read_text(errors="replace"), re.M):
-            words = shlex.split(line)
-            if any(word.startswith("--from") for word in words):
-                continue
-            *sources, destination = [word for word in words if not word.startswith("--")]
-            for source in sources:
-                matches = sorted(path.parent.glob(source)) if any(c in source for c in "*?[") else [path.parent / source]
-                for local in matches:
-                    if local.is_dir():  # as Docker copies a folder: its contents into the destination
-                        files[destination.rstrip("/")] = local
-                    elif local.exists():  # a file, into the destination folder or as the destination
-                        into = destination.endswith("/") or len(matches) > 1 or len(sources) > 1
-                        files[destination.rstrip("/") + ("/" + local.name if into else "")] = local
-    return files
-
-
-def image_command(layers: list[Path]) -> list[str]:
-    """The image's CMD (its nearest layer's), its programs as they run here: radpath from
-    the development environment, python from the box's Python 3.12."""
-    for path in layers:
-        found = re.search(r"^CMD (.+)$", path.read_text(errors="replace"), re.M)
-        if found:
-            break
-    else:
-        raise RuntimeError(f"{layers[0]} and its bases have no CMD")
-    return runnable(json.loads(found[1]))
-
-
-def runnable(command: list[str]) -> list[str]:
-    """A container's command with its program as it runs here: radpath from the development
-    environment, python from the box's Python 3.12."""
-    programs = {"radpath": BOX["radpath"], "python": BOX["kaapana_python"], "python3": BOX["kaapana_python"]}
+def runnable(command: list[str], venv: str) -> list[str]:
+    """A container's command with its programs from the image's venv (on the image, the
+    base's venv /opt/venv is first on PATH: radpath's script and python are that venv's)."""
+    programs = {"radpath": f"{venv}/bin/radpath", "python": f"{venv}/bin/python", "python3": f"{venv}/bin/python"}
     return [programs.get(command[0], command[0]), *command[1:]]
+
+
+def unbuilt_command(image: str, record: dict) -> list[str]:
+    """The pod of an image whose environment could not be built: it prints why (the failing
+    install command and pip's output) and fails, as the image's build would have."""
+    path = Path(tempfile.mkstemp(prefix="pod-unbuilt-", dir=BOX["scratch"])[1])
+    path.write_text(f"the environment of image {image_name(image)} could not be built: {record['error']}\n"
+                    f"{record.get('log', '')}\n")
+    return ["sh", "-c", 'cat "$0"; exit 1', str(path)]
 
 
 #: Top-level folders of this machine a pod does not see as they are: its own volumes and
@@ -253,8 +222,12 @@ def _pod_log(**record) -> None:
         log.write(json.dumps(record) + "\n")
 
 
-def _environment(container) -> dict[str, str]:
-    env = {"PATH": BOX["path"], "HOME": BOX["home"], "LANG": "C.UTF-8", "PYTHONPATH": BOX["pod_pythonpath"]}
+def _environment(container, venv: str | None) -> dict[str, str]:
+    """The container's environment: its own variables (secrets resolved), and the image's venv
+    first on PATH, as the base's ENV PATH puts /opt/venv/bin; nothing of the development
+    environments."""
+    path = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+    env = {"PATH": f"{venv}/bin:{path}" if venv else path, "HOME": BOX["home"], "LANG": "C.UTF-8"}
     for var in container.env or []:
         if var.value_from is not None:
             ref = var.value_from.secret_key_ref
@@ -303,18 +276,22 @@ class KubernetesRunner(_real.KubernetesRunner):
         hosts = hosts_file(pod.metadata.labels or {}, pod.metadata.namespace)
         layers = image_layers(container.image)
         built = {inside: Path(local) for inside, local in
-                 BOX.get("image_build_files", {}).get(container.image.rsplit("/", 1)[-1].split(":", 1)[0], {}).items()}
+                 BOX.get("image_build_files", {}).get(image_name(container.image), {}).items()}
         script = pod_root_script({**image_files(layers), **built}, _mounts(pod, container), hosts)
         # the pod's root in place of the machine's; a program starts where the box's pods work
         script += ' && exec chroot "$R" sh -c \'cd "$0" && exec "$@"\' "$0" "$@"'
-        command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, BOX["scratch"],
-                   *(runnable(container.command) if container.command else image_command(layers)),
-                   *(container.args or [])]
-        process = subprocess.Popen(command, env=_environment(container), stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, cwd=BOX["scratch"])
+        environment = image_environment(container.image)
+        if environment.get("venv"):
+            program = [*runnable(container.command or image_cmd(layers), environment["venv"]), *(container.args or [])]
+        else:
+            program = unbuilt_command(container.image, environment)
+        command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, BOX["scratch"], *program]
+        process = subprocess.Popen(command, env=_environment(container, environment.get("venv")),
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=BOX["scratch"])
         _PODS[name] = LocalPod(name, process, container.image)
-        _pod_log(event="start", pod=name, image=container.image, at=time.time(),
-                 labels=pod.metadata.labels, namespace=task.config.namespace)
+        _pod_log(event="start", pod=name, image=container.image, at=time.time(), labels=pod.metadata.labels,
+                 namespace=task.config.namespace, command=program, python=environment.get("python"),
+                 environment_error=environment.get("error"))
         return planned.model_copy(update={"id": name})
 
     @classmethod
