@@ -85,3 +85,21 @@ def test_the_quantify_image_builds_pyradiomics_on_python_3_12():
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.split()[0] == "v3.0.1" and "(3, 12)" in probe.stdout
     assert str(REPO / ".venv") not in probe.stdout
+
+
+def test_the_system_packages_radpaths_images_name_are_the_machines_own():
+    """apt-get is not run (the pods run on this machine's Debian): each package a radpath
+    image installs from Ubuntu is installed here under its Debian name."""
+    debian_name = {"libturbojpeg": "libturbojpeg0"}
+    named = set()
+    for name in images.box_images():
+        for path in images.image_layers(name):
+            if REPO in path.parents:  # radpath's Dockerfiles (Kaapana's bases' tools are not radpath's to need)
+                for _, command in images.run_commands(path):
+                    if command.startswith("apt-get install"):
+                        named |= {word for word in command.split()[2:] if not word.startswith("-")}
+    assert {"dcmtk", "dicom3tools", "libturbojpeg"} <= named
+    for package in sorted(named):
+        installed = subprocess.run(["dpkg-query", "-W", "-f=${Status}", debian_name.get(package, package)],
+                                   capture_output=True, text=True)
+        assert installed.stdout.endswith("installed"), (package, installed.stdout, installed.stderr)
