@@ -4,6 +4,7 @@ sidecar and a file that is neither, through the main job in this process."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -55,3 +56,19 @@ def test_run_on_the_prostate_mr_with_a_biopsy_slide_and_a_corrupt_file(shared_da
         assert (element / "link" / "link.json").is_file() and f"{element.name} │ done" in text
     assert slide.path.name in (manifest.facts["wsi-dicomize"]["slides"][0]["file"])
     assert patient_id not in run.stdout + run.stderr  # no patient identity on the terminal
+
+
+def test_a_store_that_cannot_work_stops_the_run_before_any_stage(tmp_path: Path):
+    """``--store dicomweb`` with ``--input`` and no server: exit 2 at once, naming what is
+    missing and how to give it, and no run started in the output."""
+    from radpath.synthetic import SliceGeometry, write_series
+
+    write_series(tmp_path / "input" / "ct", modality="CT", geometry=SliceGeometry(16, 16, 3, (2.0, 2.0), 2.0))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMWEB_")}
+    run = subprocess.run([sys.executable, "-m", "radpath", "run", "--input", str(tmp_path / "input"), "--output",
+                          str(tmp_path / "out"), "--store", "dicomweb", "--no-airflow"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    assert "DICOMWEB_URL: is required when STORE_TARGET=dicomweb (give --dicomweb URL, or --store folder)" \
+        in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "out" / "runs").exists()

@@ -241,10 +241,18 @@ def _run(args: argparse.Namespace) -> int:
         env["DICOMWEB_URL"] = args.dicomweb
         if args.user:
             env["DICOMWEB_USERNAME"] = args.user
+    store = StoreTarget(args.store or (StoreTarget.DICOMWEB if args.dicomweb else StoreTarget.FOLDER))
+    env["STORE_TARGET"] = store.value
+    if store is StoreTarget.FOLDER:
+        env["STORE_FOLDER"] = str(output / "store")
     try:  # a wrong setting stops here, on the terminal, before any work (not in a log file later)
         settings = Settings.from_env({**os.environ, **env})
+        from radpath.adapters.storage import store_target
+
+        store_target(settings)  # what the store stage will need, checked now, not after every stage ran
     except SettingsError as err:
-        print(f"radpath run: {err}", file=sys.stderr)
+        hint = " (give --dicomweb URL, or --store folder)" if err.variable == "DICOMWEB_URL" else ""
+        print(f"radpath run: {err}{hint}", file=sys.stderr)
         return 2
     if args.dicomweb:
         from radpath.adapters.dicomweb import DicomWeb, DicomWebError
@@ -265,10 +273,6 @@ def _run(args: argparse.Namespace) -> int:
             print(f"radpath run: input folder {args.input} does not exist", file=sys.stderr)
             return 2
         conf = selection_conf(input_folder=Path(args.input), workflow_form=form)
-    store = StoreTarget(args.store or (StoreTarget.DICOMWEB if args.dicomweb else StoreTarget.FOLDER))
-    env["STORE_TARGET"] = store.value
-    if store is StoreTarget.FOLDER:
-        env["STORE_FOLDER"] = str(output / "store")
     result = run_main_job(MainJob(output, conf, env, use_airflow=not args.no_airflow))
     return result.exit_code
 
