@@ -72,3 +72,22 @@ def test_a_store_that_cannot_work_stops_the_run_before_any_stage(tmp_path: Path)
     assert "DICOMWEB_URL: is required when STORE_TARGET=dicomweb (give --dicomweb URL, or --store folder)" \
         in run.stderr
     assert "Traceback" not in run.stderr and not (tmp_path / "out" / "runs").exists()
+
+
+def test_the_printed_view_command_pastes_into_a_shell_as_it_is(tmp_path: Path):
+    """The command printed at the end of a run, for an output with a space, an umlaut and a
+    bracket in its path, split as a shell splits it: radpath view and that very folder."""
+    import io
+    import shlex
+
+    from rich.console import Console
+
+    from radpath.apps.mainjob import _print_results
+
+    workflow_dir = tmp_path / "Ausgabe Ü [7]" / "runs" / "local__1"
+    (workflow_dir / "batch" / "e1" / "link").mkdir(parents=True)
+    (workflow_dir / "batch" / "e1" / "link" / "link.json").write_text("{}")
+    out = io.StringIO()
+    _print_results(Console(file=out, width=300), workflow_dir, None)
+    (line,) = [line for line in out.getvalue().splitlines() if "radpath view" in line]
+    assert shlex.split(line.split(": ", 1)[1]) == ["radpath", "view", str(workflow_dir)]

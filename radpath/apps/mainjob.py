@@ -11,11 +11,13 @@ import datetime as _dt
 import json
 import logging
 import os
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from radpath.adapters.settings import Settings
@@ -129,7 +131,7 @@ def run_main_job(job: MainJob, console: Console | None = None) -> JobResult:
         from radpath.apps.airflow_local import LocalAirflow
 
         airflow = LocalAirflow(home=output / "airflow", data_dir=output / "runs")
-        console.print(f"running radpath-map under a local Airflow ({airflow.home}); full log: {log_file}",
+        console.print(escape(f"running radpath-map under a local Airflow ({airflow.home}); full log: {log_file}"),
                       soft_wrap=True)
         with open(log_file, "w", encoding="utf-8") as handle, progress, events:
             def on_line(line: str) -> None:
@@ -145,7 +147,7 @@ def run_main_job(job: MainJob, console: Console | None = None) -> JobResult:
         (workflow_dir / "conf" / "conf.json").write_text(json.dumps(job.conf, indent=2))
         settings = Settings.from_env({**os.environ, **job.env, "WORKFLOW_DIR": str(workflow_dir),
                                       "BATCH_NAME": "batch"})
-        console.print(f"running the stages in this process; full log: {log_file}", soft_wrap=True)
+        console.print(escape(f"running the stages in this process; full log: {log_file}"), soft_wrap=True)
         with _logs_to(log_file), progress, events:
             _fill_input(settings)
             run_pipeline(settings, INPUT_STAGE)
@@ -155,7 +157,7 @@ def run_main_job(job: MainJob, console: Console | None = None) -> JobResult:
     _print_results(console, workflow_dir, job.env.get("STORE_FOLDER"))
     table = write_research_table(settings, research_folder(settings)) if workflow_dir.is_dir() else None
     if table is not None:
-        console.print(f"research table (volumes, radiomics; {table.measured} measured): {table.csv}", soft_wrap=True)
+        console.print(escape(f"research table (volumes, radiomics; {table.measured} measured): {table.csv}"), soft_wrap=True)
     return JobResult(workflow_dir, rows, log_file)
 
 
@@ -172,13 +174,15 @@ def _print_results(console: Console, workflow_dir: Path, store_folder: str | Non
     links = sorted(workflow_dir.glob("batch/*/link/link.json"))
     for link in links:
         # soft_wrap: a path is never broken across lines (people copy it)
-        console.print(f"result: [bold]{link.parent}[/]: split view index.html, QC picture qc.png, link.json",
+        console.print(f"result: [bold]{escape(str(link.parent))}[/]: split view index.html, QC picture qc.png, link.json",
                       soft_wrap=True)
     if store_folder:
-        console.print(f"DICOM written (SEG, SR, KOS, slides, sources): {store_folder}", soft_wrap=True)
+        console.print(escape(f"DICOM written (SEG, SR, KOS, slides, sources): {store_folder}"), soft_wrap=True)
     if links:
-        console.print(f"to open the pairs (click an organ, get its slide): radpath view {workflow_dir}",
-                      soft_wrap=True)
+        # shell-quoted, so that the command pastes as it is (spaces, umlauts, brackets); the
+        # markup escaped, so that rich prints a bracket in a path as a bracket
+        command = escape(f"radpath view {shlex.quote(str(workflow_dir))}")
+        console.print(f"to open the pairs (click an organ, get its slide): {command}", soft_wrap=True)
 
 
 def selection_conf(input_folder: Path | None = None, series: list[str] | None = None,
