@@ -184,6 +184,19 @@ def _slide_shows(browser: BrowserSession, series: str, shot: Path) -> int:
     return _pink_pixels(shot, browser.evaluate(SLIDE_PANE)["rect"])
 
 
+def _still_screenshot(browser: BrowserSession, shot: Path, tries: int = 12) -> None:
+    """A screenshot once the page stopped changing: two taken half a second apart agree (on
+    a loaded machine OHIF may still be drawing the image when the overlay is already there)."""
+    previous = None
+    for _ in range(tries):
+        browser.screenshot(shot)
+        current = shot.read_bytes()
+        if current == previous:
+            return
+        previous = current
+        browser.sleep(0.5)
+
+
 # -- the acceptance -----------------------------------------------------------------------------
 
 
@@ -265,11 +278,11 @@ def test_a_pairs_url_shows_the_organ_overlay_on_first_paint(patient_view, tmp_pa
     liver = patient_view["elements"]["biopsy-liver"]
     with BrowserSession(tmp_path / "browser") as browser:
         _open(browser, _url(patient_view, liver), centred_on=_link(liver)["radiology"]["seg_series_instance_uid"])
+        _still_screenshot(browser, tmp_path / "first.png")
         shown = browser.evaluate(DISPLAYED)
-        browser.screenshot(tmp_path / "first.png")
         browser.evaluate(SEGMENTS_VISIBLE, False)
         browser.sleep(1.5)
-        browser.screenshot(tmp_path / "hidden.png")
+        _still_screenshot(browser, tmp_path / "hidden.png")
     mask = seg_mask_for(_seg(liver), shown["sop"])
     result = overlay_check(mask, shown, tmp_path / "first.png", tmp_path / "hidden.png")
     assert result.changed_pixels > 0 and result.passed, (result, tmp_path)
