@@ -138,7 +138,7 @@ if [ -z "$PYTHON312" ]; then
 elif [ ! -d ../shared/kaapana-0.6.0 ]; then
   say "../shared/kaapana-0.6.0 not found: the images' environments (Kaapana's bases) are not built"
 else
-  say "building the images' Python environments into ${RADPATH_IMAGE_VENVS:-.venv-images} (about 10 min on a fresh machine)"
+  say "building the images' Python environments into ${RADPATH_IMAGE_VENVS:-.venv-images} (about 5 min on a fresh machine)"
   start=$(date +%s)
   "$VENV/bin/python" tests/kaapana_pods/kaapana_images.py build
   say "images' environments ready in $(( $(date +%s) - start )) s"

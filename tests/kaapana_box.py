@@ -35,7 +35,7 @@ GLOBAL_VALUES = {
     "hostname": "kaapana.example.org",
     "https_port": "443",
     "instance_name": "central",
-    "gpu_support": "True",  # radpath's chart says gpurequired
+    "gpu_support": "True",  # radpath's chart says gpurequired (a box sets it by its node: run_box)
     "pull_policy_images": "IfNotPresent",
     "oidc_client_secret": "box-client-secret",
 }
@@ -57,6 +57,14 @@ def kaapana_python() -> Path:
     if not python.is_file():
         skip_unless_ci(f"{KAAPANA_VENV} not found: make test's set-up makes it where a Python 3.12 is installed")
     return python
+
+
+def node_has_gpu() -> bool:
+    """Whether this machine has an NVIDIA GPU (nvidia-smi lists one)."""
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    return bool(smi) and subprocess.run([smi, "-L"], capture_output=True).returncode == 0
 
 
 @functools.cache
@@ -299,6 +307,10 @@ def run_box(root: Path, waves: list[list[tuple[str, dict | None]]], seed: list[P
     (root / "box.json").write_text(json.dumps(box))
     airflow = airflow_environment(root / "airflow", kaapana, **(env or {}))
     airflow.update({
+        # the platform's gpu_support as its installer sets it on this node: True only where the
+        # node has a GPU, so that a pod's GPU request, Kaapana's GPU assignment and the device
+        # TotalSegmentator chooses agree (a GPU request on a node without one stays Pending)
+        "GPU_SUPPORT": "True" if node_has_gpu() else "False",
         "KAAPANA_BOX_CONFIG": str(root / "box.json"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         # Kaapana's Airflow runs on PostgreSQL; LocalExecutor (tasks in parallel) needs it

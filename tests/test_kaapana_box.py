@@ -138,9 +138,17 @@ def test_every_pod_runs_in_its_images_own_environment_on_the_bases_python(mapped
 
 
 def test_segment_says_it_runs_on_the_cpu_because_kaapana_assigned_no_gpu(mapped):
-    """No GPU here: Kaapana's KaapanaBaseOperator gives the pod an empty CUDA_VISIBLE_DEVICES
-    (its job scheduler assigned none), and the segment stage says so before segmenting."""
+    """No GPU on this node, so the platform has no GPU support: Kaapana's KaapanaBaseOperator
+    requests no GPU for the segment pod and gives it an empty CUDA_VISIBLE_DEVICES, and the
+    segment stage says it runs on the CPU, and why."""
+    from kaapana_box import node_has_gpu
+
+    if node_has_gpu():
+        pytest.skip("this node has a GPU: the box's platform has GPU support")
     _, result = mapped
+    segments = [pod for pod in result["pods"] if pod["event"] == "start" and image(pod) == "radpath-segment"]
+    assert segments and all(pod["gpu_request"] in (0, "0") and pod["cuda_visible_devices"] == "" for pod in segments), \
+        [(pod["gpu_request"], pod["cuda_visible_devices"]) for pod in segments]
     first = runs_of(result)[0]
     assert any("CPU: no GPU was assigned to this pod (CUDA_VISIBLE_DEVICES is empty" in line
                for line in first["log"]), [line for line in first["log"] if "GPU" in line or "CPU" in line][-10:]

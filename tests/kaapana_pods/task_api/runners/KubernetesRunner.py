@@ -291,7 +291,10 @@ class KubernetesRunner(_real.KubernetesRunner):
         _PODS[name] = LocalPod(name, process, container.image)
         _pod_log(event="start", pod=name, image=container.image, at=time.time(), labels=pod.metadata.labels,
                  namespace=task.config.namespace, command=program, python=environment.get("python"),
-                 environment_error=environment.get("error"))
+                 environment_error=environment.get("error"),
+                 gpu_request=((container.resources.limits if container.resources else None) or {}).get("nvidia.com/gpu"),
+                 cuda_visible_devices=next((v.value for v in container.env or [] if v.name == "CUDA_VISIBLE_DEVICES"),
+                                           None))
         return planned.model_copy(update={"id": name})
 
     @classmethod
