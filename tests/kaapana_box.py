@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 
 from conftest import KAAPANA_SOURCE, REPO, skip_unless_ci
-from kaapana_pods.kaapana_images import ENVIRONMENTS, RECORD, build_all
+from kaapana_pods.kaapana_images import ENVIRONMENTS, RECORD, build_all, copies
 
 KAAPANA_VENV = Path(os.environ.get("RADPATH_KAAPANA_VENV", REPO / ".venv-kaapana"))
 PLUGIN = "data-processing/kaapana-plugin/extension/docker/files/plugin"
@@ -100,32 +100,20 @@ def dag_folder(target: Path, kaapana_dags: tuple[str, ...] = (), kaapana: Path =
     /opt/radpath, which is this checkout). ``kaapana_dags`` names DAG files of Kaapana's own
     (e.g. ``dag_service_process_incoming_dcm.py``) to add where Kaapana's plugin image copies
     them (the kaapana-plugin Dockerfile's COPY lines: the same folder)."""
-    dockerfile = (REPO / "dags" / "Dockerfile").read_text()
     target.mkdir(parents=True, exist_ok=True)
-    for line in re.findall(r"^COPY (.+)$", dockerfile, re.M):
-        *sources, destination = line.split()
-        origin = REPO / "dags"
-        if sources[0].startswith("--from="):
-            sources, origin = sources[1:], REPO
-        relative = Path(destination).relative_to("/kaapana/tmp/dags")
-        for source in sources:
-            path = origin / Path(source.removeprefix("/opt/radpath/"))
-            if path.is_dir():
-                shutil.copytree(path, target / relative, ignore=shutil.ignore_patterns("__pycache__"),
-                                dirs_exist_ok=True)
-            else:
-                shutil.copy(path, target / relative / path.name)
-    plugin = kaapana / "data-processing/kaapana-plugin/extension/docker"
-    copied = set()
-    for line in re.findall(r"^COPY (.+)$", (plugin / "Dockerfile").read_text(), re.M):
-        source, destination = line.split()
-        if Path(source).name in kaapana_dags:
-            folder = target / Path(destination).relative_to("/kaapana/tmp/dags")
-            folder.mkdir(parents=True, exist_ok=True)
-            shutil.copy(plugin / source, folder / Path(source).name)
-            copied.add(Path(source).name)
-    if set(kaapana_dags) - copied:
-        raise FileNotFoundError(f"Kaapana's plugin image copies no {sorted(set(kaapana_dags) - copied)}")
+    wanted = set(kaapana_dags)
+    plugin = copies(kaapana / "data-processing/kaapana-plugin/extension/docker/Dockerfile")
+    theirs = {inside: local for inside, local in plugin.items() if local.name in wanted}
+    for inside, local in {**copies(REPO / "dags" / "Dockerfile"), **theirs}.items():
+        into = target / Path(inside).relative_to("/kaapana/tmp/dags")
+        if local.is_dir():
+            shutil.copytree(local, into, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+        else:
+            into.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(local, into)
+    missing = wanted - {local.name for local in theirs.values()}
+    if missing:
+        raise FileNotFoundError(f"Kaapana's plugin image copies no {sorted(missing)}")
     return target
 
 

@@ -267,9 +267,13 @@ def data_separation_of(box: dict, service: dict, pacs: LocalOrthanc, root: Path,
         openid_config_url=f"{keycloak}/auth/realms/kaapana/.well-known/openid-configuration")
 
 
+def first_instance(pacs: LocalOrthanc, series_id: str) -> str:
+    """Orthanc's id of the first instance of its series ``series_id``."""
+    return requests.get(f"{pacs.url}/series/{series_id}", timeout=30).json()["Instances"][0]
+
+
 def first_instance_tags(pacs: LocalOrthanc, series_id: str) -> dict:
-    instance = requests.get(f"{pacs.url}/series/{series_id}", timeout=30).json()["Instances"][0]
-    return requests.get(f"{pacs.url}/instances/{instance}/simplified-tags", timeout=30).json()
+    return requests.get(f"{pacs.url}/instances/{first_instance(pacs, series_id)}/simplified-tags", timeout=30).json()
 
 
 def incoming_document(tags: dict) -> dict:
@@ -321,14 +325,15 @@ def file_what_ctp_received(pacs: LocalOrthanc, separation, index, box: dict, inc
     and not filed yet."""
     projects = {p["name"]: p for p in box["projects"]}
 
+    def metadata(series_id: str, name: str) -> requests.Response:  # Orthanc's record of how it was received
+        return requests.get(f"{pacs.url}/instances/{first_instance(pacs, series_id)}/metadata/{name}", timeout=30)
+
     def project_of(series_id: str) -> dict | None:
-        instance = requests.get(f"{pacs.url}/series/{series_id}", timeout=30).json()["Instances"][0]
-        called = requests.get(f"{pacs.url}/instances/{instance}/metadata/CalledAET", timeout=30)
+        called = metadata(series_id, "CalledAET")
         return projects.get(called.text.removeprefix("kp-")) if called.ok and called.text.startswith("kp-") else None
 
     def received_by_dimse(series_id: str) -> bool:  # not one of the box's seeds, filed before the runs
-        instance = requests.get(f"{pacs.url}/series/{series_id}", timeout=30).json()["Instances"][0]
-        return requests.get(f"{pacs.url}/instances/{instance}/metadata/Origin", timeout=30).text == "DicomProtocol"
+        return metadata(series_id, "Origin").text == "DicomProtocol"
 
     def follow():
         since = requests.get(f"{pacs.url}/changes", params={"last": ""}, timeout=30).json()["Last"]

@@ -42,9 +42,7 @@ file it names:
   KaapanaDagTrigger.java above.
 - OpenSearch: the box's strict one (tests/kaapana_box_services.py), which here only the
   incoming DAG's tasks write into.
-- access-information-interface (:func:`aii`): GET ``/projects``, ``/projects/admin``,
-  ``/projects/{id or name}`` with the fields of ``app/projects/schemas.py`` Project
-  (``services/data-separation/access-information-interface/.../projects/routes.py``).
+- access-information-interface: the box's (tests/kaapana_dwf.py), which dicom-web-filter asks too.
 - kaapana-backend (:func:`kaapana_backend`): PUT ``/client/dataset`` with the ``Project``
   header, the semantics of ``crud.update_dataset`` (created when missing; ADD, DELETE, UPDATE)
   in ``services/base/kaapana-backend/docker/files/app/workflows/crud.py``.
@@ -102,14 +100,9 @@ AIRFLOW_IMAGE_SITE = Path(os.environ.get("RADPATH_KAAPANA_VENV", Path(__file__).
 #: The services the incoming DAG talks to beyond those of the box (BOX_SERVICES), on
 #: addresses of the box's loopback; ``{ns}`` is the services namespace.
 INCOMING_SERVICES = [
-    {"name": "aii", "host": "aii-service.{ns}.svc", "ip": "127.0.10.6", "port": 8080},
     {"name": "kaapana-backend", "host": "kaapana-backend-service.{ns}.svc", "ip": "127.0.10.7", "port": 5000},
     {"name": "airflow-webserver", "host": "airflow-webserver-service.{ns}.svc", "ip": "127.0.10.8", "port": 8080},
 ]
-#: The admin project every Kaapana has (AII's init-project; its index is kaapanapy's default).
-ADMIN_PROJECT = {"id": "00000000-0000-4000-8000-00000000ad00", "external_id": None, "name": "admin", "int_id": None,
-                 "description": "Initial admin project", "kubernetes_namespace": "project-admin",
-                 "s3_bucket": "project-admin", "opensearch_index": "project_admin"}
 
 
 # --- the test's side: what a box in incoming mode is given ---------------------------------------------
@@ -181,8 +174,8 @@ def pacs_dicom_port(service: dict, root: Path) -> int | None:
 
 def start_incoming(box: dict, service: dict, pacs, root: Path, started: dict) -> dict:
     """In incoming mode (``<root>/incoming.json``), once the box's scheduler runs: CTP's stand-in
-    at CTP's address, the AII,
-    kaapana-backend and webserver stand-ins at their names, CTP's volume at the scheduler's
+    at CTP's address, the kaapana-backend and webserver stand-ins at their names (the box
+    serves OpenSearch and the AII already), CTP's volume at the scheduler's
     ``/kaapana/mounted/ctpinput``, the admin project's bucket; the incoming DAG active as on
     Kaapana (unless the spec keeps it paused). Then each of the spec's sends goes to CTP
     (dcmtk's dcmsend, as Kaapana's dcmsend container sends), and this waits for CTP's hand-over
@@ -206,14 +199,12 @@ def start_incoming(box: dict, service: dict, pacs, root: Path, started: dict) ->
     os.makedirs(CTP_INPUT, exist_ok=True)
     subprocess.run(["mount", "--bind", str(ctp_data), CTP_INPUT], check=True)
 
-    projects = [ADMIN_PROJECT, *[_aii_project(p) for p in spec.get("projects", [])]]
+    projects = [_aii_project(p) for p in (box["admin_project"], *spec.get("projects", []))]
     index = started["index"]  # the box's strict OpenSearch: here only the incoming DAG writes into it
     datasets = DatasetStore(root / "datasets.json")
     from kaapana_box_services import serve
 
     servers = []
-    if "aii" in extra:
-        servers.append(serve(aii(projects), extra["aii"]["ip"], extra["aii"]["port"]))
     if "kaapana-backend" in extra:
         servers.append(serve(kaapana_backend(datasets), extra["kaapana-backend"]["ip"], extra["kaapana-backend"]["port"]))
     if "airflow-webserver" in extra:
@@ -222,7 +213,7 @@ def start_incoming(box: dict, service: dict, pacs, root: Path, started: dict) ->
         if project["s3_bucket"] != box["bucket"]:
             started["s3"].create_bucket(Bucket=project["s3_bucket"])
 
-    webserver = INCOMING_SERVICES[2]
+    webserver = next(s for s in INCOMING_SERVICES if s["name"] == "airflow-webserver")
     trigger_url = f"http://{webserver['host'].format(ns=namespace)}:{webserver['port']}/flow/kaapana/api"
     ctp = start_ctp(ctp_data, service["ctp"]["ip"], service["ctp"]["port"], trigger_url, root / "ctp.jsonl")
     parts = {"ctp": ctp, "servers": servers, "index": index, "datasets": datasets}
@@ -232,7 +223,7 @@ def start_incoming(box: dict, service: dict, pacs, root: Path, started: dict) ->
         from kaapana_box_driver import unpause
 
         unpause(INCOMING_DAG_ID)
-    outcome = {"paused": bool(spec.get("paused")), "projects": _projects_as_served(spec, namespace), "sends": []}
+    outcome = {"paused": bool(spec.get("paused")), "projects": _projects_as_served(spec, service["aii"]), "sends": []}
     for send in spec.get("sends", []):
         outcome["sends"].append(_send_and_follow(send, spec, pacs, root, projects, index, datasets, service))
     outcome["ctp_log"] = _read_jsonl(root / "ctp.jsonl")
@@ -371,12 +362,12 @@ def _dwf_projects_of(series: str) -> dict:
     return {"status": answer.status_code, "body": body}
 
 
-def _projects_as_served(spec: dict, namespace: str) -> dict:
-    """The projects as the box's access-information-interface answers them (admin, and the
-    spec's by name), whoever serves it."""
+def _projects_as_served(spec: dict, aii: dict) -> dict:
+    """The projects as the box's access-information-interface (``aii``: its service) answers
+    them: admin, and the spec's by name."""
     import requests
 
-    base = f"http://{INCOMING_SERVICES[0]['host'].format(ns=namespace)}:{INCOMING_SERVICES[0]['port']}/projects"
+    base = f"http://{aii['host']}:{aii['port']}/projects"
     names = ["admin", *[p["name"] for p in spec.get("projects", [])]]
     return {name: requests.get(f"{base}/{name}", timeout=30).json() for name in names}
 
@@ -414,34 +405,13 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-# --- STAND-INS: access-information-interface, kaapana-backend, Airflow's webserver --------------------
+# --- STAND-INS: kaapana-backend, Airflow's webserver --------------------------------------------------
 
 
 def _aii_project(project: dict) -> dict:
     """A project as AII answers it (app/projects/schemas.py Project)."""
     return {"external_id": None, "int_id": None, "description": f"Project {project['name']}",
             **{k: project[k] for k in ("id", "name", "kubernetes_namespace", "s3_bucket", "opensearch_index")}}
-
-
-def aii(projects: list[dict]):
-    from kaapana_box_services import Handler
-
-    class AccessInformationInterface(Handler):
-        def do_GET(self):
-            parts = [p for p in urlsplit(self.path).path.split("/") if p]
-            if parts == ["projects"]:
-                return self.reply(200, json.dumps(projects).encode())
-            if len(parts) == 2 and parts[0] == "projects":
-                wanted = parts[1]
-                if wanted == "admin":
-                    found = [p for p in projects if p["id"] == ADMIN_PROJECT["id"]]
-                else:
-                    found = [p for p in projects if wanted in (p["id"], p["name"])]
-                if found:
-                    return self.reply(200, json.dumps(found[0]).encode())
-                return self.reply(404, b'{"detail": "Project not found"}')
-            return self.reply(404, b'{"detail": "Not Found"}')
-    return AccessInformationInterface
 
 
 class DatasetStore:

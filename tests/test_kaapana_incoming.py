@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, skip_unless_ci
-from kaapana_box import PROJECT, kaapana_python, run_box
-from kaapana_ctp import (ADMIN_PROJECT, AIRFLOW_IMAGE_PYDICOM, AIRFLOW_IMAGE_SITE, RESULT, add_incoming_dag,
+from kaapana_box import ADMIN_PROJECT, PROJECT, kaapana_python, run_box
+from kaapana_ctp import (AIRFLOW_IMAGE_PYDICOM, AIRFLOW_IMAGE_SITE, RESULT, add_incoming_dag,
                          incoming_environment, write_incoming_spec)
 
 DATASET = "radpath-ds"

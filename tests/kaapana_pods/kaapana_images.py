@@ -131,10 +131,12 @@ def copies(path: Path) -> dict[str, Path]:
         if stage is not None:
             if stage in stages and stages[stage] in dockerfiles_by_image():
                 theirs = image_files(image_layers(stages[stage]))
-                for source in sources:
+                for source in (s.rstrip("/") for s in sources):
                     for inside, local in theirs.items():
-                        if inside == source or inside.startswith(source.rstrip("/") + "/"):
-                            files[destination.rstrip("/") + inside[len(source.rstrip("/")):]] = local
+                        if inside == source or inside.startswith(source + "/"):  # what the stage has there
+                            files[destination.rstrip("/") + inside[len(source):]] = local
+                        elif source.startswith(inside + "/") and local.is_dir():  # a part of a folder it has
+                            files[destination.rstrip("/")] = local / source[len(inside) + 1:]
             continue
         for source in sources:
             matches = sorted(path.parent.glob(source)) if any(c in source for c in "*?[") else [path.parent / source]
@@ -419,6 +421,7 @@ def _refresh_radpath(venv: Path, installs: list[Install], log_path: Path) -> Non
     stamp.write_text(digest)
 
 
+@functools.cache  # images sharing a venv share its interpreter
 def python_facts(venv: Path) -> dict:
     out = subprocess.run([str(venv / "bin" / "python"), "-c",
                           "import json, sys; print(json.dumps({'executable': sys.executable, 'version': sys.version}))"],
@@ -462,18 +465,19 @@ def read_record(root: Path = ENVIRONMENTS) -> dict:
 def build_all(images: list[str] | None = None, say=lambda line: None) -> dict:
     """Build the environments of ``images`` (all of :func:`box_images` by default), each
     built once and then only refreshed (:func:`build_venv`), and record them in images.json."""
+    images = images or box_images()
     record = read_record()
     started = time.time()
-    for image in images or box_images():
+    for image in images:
         record[image] = build(image)
         state = f"Python {record[image]['python']['version'].split()[0]}" if record[image].get("python") \
             else record[image].get("error") or record[image].get("why")
         say(f"  {image}: {state}")
         ENVIRONMENTS.mkdir(parents=True, exist_ok=True)
         (ENVIRONMENTS / RECORD).write_text(json.dumps(record, indent=1))
-    failed = [image for image in images or box_images() if record[image].get("error")]
-    say(f"image environments: {len(images or box_images()) - len(failed)} of {len(images or box_images())} built "
-        f"in {time.time() - started:.0f} s" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    failed = [image for image in images if record[image].get("error")]
+    say(f"image environments: {len(images) - len(failed)} of {len(images)} built in {time.time() - started:.0f} s"
+        + (f"; failed: {', '.join(failed)}" if failed else ""))
     return record
 
 

@@ -274,7 +274,7 @@ class KubernetesRunner(_real.KubernetesRunner):
         pod.api_version, pod.kind, pod.metadata.namespace = "v1", "Pod", task.config.namespace
         admit(pod)
         hosts = hosts_file(pod.metadata.labels or {}, pod.metadata.namespace)
-        layers = image_layers(container.image)
+        layers = image_layers(container.image, (Path(BOX["repo"]), Path(BOX["kaapana_source"])))
         built = {inside: Path(local) for inside, local in
                  BOX.get("image_build_files", {}).get(image_name(container.image), {}).items()}
         script = pod_root_script({**image_files(layers), **built}, _mounts(pod, container), hosts)
