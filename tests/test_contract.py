@@ -145,8 +145,8 @@ def test_progress_bars_work_with_every_log_message_reworded(instrumented_demo):
     for stage in stagetable.StageName.values():
         bar = next((line for line in printed.splitlines() if line.strip().startswith(stage + " ")), None)
         assert bar is not None and "2/2" in bar and "2 done" in bar, (stage, printed[-2000:])
-    # per stage a start and an end for each of the demo's two elements
-    assert len(events.read_text().splitlines()) == 3 * len(stagetable.STAGES)
+    # per stage a start, an end for each of the demo's two elements and its own end; the run's end
+    assert len(events.read_text().splitlines()) == 4 * len(stagetable.STAGES) + 1
 
 
 def test_each_stage_reads_each_header_once(instrumented_demo):

@@ -106,19 +106,21 @@ def test_the_folder_takes_the_patient_its_other_files_name_and_refuses_to_guess_
 # -- the whole run ---------------------------------------------------------------------------
 
 
-def _run(folder: Path, output: Path) -> subprocess.CompletedProcess:
+def _run(folder: Path, output: Path, *options: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "radpath", "run", "--input", str(folder), "--output", str(output),
-                           "--standin-weights", "--no-airflow"], capture_output=True, text=True, timeout=1200)
+                           "--standin-weights", "--no-airflow", *options], capture_output=True, text=True,
+                          timeout=1200)
 
 
 @pytest.fixture(scope="module")
 def own_folder_runs(shared_data: Path, tmp_path_factory):
-    """The laid-out folder run twice into one output, and the other one once."""
+    """The laid-out folder run twice into one output (the second time all over again, not
+    resumed), and the other one once."""
     root = tmp_path_factory.mktemp("own-folder")
     folder = laid_out(shared_data, root / "a")
     first = _run(folder, root / "out")
     stored = listing(root / "out" / "store")
-    second = _run(folder, root / "out")
+    second = _run(folder, root / "out", "--fresh")
     loose = _run(not_laid_out(shared_data, root / "b"), root / "out-b")
     return root, first, stored, second, loose
 

@@ -160,7 +160,9 @@ def test_the_research_table_has_the_srs_numbers(kidney):
     with table.csv.open(newline="") as f:
         (row,) = list(csv.DictReader(f))
     read = measurements(element / "quantify" / manifest.facts["quantify"]["path"])
-    assert row["element"] == "e1" and row["organ"] == "left kidney" and row["status"] == "measured"
+    assert row["element"] == "e1" and row["organ"] == "left kidney"
+    # measured, and said to be: no store stage ran here, so the SR is in no store
+    assert (row["status"], row["reason"]) == ("measured, not stored", "not stored: the store stage has not run on it")
     assert row["seg_series_instance_uid"] == manifest.facts["seg-encode"]["series_instance_uid"]
     assert significant(float(row["volume_ml"]), read["118565006"][0])
     for feature in load_radiomics().features:
@@ -197,7 +199,7 @@ def test_both_kidneys_kept_apart_are_two_measurement_groups_and_two_rows(tmp_pat
     assert segments == {1, 2}
     table = write_research_table(Settings.from_env({"WORKFLOW_DIR": str(root)}), root / "report")
     rows = json.loads(table.json.read_text())["rows"]
-    assert sorted(r["segment"] for r in rows) == ["Kidney, left", "Kidney, right"] and table.measured == 2
+    assert sorted(r["segment"] for r in rows) == ["Kidney, left", "Kidney, right"] and table.not_stored == 2
     assert all(r["volume_ml"] > 50 for r in rows)
 
 

@@ -184,7 +184,8 @@ def _report(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from radpath.pipeline.research import research_folder, write_research_table
-    from radpath.pipeline.runner import element_table, summarize
+    from radpath.pipeline.events import ProgressEvent, emit
+    from radpath.pipeline.runner import RUNNING, element_table, interruption, run_failed, summarize
 
     try:
         settings = Settings.from_env()
@@ -192,14 +193,22 @@ def _report(args: argparse.Namespace) -> int:
     except SettingsError as err:
         print(f"radpath report: {err}", file=sys.stderr)
         return 2
+    if settings.layout.operator_out_dir:
+        # The report task that ends every DAG (all_done): the run's end. Run by hand on a run
+        # folder, report only reads.
+        emit(settings.layout.workflow_dir, ProgressEvent.run_ended())
     rows = summarize(settings)
     console = Console(width=160)
     console.print(element_table(rows, f"radpath: elements of {settings.layout.batch_dir}"))
+    note = interruption(settings)
+    if note is not None and not any(row.status == RUNNING for row in rows):
+        console.print(note, soft_wrap=True)
     table = write_research_table(settings, research_folder(settings))
     if table is not None:
-        console.print(f"research table ({table.measured} measured of {table.rows} rows): {table.csv}", soft_wrap=True)
-    # The run's verdict, after every element has had its chance: failed if any failed.
-    return 1 if any(row.status == "failed" for row in rows) else 0
+        console.print(f"research table ({table.summary()}): {table.csv}", soft_wrap=True)
+    # The run's verdict, after every element has had its chance: failed if any failed or
+    # was left behind by a run that stopped.
+    return 1 if run_failed(rows) else 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -228,6 +237,11 @@ def _bench(args: argparse.Namespace) -> int:
     return 1 if any("error" in entry for entry in summary["benchmarks"]) else 0
 
 
+#: A StudyInstanceUID no study has (the UUID-derived root 2.25 with 0): a search for it
+#: asks a PACS only whether it answers.
+UNUSED_UID = "2.25.0"
+
+
 def _run(args: argparse.Namespace) -> int:
     from radpath.apps.mainjob import MainJob, run_main_job, selection_conf
 
@@ -254,8 +268,15 @@ def _run(args: argparse.Namespace) -> int:
         hint = " (give --dicomweb URL, or --store folder)" if err.variable == "DICOMWEB_URL" else ""
         print(f"radpath run: {err}{hint}", file=sys.stderr)
         return 2
+    from radpath.adapters.dicomweb import DicomWeb, DicomWebError
+
+    if store is StoreTarget.DICOMWEB and not args.dicomweb:
+        try:  # a PACS that cannot be reached (or refuses these credentials) stops the run now
+            DicomWeb(settings.dicomweb).find_studies(StudyInstanceUID=UNUSED_UID)
+        except DicomWebError as err:
+            print(f"radpath run: the PACS to store into: {err}", file=sys.stderr)
+            return 2
     if args.dicomweb:
-        from radpath.adapters.dicomweb import DicomWeb, DicomWebError
         from radpath.pipeline.discovery import series_for_selection
 
         try:
@@ -273,7 +294,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"radpath run: input folder {args.input} does not exist", file=sys.stderr)
             return 2
         conf = selection_conf(input_folder=Path(args.input), workflow_form=form)
-    result = run_main_job(MainJob(output, conf, env, use_airflow=not args.no_airflow))
+    result = run_main_job(MainJob(output, conf, env, use_airflow=not args.no_airflow, fresh=args.fresh,
+                                  wait=args.wait))
     return result.exit_code
 
 
@@ -350,6 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--standin-weights", action="store_true",
                    help="without official TotalSegmentator weights, use radpath's small stand-ins (trial runs)")
     p.add_argument("--no-airflow", action="store_true", help="run the stages in this process, not under Airflow")
+    p.add_argument("--fresh", action="store_true", help="start over: by default a run resumes the newest earlier "
+                   "run of the same selection in OUTPUT, doing again only what it did not finish")
+    p.add_argument("--wait", action="store_true", help="where another run writes into OUTPUT, wait for it to end "
+                   "(by default: stop, naming it)")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("view", help="open what radpath linked in the real viewers on 127.0.0.1 (OHIF, fetched on "
@@ -375,7 +401,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure(args.log_level)
-    return args.func(args)
+    from radpath.adapters.cache import keep_tool_caches_in_cache
+
+    keep_tool_caches_in_cache()
+    from radpath.pipeline.runlock import OutputBusy
+
+    try:
+        return args.func(args)
+    except OutputBusy as err:  # another run holds the output folder: a usage matter, as a wrong setting
+        print(f"radpath {args.command}: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        # What no stage could catch (the run folder itself cannot be written: a full disk,
+        # no permission): the cause and the file, not a traceback.
+        from radpath.pipeline.batch import failure_text
+
+        print(f"radpath {args.command}: {failure_text(err)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -93,5 +93,6 @@ def run_demo(output: Path, use_airflow: bool = True) -> int:
     # No server either: results go to a file store beside the run (STORE_TARGET=folder).
     env = {"TOTALSEG_STANDIN_WEIGHTS": "true", "STORE_TARGET": StoreTarget.FOLDER.value,
            "STORE_FOLDER": str(output / "store")}
-    result = run_main_job(MainJob(output, selection_conf(input_folder=folder), env, use_airflow), console)
+    # fresh: the demo writes its input anew each time, so there is nothing to resume.
+    result = run_main_job(MainJob(output, selection_conf(input_folder=folder), env, use_airflow, fresh=True), console)
     return result.exit_code

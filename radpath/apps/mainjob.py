@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import shlex
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,9 +21,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from radpath.adapters.settings import Settings
-from radpath.pipeline.events import EventTail, ProgressEvent
+from radpath.pipeline.events import EventTail, ProgressEvent, emit
 from radpath.pipeline.research import research_folder, write_research_table
-from radpath.pipeline.runner import ElementSummary, element_table, run_pipeline, summarize
+from radpath.pipeline.resume import RESUME_FROM, resumable_run
+from radpath.pipeline.runlock import output_lock
+from radpath.pipeline.runner import (ElementSummary, element_table, interruption, run_failed, run_pipeline,
+                                     summarize)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,8 @@ class MainJob:
     conf: dict
     env: dict[str, str] = field(default_factory=dict)
     use_airflow: bool = True
+    fresh: bool = False  # start over, even where an earlier run of the same selection can be resumed
+    wait: bool = False  # wait for another run into the same output, instead of stopping
 
 
 @dataclass
@@ -55,7 +60,7 @@ class JobResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if not self.rows or any(row.status == "failed" for row in self.rows) else 0
+        return 1 if not self.rows or run_failed(self.rows) else 0
 
 
 class StageProgress:
@@ -85,6 +90,8 @@ class StageProgress:
         if event.started:  # the bar appears (and its clock starts) with the stage
             self._bar(event.stage, event.total)
             return
+        if event.element is None:  # a stage through its batch, or the run's end
+            return
         key = (event.stage, str(event.index), event.element or "")
         if key in self.seen:  # a task retried, or a file read twice
             return
@@ -96,12 +103,28 @@ class StageProgress:
                              tally=", ".join(f"{n} {s}" for s, n in tally.items()))
 
 
+class _LogFile(logging.FileHandler):
+    """A log file that, once it cannot be written (a full disk), says so once on the
+    terminal, not with a traceback per line (what logging does by default)."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            self.failed = True
+            import sys
+
+            cause = sys.exc_info()[1]
+            print(f"radpath: the log file {self.baseFilename} cannot be written ({cause}): "
+                  "its lines from here on are lost", file=sys.stderr)
+
+
 @contextlib.contextmanager
 def _logs_to(path: Path) -> Iterator[None]:
     """radpath's log lines into ``path``; only warnings and errors still reach the
     terminal while the bars run."""
     logger = logging.getLogger("radpath")
-    to_file = logging.FileHandler(path, encoding="utf-8")
+    to_file = _LogFile(path, encoding="utf-8")
     to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     terminal = [h for h in logger.handlers if getattr(h, "_radpath", False)]
     levels = [h.level for h in terminal]
@@ -118,47 +141,98 @@ def _logs_to(path: Path) -> Iterator[None]:
 
 
 def run_main_job(job: MainJob, console: Console | None = None) -> JobResult:
-    """Run the pipeline once over ``job``'s input; the result table is printed."""
+    """Run the pipeline once over ``job``'s input, holding its output folder
+    (:mod:`radpath.pipeline.runlock`); the result table is printed."""
     console = console or wide_console()
     output = job.output.resolve()
+    with output_lock(output, job.wait, lambda line: console.print(escape(line), soft_wrap=True)):
+        return _run_locked(job, output, console)
+
+
+def _run_locked(job: MainJob, output: Path, console: Console) -> JobResult:
     (output / "logs").mkdir(parents=True, exist_ok=True)
     stamp = _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
     log_file = output / "logs" / f"radpath-run-{stamp}.log"
     progress = StageProgress(console)
-    (output / "runs").mkdir(exist_ok=True)
-    events = EventTail(output / "runs", progress.feed)
+    runs = output / "runs"
+    runs.mkdir(exist_ok=True)
+    conf = job.conf
+    earlier = None if job.fresh else resumable_run(runs, conf)
+    if earlier is not None:
+        conf = {**conf, "data_form": {**conf["data_form"], RESUME_FROM: str(earlier)}}
+        console.print(escape(f"resuming {earlier.name}: what it finished for an unchanged input is carried over "
+                             "(--fresh starts over)"), soft_wrap=True)
+    events = EventTail(runs, progress.feed)
     if job.use_airflow:
         from radpath.apps.airflow_local import LocalAirflow
 
-        airflow = LocalAirflow(home=output / "airflow", data_dir=output / "runs")
+        airflow = LocalAirflow(home=output / "airflow", data_dir=runs)
         console.print(escape(f"running radpath-map under a local Airflow ({airflow.home}); full log: {log_file}"),
                       soft_wrap=True)
-        with open(log_file, "w", encoding="utf-8") as handle, progress, events:
-            def on_line(line: str) -> None:
-                handle.write(line + "\n")
-                if " ERROR radpath" in line or line.startswith("ERROR radpath"):
-                    console.print(line[line.index("ERROR radpath"):], markup=False, highlight=False)
-
-            outcome = airflow.run("radpath-map", job.conf, {**job.env, "RADPATH_LOG_LEVEL": "INFO"}, on_line)
+        with _LineLog(log_file, console) as on_line, progress, events:
+            outcome = airflow.run("radpath-map", conf, {**job.env, "RADPATH_LOG_LEVEL": "INFO"}, on_line)
         workflow_dir = airflow.data_dir / outcome.run_id
     else:
-        workflow_dir = output / "runs" / f"local__{stamp}"
-        (workflow_dir / "conf").mkdir(parents=True)  # after the tail began: its events are new
-        (workflow_dir / "conf" / "conf.json").write_text(json.dumps(job.conf, indent=2))
+        workflow_dir = _new_run_folder(runs, f"local__{stamp}")  # after the tail began: its events are new
+        (workflow_dir / "conf").mkdir()
+        (workflow_dir / "conf" / "conf.json").write_text(json.dumps(conf, indent=2))
         settings = Settings.from_env({**os.environ, **job.env, "WORKFLOW_DIR": str(workflow_dir),
                                       "BATCH_NAME": "batch"})
         console.print(escape(f"running the stages in this process; full log: {log_file}"), soft_wrap=True)
         with _logs_to(log_file), progress, events:
             _fill_input(settings)
             run_pipeline(settings, INPUT_STAGE)
+    emit(workflow_dir, ProgressEvent.run_ended())
     settings = Settings.from_env({"WORKFLOW_DIR": str(workflow_dir), "BATCH_NAME": "batch"})
-    rows = summarize(settings) if workflow_dir.is_dir() else []
+    rows = summarize(settings, running=False) if workflow_dir.is_dir() else []
     console.print(element_table(rows, f"radpath: elements of {workflow_dir}"))
+    note = interruption(settings) if workflow_dir.is_dir() else None
+    if note is not None:
+        console.print(escape(note), soft_wrap=True)
     _print_results(console, workflow_dir, job.env.get("STORE_FOLDER"))
     table = write_research_table(settings, research_folder(settings)) if workflow_dir.is_dir() else None
     if table is not None:
-        console.print(escape(f"research table (volumes, radiomics; {table.measured} measured): {table.csv}"), soft_wrap=True)
+        console.print(escape(f"research table (volumes, radiomics; {table.summary()}): {table.csv}"), soft_wrap=True)
     return JobResult(workflow_dir, rows, log_file)
+
+
+def _new_run_folder(runs: Path, name: str) -> Path:
+    """``runs/name``, or ``name-2`` … where a run of the same second has it."""
+    for n in range(1, 1000):
+        folder = runs / (name if n == 1 else f"{name}-{n}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{runs}: no free run folder name for {name}")
+
+
+class _LineLog:
+    """The local Airflow's lines into the log file (errors also on the terminal); a log
+    file that cannot be written any more (a full disk) is said once and the run goes on."""
+
+    def __init__(self, path: Path, console: Console):
+        self.path, self.console, self.failed = path, console, False
+
+    def __enter__(self) -> Callable[[str], None]:
+        self.handle = open(self.path, "w", encoding="utf-8")
+        return self.on_line
+
+    def __exit__(self, *exc) -> None:
+        with contextlib.suppress(OSError):
+            self.handle.close()
+
+    def on_line(self, line: str) -> None:
+        if not self.failed:
+            try:
+                self.handle.write(line + "\n")
+            except OSError as err:
+                self.failed = True
+                self.console.print(escape(f"radpath: the log file {self.path} cannot be written ({err.strerror}): "
+                                          "its lines from here on are lost"), soft_wrap=True)
+        if " ERROR radpath" in line or line.startswith("ERROR radpath"):
+            self.console.print(line[line.index("ERROR radpath"):], markup=False, highlight=False)
 
 
 def _fill_input(settings: Settings) -> None:

@@ -7,8 +7,10 @@ Two kinds of name become a folder or file under the run folder:
   configuration error (:func:`check_component`); a value is never "repaired", because a
   repaired layout name would point at a folder nobody asked for;
 - names derived from user data (slide file names, UIDs read from DICOM headers or a
-  PACS): made safe (:func:`safe_component`), since the user's file still has to land
-  somewhere.
+  PACS): made safe, since the user's file still has to land somewhere: a user's folder
+  and file names keep their letters in any script where the file system takes them
+  (:func:`user_component`: ``Fall Müller 07`` becomes ``Fall_Müller_07``), names that also
+  go into DICOM are plain ASCII (:func:`safe_component`).
 
 Either way the result cannot contain a separator, be ``.`` or ``..``, or be longer than
 a file system allows, so ``root / name`` stays under ``root``.
@@ -17,13 +19,16 @@ a file system allows, so ``root / name`` stays under ``root``.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import unicodedata
 
 #: Longest derived name: well under the 255 bytes of ext4/xfs, leaving room for the
 #: suffixes radpath adds (``.json``, ``.partial-…``).
 MAX_NAME = 120
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+_UNSAFE_USER = re.compile(r"[^\w.+-]+")  # \w: letters and digits of any script, and _
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 
@@ -55,6 +60,27 @@ def safe_component(text: str, fallback: str = "unnamed", max_len: int = MAX_NAME
     suffix = f".{suffix}" if dot and len(suffix) <= 12 else ""
     keep = max_len - len(digest) - len(suffix) - 1
     return f"{(stem if suffix else name)[:keep]}-{digest}{suffix}"
+
+
+def user_component(text: str, fallback: str = "unnamed", max_len: int = MAX_NAME) -> str:
+    """A file-system-safe form of a user's name that keeps its letters and digits in any
+    script (NFC, as typed), where the file system's encoding can hold them; separators,
+    spaces, control and other characters become ``_``; at most ``max_len`` bytes. Where
+    the encoding cannot hold a letter (a C locale), the ASCII form of :func:`safe_component`."""
+    text = unicodedata.normalize("NFC", text)
+    name = _UNSAFE_USER.sub("_", text).strip("._") or fallback
+    try:
+        encoded = os.fsencode(name)
+        name.encode("utf-8")
+    except UnicodeError:
+        return safe_component(text, fallback, max_len)
+    if len(encoded) <= max_len:
+        return name
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    stem, dot, suffix = name.rpartition(".")
+    suffix = f".{suffix}" if dot and len(suffix) <= 12 else ""
+    keep = (stem if suffix else name).encode("utf-8")[: max_len - len(digest) - len(suffix.encode()) - 1]
+    return f"{keep.decode('utf-8', 'ignore')}-{digest}{suffix}"
 
 
 def is_uid(text: str) -> bool:

@@ -19,7 +19,9 @@ errors here and the ``report`` task at the end fails the run for them.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -43,6 +45,8 @@ EXIT_FAILED = 1
 EXIT_NOTHING_TO_DO = 126
 #: The progress status of an element an earlier stage ended.
 PASSED_OVER = "passed over"
+#: The progress status of an element whose stage a resumed run carried over.
+DONE_BEFORE = "done before"
 
 
 class ElementSkipped(Exception):
@@ -112,7 +116,9 @@ def run_stage(stage: str, function: StageFunction, settings: Settings) -> BatchR
     """Run ``function`` over every element of the batch and record each outcome.
 
     Elements that an earlier stage already ended (skipped or failed) are passed over and
-    keep their reason; they count towards neither done nor failed for this stage.
+    keep their reason; they count towards neither done nor failed for this stage. A stage
+    that a resumed run carried over (:mod:`radpath.pipeline.resume`) is not done again; it
+    counts as done.
     """
     elements = list(iter_elements(settings.layout))
     results: list[ElementResult] = []
@@ -128,6 +134,12 @@ def run_stage(stage: str, function: StageFunction, settings: Settings) -> BatchR
             results.append(ElementResult(element.name, Status.FAILED, str(err)))
             emit(workflow_dir, ProgressEvent(stage, total, index, element.name, Status.FAILED.value))
             continue
+        carried = manifest.stages.get(stage)
+        if carried is not None and carried.status is Status.DONE and carried.carried:
+            log.info("%s: done before, in %s (resumed)", prefix, carried.carried)
+            emit(workflow_dir, ProgressEvent(stage, total, index, element.name, DONE_BEFORE))
+            results.append(ElementResult(element.name, Status.DONE, DONE_BEFORE))
+            continue
         ended = manifest.ended_at()
         if ended is not None and ended[0] != stage:
             log.info("%s: passed over, ended at %s (%s)", prefix, ended[0], ended[1].status.value)
@@ -139,6 +151,7 @@ def run_stage(stage: str, function: StageFunction, settings: Settings) -> BatchR
         log.log(level, "%s: %s%s", prefix, result.status.value, detail)
         emit(workflow_dir, ProgressEvent(stage, total, index, element.name, result.status.value))
         results.append(result)
+    emit(workflow_dir, ProgressEvent.stage_through(stage, total))
     batch = BatchResult(stage, results)
     log.info("%s: %s", stage, ", ".join(f"{n} {s}" for s, n in batch.counts().items()))
     return batch
@@ -148,13 +161,13 @@ def _run_one(
     stage: str, function: StageFunction, element: BatchElement, settings: Settings, manifest: Manifest
 ) -> ElementResult:
     started, t0 = now_iso(), time.perf_counter()
-    if element.out_dir is not None:
-        # A re-run starts clean (as Kaapana's delete_output_on_start): no stale half-output.
-        shutil.rmtree(element.out_dir, ignore_errors=True)
-        element.out_dir.mkdir(parents=True, exist_ok=True)
     view = replace(element, stage=stage, sections=dict(manifest.sections))
     decided: Section | None = None
     try:
+        if element.out_dir is not None:
+            # A re-run starts clean (as Kaapana's delete_output_on_start): no stale half-output.
+            shutil.rmtree(element.out_dir, ignore_errors=True)
+            element.out_dir.mkdir(parents=True, exist_ok=True)
         with header_index():
             decided = function(view, settings)
         record = StageRecord(Status.DONE)
@@ -163,13 +176,30 @@ def _run_one(
     except Exception as err:  # one element's failure must not stop the batch
         log.debug("%s %s: traceback", stage, element.name, exc_info=True)
         decided = getattr(err, "decided", None)
-        record = StageRecord(Status.FAILED, error=f"{type(err).__name__}: {err}")
+        record = StageRecord(Status.FAILED, error=failure_text(err))
     record.started, record.seconds = started, round(time.perf_counter() - t0, 3)
     if decided is not None:
         manifest.put(decided)
     manifest.record(stage, record)
-    manifest.save()
+    try:
+        manifest.save()
+    except OSError as err:
+        # The outcome is lost with the file (the manifest on disk keeps the stages before
+        # this one, so the element is not taken as done): say so, and go on with the others.
+        return ElementResult(element.name, Status.FAILED,
+                             f"{record.reason or record.error or record.status.value}; the outcome could not be "
+                             f"recorded in {manifest.path.name}: {failure_text(err)}")
     return ElementResult(element.name, record.status, record.reason or record.error)
+
+
+def failure_text(err: BaseException) -> str:
+    """A failure in words: an operating system's error as its cause and file ("no space left
+    on device: /out/store/…"), which a traceback's type name would only hide; anything else
+    with its type, as Python names it."""
+    if isinstance(err, OSError) and err.errno in errno.errorcode:
+        where = f": {err.filename}" if err.filename else ""
+        return f"{os.strerror(err.errno).lower()}{where}"
+    return f"{type(err).__name__}: {err}"
 
 
 def split_element(path: Path, decided: Section) -> None:

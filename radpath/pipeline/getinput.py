@@ -20,6 +20,8 @@ from pathlib import Path
 
 from radpath.adapters.dicomweb import TAG_STUDY_UID, DicomWeb, DicomWebError
 from radpath.adapters.settings import Settings
+from radpath.domain.names import user_component
+from radpath.pipeline.resume import RESUME_FROM, carry_over
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +41,21 @@ def fetch_selection(settings: Settings, out_dir: str = "get-input") -> InputRepo
     """Retrieve every selected series into ``batch/<uid>/<out_dir>``; or, where the conf
     names a local ``data_form.input_folder`` (``radpath run --input``), group its files by
     patient (:mod:`radpath.pipeline.localinput`)."""
-    folder = (settings.conf.get("data_form") or {}).get("input_folder")
+    data_form = settings.conf.get("data_form") or {}
+    folder = data_form.get("input_folder")
     if folder:
         from radpath.pipeline.localinput import stage_input_folder, write_rejected
 
         staged = stage_input_folder(Path(folder), settings.layout.batch_dir, out_dir)
         write_rejected(settings.layout.workflow_dir, out_dir, staged.rejected)
-        return InputReport(staged.elements, [f"{r.file}: {r.reason}" for r in staged.rejected])
-    return fetch_series(settings, selected_series(settings), out_dir)
+        report = InputReport(staged.elements, [f"{r.file}: {r.reason}" for r in staged.rejected])
+    else:
+        report = fetch_series(settings, selected_series(settings), out_dir)
+    if data_form.get(RESUME_FROM):
+        carried = carry_over(Path(data_form[RESUME_FROM]), settings.layout.batch_dir, out_dir, report.fetched)
+        log.info("get-input: resuming %s: %d of %d element(s) carry finished stages over",
+                 Path(data_form[RESUME_FROM]).name, len(carried), len(report.fetched))
+    return report
 
 
 def fetch_series(settings: Settings, wanted: list[str], out_dir: str) -> InputReport:
@@ -117,5 +126,4 @@ def copy_uploaded_slides(settings: Settings, out_dir: str) -> InputReport:
 
 def _element_name(slide: Path, folder: Path) -> str:
     """The element folder: the slide's path under the upload folder, made one name."""
-    relative = slide.relative_to(folder).as_posix()
-    return "".join(c if c.isalnum() or c in "-._" else "_" for c in relative)
+    return user_component(slide.relative_to(folder).as_posix())

@@ -39,7 +39,7 @@ import pydicom
 
 from radpath.adapters.slides.convert import SLIDE_SUFFIXES, is_dicom
 from radpath.adapters.slides.linkfiles import CSV_NAME, LinkSources, is_linkage_file, sidecars_of
-from radpath.domain.names import safe_component
+from radpath.domain.names import user_component
 from radpath.domain.slides.linkage import SlideLinkError
 from radpath.domain.vocabulary import Modality
 
@@ -104,8 +104,8 @@ class _Group:
         folder = next(iter(self.folders)) if len(self.folders) == 1 and None not in self.folders else None
         slides = [s for s in self.slides.values() if s.files]
         if not slides:
-            return [(safe_component(folder or f"patient-{number}"), self.files, False)] if self.files else []
-        return [(safe_component(folder if folder and len(slides) == 1 else
+            return [(user_component(folder or f"patient-{number}"), self.files, False)] if self.files else []
+        return [(user_component(folder if folder and len(slides) == 1 else
                                 f"{folder}+{slide.label}" if folder else slide.label),
                  self.files + slide.files, any(path.suffix.lower() in SLIDE_SUFFIXES for path in slide.files))
                 for slide in slides]
@@ -301,7 +301,7 @@ def _stage_element(folder: Path, element: Path, paths: list[Path], copy_csv: boo
         # The file's own name where no other file of the element has it (a slide's name is
         # what the element table and the logs show), else its path in the input.
         unique = own_names[path.name] == 1
-        target = element / safe_component(path.name if unique else path.relative_to(folder).as_posix())
+        target = element / user_component(path.name if unique else path.relative_to(folder).as_posix())
         os.symlink(path, target)
         companions = [c for c in sidecars_of(path) if c.is_file() and c != path]
         for companion in companions[:1]:
@@ -330,5 +330,12 @@ def write_rejected(workflow_dir: Path, out_dir: str, rejected: list[Rejected]) -
 
 
 def read_rejected(workflow_dir: Path) -> list[Rejected]:
-    return [Rejected(**item) for path in sorted(workflow_dir.glob(f"*/{REJECTED_NAME}"))
-            for item in json.loads(path.read_text())]
+    """The rejected inputs recorded in the run; a record that cannot be read is one row
+    naming it (a run cut short while writing it)."""
+    rejected = []
+    for path in sorted(workflow_dir.glob(f"*/{REJECTED_NAME}")):
+        try:
+            rejected += [Rejected(**item) for item in json.loads(path.read_text(encoding="utf-8"))]
+        except (OSError, ValueError, TypeError) as err:
+            rejected.append(Rejected(str(path), f"the list of rejected inputs cannot be read ({err})"))
+    return rejected

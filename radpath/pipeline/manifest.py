@@ -47,10 +47,11 @@ class StageRecord:
     error: str | None = None  # what failed, when it failed
     started: str | None = None
     seconds: float | None = None
+    carried: str | None = None  # the earlier run that did it, where a resumed run carried it over
 
     def to_json(self) -> dict[str, Any]:
         data = {"status": self.status.value}
-        for key in ("reason", "error", "started", "seconds"):
+        for key in ("reason", "error", "started", "seconds", "carried"):
             value = getattr(self, key)
             if value is not None:
                 data[key] = value
@@ -64,6 +65,7 @@ class StageRecord:
             error=data.get("error"),
             started=data.get("started"),
             seconds=data.get("seconds"),
+            carried=data.get("carried"),
         )
 
 

@@ -7,7 +7,8 @@ The columns: the element, the patient (PatientID as the PACS holds it: the key t
 with the group's own records; the table is a research result, never a log), the organ and
 side, the slide and SEG series, the SR, the volume in mL and every feature of
 ``radpath/domain/quantify/radiomics.json`` (named ``<class>_<feature>``), then the status
-and why.
+and why: "measured" (or "volume only") only where the store stage holds the SR, else
+"measured, not stored" with the reason; "not measured" with the stage that ended it.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from radpath.domain.names import safe_component
 from radpath.domain.quantify import load_radiomics
 from radpath.domain.vocabulary import StageName
 from radpath.pipeline.batch import iter_elements
-from radpath.pipeline.manifest import Manifest
-from radpath.pipeline.sections import BodyPartFacts, PairFacts, QuantifyFacts, SegEncodeFacts
+from radpath.pipeline.manifest import Manifest, ManifestError, Status
+from radpath.pipeline.sections import BodyPartFacts, PairFacts, QuantifyFacts, SegEncodeFacts, StoreFacts
 
 COLUMNS = ("element", "patient_id", "organ", "laterality", "slide_series_instance_uid", "seg_series_instance_uid",
            "sr_sop_instance_uid", "segment", "volume_ml")
@@ -38,7 +39,12 @@ class ResearchTable:
     csv: Path
     json: Path
     rows: int
-    measured: int
+    measured: int  # measured, with the SR in the store
+    not_stored: int  # measured, but the SR never reached the store
+
+    def summary(self) -> str:
+        unstored = f", {self.not_stored} measured but not stored" if self.not_stored else ""
+        return f"{self.measured} measured{unstored} of {self.rows} rows"
 
 
 def research_rows(settings: Settings) -> list[dict[str, object]]:
@@ -46,7 +52,12 @@ def research_rows(settings: Settings) -> list[dict[str, object]]:
     that only imports slides)."""
     features = load_radiomics().features
     rows: list[dict[str, object]] = []
-    manifests = [(element, Manifest.load(element.path)) for element in iter_elements(settings.layout)]
+    manifests = []
+    for element in iter_elements(settings.layout):
+        try:
+            manifests.append((element, Manifest.load(element.path)))
+        except ManifestError:
+            continue  # the element table names it: a table of the others is still the run's
     if not any(set(manifest.stages) & _PAIRING for _, manifest in manifests):
         return []
     for element, manifest in manifests:
@@ -67,19 +78,35 @@ def research_rows(settings: Settings) -> list[dict[str, object]]:
         if quantify is None or not quantify.path:
             rows.append({**base, "status": "not measured", "reason": _why_not(manifest, quantify)})
             continue
+        unstored = _not_stored(manifest, element.get(StoreFacts))
         for segment in quantify.segments:
             if not segment.voxels:
                 continue
+            status = "measured" if segment.features else "volume only"
             rows.append({
                 **base,
                 "sr_sop_instance_uid": quantify.sop_instance_uid,
                 "segment": segment.label,
                 "volume_ml": round(segment.volume_ml, 6),
                 **{f.column: segment.features.get(f.key, "") for f in features},
-                "status": "measured" if segment.features else "volume only",
-                "reason": "; ".join(segment.left_out.values()),
+                "status": f"{status}, not stored" if unstored else status,
+                "reason": "; ".join([*([unstored] if unstored else []), *segment.left_out.values()]),
             })
     return rows
+
+
+def _not_stored(manifest: Manifest, store: StoreFacts | None) -> str | None:
+    """Why the element's SR is not in the store, or None where the store stage holds it
+    (sent now or there before): a table row is only as good as the report behind it."""
+    record = manifest.stages.get(str(StageName.STORE))
+    if record is None:
+        return "not stored: the store stage has not run on it"
+    if record.status is not Status.DONE:
+        return f"not stored: {record.status.value} at store: {record.reason or record.error or 'no reason recorded'}"
+    held = (store.counts.get("SR") or {}) if store is not None else {}
+    if not sum(held.values()):
+        return "not stored: the store stage stored no SR of it"
+    return None
 
 
 def _why_not(manifest: Manifest, quantify: QuantifyFacts | None) -> str:
@@ -114,5 +141,6 @@ def write_research_table(settings: Settings, folder: Path) -> ResearchTable | No
         writer.writeheader()
         writer.writerows(rows)
     json_path.write_text(json.dumps({"columns": columns, "rows": rows}, indent=1), encoding="utf-8")
-    measured = sum(1 for row in rows if row["status"] != "not measured")
-    return ResearchTable(csv_path, json_path, len(rows), measured)
+    measured = sum(1 for row in rows if row["status"] in ("measured", "volume only"))
+    not_stored = sum(1 for row in rows if str(row["status"]).endswith(", not stored"))
+    return ResearchTable(csv_path, json_path, len(rows), measured, not_stored)

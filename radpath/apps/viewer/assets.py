@@ -4,11 +4,12 @@ Debian's Chromium is driven)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+
+from radpath.adapters.cache import cache_dir
 
 OHIF_VERSION = "3.13.2"
 PLAYWRIGHT_VERSION = "1.65.1"
@@ -20,9 +21,6 @@ class ViewerUnavailable(RuntimeError):
     """npm, Node or Chromium is missing, or the download failed; the message says which."""
 
 
-def cache_dir() -> Path:
-    """``$RADPATH_CACHE`` or ``~/.cache/radpath``."""
-    return Path(os.environ.get("RADPATH_CACHE") or Path.home() / ".cache" / "radpath")
 
 
 def _npm(args: list[str], cwd: Path) -> None:

@@ -12,6 +12,7 @@ its split-view page.
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,8 +26,9 @@ from radpath.adapters.settings import Settings
 from radpath.apps.viewer.assets import ohif_dist
 from radpath.apps.viewer.server import ViewerServer
 from radpath.domain.link.page import PATIENT_VIEW_FILE, patient_view_html
-from radpath.pipeline.batch import BatchElement
-from radpath.pipeline.manifest import MANIFEST_NAME, Manifest
+from radpath.adapters.storage import StoreFailed
+from radpath.pipeline.batch import BatchElement, MissingFact
+from radpath.pipeline.manifest import MANIFEST_NAME, Manifest, ManifestError
 from radpath.pipeline.sections import LinkFacts
 from radpath.pipeline.stages.link import KOS_FILE, LINK_FILE, PAGE_FILE
 
@@ -45,25 +47,32 @@ class LocalView:
     slide_url: str | None = None
 
 
-def _linked(candidate: Path) -> BatchElement | None:
-    """The element at ``candidate``, if it is one whose link stage wrote its files."""
+def _linked(candidate: Path, skipped: list[str]) -> BatchElement | None:
+    """The element at ``candidate``, if it is one whose link stage wrote its files; a
+    damaged one is named in ``skipped`` (what is wrong with which file) and left out."""
     if not (candidate / MANIFEST_NAME).is_file():
         return None
-    element = BatchElement(name=candidate.name, path=candidate, in_dir=None, out_dir=None,
-                           sections=Manifest.load(candidate).sections)
+    try:
+        element = BatchElement(name=candidate.name, path=candidate, in_dir=None, out_dir=None,
+                               sections=Manifest.load(candidate).sections)
+    except ManifestError as err:
+        skipped.append(str(err))
+        return None
     link = element.get(LinkFacts)
     return element if link is not None and (element.folder_of(link) / LINK_FILE).is_file() else None
 
 
-def elements_under(path: Path) -> list[BatchElement]:
+def elements_under(path: Path, skipped: list[str] | None = None) -> list[BatchElement]:
     """The linked element ``path`` is or lies in (an element, its link folder, its
-    link.json), else every linked element below it (a run or output folder)."""
+    link.json), else every linked element below it (a run or output folder); elements that
+    cannot be read go into ``skipped``, each with its file and what is wrong."""
     path = Path(path).resolve()
+    skipped = [] if skipped is None else skipped
     for candidate in (path, path.parent, path.parent.parent):
-        element = _linked(candidate)
+        element = _linked(candidate, skipped)
         if element is not None:
             return [element]
-    found = [e for e in (_linked(m.parent) for m in sorted(path.rglob(MANIFEST_NAME))) if e is not None]
+    found = [e for e in (_linked(m.parent, skipped) for m in sorted(path.rglob(MANIFEST_NAME))) if e is not None]
     if not found:
         raise NothingToView(f"{path}: no linked element here (give the output folder of radpath run or demo, a run "
                             f"folder, an element folder, its link folder or its {LINK_FILE})")
@@ -75,10 +84,33 @@ def _link_record(element: BatchElement) -> tuple[Path, dict]:
     return results, json.loads((results / LINK_FILE).read_text())
 
 
+def _readable(elements: list[BatchElement], skipped: list[str]) -> list[BatchElement]:
+    """The elements whose link record and pair files can be read; the others named in
+    ``skipped`` (a run cut short, a file damaged since)."""
+    kept = []
+    for element in elements:
+        try:
+            results, link = _link_record(element)
+            link["radiology"]["study_instance_uid"]
+            element.pair_files().instances()
+        except KeyError as err:
+            skipped.append(f"{element.path}: its {LINK_FILE} lacks {err}")
+            continue
+        except (OSError, ValueError, TypeError, StoreFailed, MissingFact) as err:
+            skipped.append(f"{element.path}: {err}")
+            continue
+        kept.append(element)
+    if not kept:
+        raise NothingToView("no linked element here can be read: " + "; ".join(skipped))
+    return kept
+
+
 @contextmanager
-def serve_elements(path: Path, work: Path | None = None) -> Iterator[LocalView]:
-    """Serve what ``path`` linked until the context ends."""
-    elements = elements_under(path)
+def serve_elements(path: Path, work: Path | None = None, skipped: list[str] | None = None) -> Iterator[LocalView]:
+    """Serve what ``path`` linked until the context ends; elements that cannot be read are
+    left out and named in ``skipped``."""
+    skipped = [] if skipped is None else skipped
+    elements = _readable(elements_under(path, skipped), skipped)
     paths: dict[Path, None] = {}
     studies: dict[str, None] = {}
     for element in elements:
@@ -114,7 +146,10 @@ def view(path: Path, screenshot: Path | None = None) -> int:
     """Print the pages' URLs and serve until interrupted; or, with ``screenshot``, load the
     split page (one element) or the first patient view in headless Chromium, save what it
     shows, and end."""
-    with serve_elements(path) as local:
+    skipped: list[str] = []
+    with serve_elements(path, skipped=skipped) as local:
+        for problem in skipped:
+            print(f"radpath view: skipped {problem}", file=sys.stderr, flush=True)
         for study, url in local.patient_views.items():
             print(f"patient view (study {study}): {url}", flush=True)
         if local.page_url:
