@@ -170,3 +170,50 @@ def test_uploaded_slides_come_from_the_run_folder_where_kaapanas_upload_operator
     assert sorted(p.name for p in (element / "get-slides").iterdir()) == ["biopsy.svs", "biopsy.svs.json"]
     with pytest.raises(FileNotFoundError, match="SLIDES_FOLDER is not set"):
         copy_uploaded_slides(Settings.from_env({"WORKFLOW_DIR": str(tmp_path)}), "get-slides")
+
+
+FILL_THE_DISK = """
+import json, sys
+from dataclasses import dataclass
+from pathlib import Path
+from radpath.adapters.settings import Settings
+from radpath.pipeline.batch import run_stage
+
+root = Path(sys.argv[1])
+for name in ("a", "b"):
+    (root / "batch" / name / "in").mkdir(parents=True)
+settings = Settings.from_env({"WORKFLOW_DIR": str(root), "BATCH_NAME": "batch", "OPERATOR_IN_DIR": "in",
+                              "OPERATOR_OUT_DIR": "out"})
+
+def fill(element, settings):
+    with open(element.out_dir / "big", "wb") as handle:  # until the disk is full (ENOSPC)
+        while True:
+            handle.write(b"x" * 65536)
+
+result = run_stage("fill", fill, settings)
+print(json.dumps([[r.element, r.status.value, r.detail] for r in result.elements]))
+"""
+
+
+def test_a_full_disk_fails_each_element_with_its_cause_and_never_the_batch(tmp_path: Path):
+    """The run folder on a 2 MB tmpfs (a mount namespace of the test's own): the stage fills
+    it, so neither its output nor the manifest can be written. Each element is a failed
+    result naming the cause, the loop goes on, no traceback."""
+    import shutil
+
+    from conftest import skip_unless_ci
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"]).returncode != 0:
+        skip_unless_ci("unshare -rm (a mount namespace of one's own) is not allowed here")
+    root = tmp_path / "run"
+    root.mkdir()
+    script = (f"mount -t tmpfs -o size=2m radpath-test-run {root} && "
+              f"{sys.executable} -c {subprocess.list2cmdline([FILL_THE_DISK])} {root}")
+    done = subprocess.run(["unshare", "-rm", "bash", "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [(name, status) for name, status, _ in results] == [("a", "failed"), ("b", "failed")], results
+    for _, _, detail in results:
+        assert detail.startswith("no space left on device"), detail
+    # a's own outcome could not be recorded: said so, and the element is not taken as done
+    assert any("could not be recorded in radpath-manifest.json: no space left on device" in d for *_, d in results)

@@ -87,7 +87,12 @@ class Place:
     def outside(self) -> dict[str, str]:
         """Every file of the test's folder outside the output and radpath's cache."""
         return {path: digest for path, digest in listing(self.root, skip=self.cache).items()
-                if not path.startswith(("out/", "out"))}
+                if path != "out" and not path.startswith("out/")}
+
+    def check_nothing_changed_outside(self) -> None:
+        after = self.outside()
+        assert after == self.before, sorted(p for p in set(after) | set(self.before)
+                                            if after.get(p) != self.before.get(p))[:20]
 
 
 def wait_for_event(output: Path, matches, timeout_s: float = 600) -> None:
@@ -167,9 +172,7 @@ def test_a_run_changes_nothing_outside_its_output_and_radpaths_cache(killed_and_
     """TotalSegmentator's config.json (its prediction counter) included: under the cache,
     not in the home folder (issue 42, point 9)."""
     place, *_ = killed_and_resumed
-    after = place.outside()
-    assert after == place.before, sorted(p for p in set(after) | set(place.before)
-                                         if after.get(p) != place.before.get(p))[:20]
+    place.check_nothing_changed_outside()
     assert (place.cache / "totalsegmentator" / "config.json").is_file()
     assert not (place.home / ".totalsegmentator").exists()
 
@@ -239,6 +242,7 @@ def test_a_full_store_volume_fails_the_element_at_store_and_the_rerun_completes(
     (resumed_row,) = table_cells(again)
     assert (resumed_row["status"], resumed_row["stage"]) == ("done", "link"), resumed_row
     assert results(place.runs()[-1], "segment") == ["done before"]
+    place.check_nothing_changed_outside()
 
 
 # ------------------------------------------------------------------ the PACS goes down
@@ -273,6 +277,7 @@ def test_with_the_pacs_down_at_store_the_table_says_not_stored_until_a_rerun_sto
         modalities = [pydicom.dcmread(path, stop_before_pixels=True).Modality
                       for path in (tmp_path / "orthanc").rglob("*") if path.is_file() and _is_dicom(path)]
         assert {m: modalities.count(m) for m in ("SEG", "SR", "KO")} == {"SEG": 1, "SR": 1, "KO": 1}, modalities
+        place.check_nothing_changed_outside()
     finally:
         pacs.stop()
 
@@ -320,3 +325,4 @@ def test_two_runs_into_one_output_one_runs_the_other_stops_or_waits(tmp_path):
     assert len(stored) == len(set(stored)) == 60 + 4 + 3
     last = place.runs()[-1]
     assert results(last, "store") == ["done before"] and results(last, "link") == ["done before"]
+    place.check_nothing_changed_outside()

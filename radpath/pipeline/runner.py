@@ -53,12 +53,6 @@ class ElementSummary:
     slide: str = ""  # the element's slide file(s)
     organ: str = ""  # the organ (and side) its slide shows
 
-    @property
-    def settled(self) -> bool:
-        """Whether the element got to an end of its own (done or skipped): neither failed
-        nor left behind by a run that stopped."""
-        return self.status in (Status.DONE.value, Status.SKIPPED.value)
-
 
 def summarize(settings: Settings, running: bool | None = None) -> list[ElementSummary]:
     """Each element's status, the stage it ended at and why (from its manifest and the
@@ -72,7 +66,6 @@ def summarize(settings: Settings, running: bool | None = None) -> list[ElementSu
     row.
     """
     from radpath.pipeline.localinput import read_rejected
-
     from radpath.pipeline.runlock import run_in_progress
 
     workflow_dir = settings.layout.require_workflow_dir()
