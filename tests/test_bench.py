@@ -22,7 +22,8 @@ def test_bench_short_reports_every_benchmark_with_its_ratios(shared_data, tmp_pa
     summary = json.loads((tmp_path / "bench-report.json").read_text())
     assert summary["mode"] == "short"
     names = [entry["benchmark"] for entry in summary["benchmarks"]]
-    assert names == [Path(b.script).stem for b in BENCHMARKS]
+    assert names == [Path(b.script).stem for b in BENCHMARKS if b.short is not None]
+    assert "resume" not in names  # three whole runs: full mode only
     for entry in summary["benchmarks"]:
         assert "error" not in entry, entry
         assert entry["ratios"] and all(value > 0 for value in entry["ratios"].values()), entry

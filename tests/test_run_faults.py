@@ -207,22 +207,24 @@ def test_a_full_store_volume_fails_the_element_at_store_and_the_rerun_completes(
     if shutil.which("unshare") is None or subprocess.run(
             ["unshare", "-rm", "true"], capture_output=True).returncode != 0:
         skip_unless_ci("unshare -rm (a mount namespace of one's own) is not allowed here")
-    place = Place(tmp_path, patients=1)
+    place = Place(tmp_path / "place", patients=1)
+    said = tmp_path / "said"  # what the commands in the namespace said (beside the place, not in it)
+    said.mkdir()
     store = place.output / "store"
     store.mkdir(parents=True)
     q = subprocess.list2cmdline
     script = "\n".join([
         "set -u",
         f"mount -t tmpfs -o size=1m radpath-test-store {q([str(store)])}",
-        f"{q(place.command())} > {q([str(tmp_path / 'first.out')])} 2>&1; echo $? > {q([str(tmp_path / 'first.rc')])}",
+        f"{q(place.command())} > {q([str(said / 'first.out')])} 2>&1; echo $? > {q([str(said / 'first.rc')])}",
         f"mount -o remount,size=64m {q([str(store)])}",
-        f"{q(place.command())} > {q([str(tmp_path / 'again.out')])} 2>&1; echo $? > {q([str(tmp_path / 'again.rc')])}",
-        f"find {q([str(store)])} -type f -printf '%P\\n' > {q([str(tmp_path / 'stored.txt')])}",
+        f"{q(place.command())} > {q([str(said / 'again.out')])} 2>&1; echo $? > {q([str(said / 'again.rc')])}",
+        f"find {q([str(store)])} -type f -printf '%P\\n' > {q([str(said / 'stored.txt')])}",
     ])
     subprocess.run(["unshare", "-rm", "bash", "-c", script], env=place.env(), check=True, timeout=900)
-    first, again = (tmp_path / "first.out").read_text(), (tmp_path / "again.out").read_text()
+    first, again = (said / "first.out").read_text(), (said / "again.out").read_text()
     no_traceback(first, again)
-    assert (tmp_path / "first.rc").read_text().strip() == "1", first[-3000:]
+    assert (said / "first.rc").read_text().strip() == "1", first[-3000:]
     (row,) = table_cells(first)
     assert (row["status"], row["stage"]) == ("failed", "store"), row
     detail = squash(row["detail"], keep_spaces=True)
@@ -234,8 +236,8 @@ def test_a_full_store_volume_fails_the_element_at_store_and_the_rerun_completes(
     (measured,) = research_rows(first_run)
     assert measured["status"] == "measured, not stored" and "no space left on device" in measured["reason"]
     # Space freed: the run again stores the rest, each instance once and whole.
-    assert (tmp_path / "again.rc").read_text().strip() == "0", again[-3000:]
-    stored = (tmp_path / "stored.txt").read_text().split()
+    assert (said / "again.rc").read_text().strip() == "0", again[-3000:]
+    stored = (said / "stored.txt").read_text().split()
     assert not [name for name in stored if ".partial" in name], stored
     sops = [Path(name).stem for name in stored]
     assert len(sops) == len(set(sops)) and len(sops) == 60 + 4 + 1 + 1 + 1, len(sops)  # CT, slide, SEG, SR, KOS
