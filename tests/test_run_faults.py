@@ -81,8 +81,11 @@ class Place:
                               timeout=300)
 
     def runs(self) -> list[Path]:
-        """The run folders, oldest first (by their run conf, written as each run starts)."""
-        return sorted((self.output / "runs").iterdir(), key=lambda p: (p / "conf" / "conf.json").stat().st_mtime)
+        """The run folders, oldest first (by their run conf, written as each run starts; a
+        folder whose run has not written it yet is left out)."""
+        confs = [run / "conf" / "conf.json" for run in (self.output / "runs").iterdir()]
+        started = {conf.parent.parent: conf.stat().st_mtime for conf in confs if conf.is_file()}
+        return sorted(started, key=started.__getitem__)
 
     def outside(self) -> dict[str, str]:
         """Every file of the test's folder outside the output and radpath's cache."""
@@ -149,8 +152,10 @@ def test_a_run_killed_at_segment_is_reported_interrupted_at_segment(killed_and_r
     assert all(row["status"] == "interrupted" for row in rows.values()), rows
     assert rows["Fall_Müller_02"]["stage"] == "segment", rows  # the one being segmented
     assert "run interrupted at segment" in squash(report.stdout, keep_spaces=True), report.stdout
-    # The research table claims nothing: no stage measured anything.
-    assert {row["status"] for row in research_rows(killed)} == {"not measured"}
+    # The research table claims nothing, and says why.
+    rows = research_rows(killed)
+    assert {(row["status"], row["reason"]) for row in rows} == {
+        ("interrupted", "the run stopped at segment (killed or crashed): run it again to resume")}, rows
 
 
 def test_the_rerun_segments_only_what_was_not_segmented_and_finishes_done(killed_and_resumed):

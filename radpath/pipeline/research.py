@@ -8,7 +8,8 @@ with the group's own records; the table is a research result, never a log), the 
 side, the slide and SEG series, the SR, the volume in mL and every feature of
 ``radpath/domain/quantify/radiomics.json`` (named ``<class>_<feature>``), then the status
 and why: "measured" (or "volume only") only where the store stage holds the SR, else
-"measured, not stored" with the reason; "not measured" with the stage that ended it.
+"measured, not stored" with the reason; "not measured" with the stage that ended it;
+"interrupted" where the run stopped (killed, crashed) before it was measured.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from radpath.domain.names import safe_component
 from radpath.domain.quantify import load_radiomics
 from radpath.domain.vocabulary import StageName
 from radpath.pipeline.batch import iter_elements
+from radpath.pipeline.events import run_state
 from radpath.pipeline.manifest import Manifest, ManifestError, Status
 from radpath.pipeline.sections import BodyPartFacts, PairFacts, QuantifyFacts, SegEncodeFacts, StoreFacts
 
@@ -51,6 +53,8 @@ def research_rows(settings: Settings) -> list[dict[str, object]]:
     """The table's rows, in element order; none when no element came to be paired (a run
     that only imports slides)."""
     features = load_radiomics().features
+    state = run_state(settings.layout.require_workflow_dir())
+    stopped = None if state.complete or not state.recorded else (state.interrupted_at or "its end")
     rows: list[dict[str, object]] = []
     manifests = []
     for element in iter_elements(settings.layout):
@@ -75,6 +79,10 @@ def research_rows(settings: Settings) -> list[dict[str, object]]:
         seg_file = element.seg_file() if seg else None
         if seg_file is not None and seg_file.is_file():
             base["patient_id"] = str(read_header(seg_file).get("PatientID") or "")
+        if quantify is None and stopped is not None and manifest.ended_at() is None:
+            rows.append({**base, "status": "interrupted",
+                         "reason": f"the run stopped at {stopped} (killed or crashed): run it again to resume"})
+            continue
         if quantify is None or not quantify.path:
             rows.append({**base, "status": "not measured", "reason": _why_not(manifest, quantify)})
             continue

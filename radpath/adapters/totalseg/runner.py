@@ -119,7 +119,6 @@ def _segment(request: SegmentRequest) -> SegmentOutcome:
     """Device, resolution and weights chosen, then TotalSegmentator's API called."""
     from totalsegmentator.python_api import totalsegmentator
 
-    from radpath.adapters.cache import cache_dir
     from radpath.adapters.totalseg.standin import weights_path
     from radpath.adapters.totalseg.weights import choose_weights, disable_usage_stats
 
@@ -128,20 +127,11 @@ def _segment(request: SegmentRequest) -> SegmentOutcome:
     if device == "cpu" and speed == Speed.FULL and not request.full_on_cpu:
         speed = Speed.FAST
         notes.append("CPU: fast mode instead of full resolution (set TOTALSEG_FULL_ON_CPU=true to insist)")
+    _config_in_cache(notes)
+    disable_usage_stats()  # before anything of TotalSegmentator's runs
     choice = choose_weights(request.task, speed, allow_standin=request.allow_standin, roi_subset=True,
                             robust_crop=request.robust_crop)
     notes.extend(choice.notes)
-    if "TOTALSEG_HOME_DIR" not in os.environ:
-        # TotalSegmentator rewrites its config.json (a prediction counter) on every run: in
-        # radpath's cache, not the user's home (the weights were found above, and are
-        # handed over by TOTALSEG_WEIGHTS_PATH below). This process ends with the run.
-        home = cache_dir() / "totalsegmentator"
-        try:
-            home.mkdir(parents=True, exist_ok=True)
-            os.environ["TOTALSEG_HOME_DIR"] = str(home)
-        except OSError as err:  # a pod without a writable home: TotalSegmentator's own default
-            notes.append(f"TotalSegmentator's config stays in its default folder ({home}: {err.strerror})")
-    disable_usage_stats()  # before anything of TotalSegmentator's runs
     with weights_path(choice.root):
         totalsegmentator(
             Path(request.source),
@@ -166,6 +156,27 @@ def _segment(request: SegmentRequest) -> SegmentOutcome:
         standin_weights=choice.standin,
         notes=notes,
     )
+
+
+def _config_in_cache(notes: list[str]) -> None:
+    """TotalSegmentator rewrites its config.json (a prediction counter) on every run: into
+    radpath's cache, not the user's home, unless TOTALSEG_HOME_DIR says where. The weights
+    stay where they were looked for (TOTALSEG_WEIGHTS_PATH, set to that folder if unset).
+    This process ends with the run, and its environment with it."""
+    if "TOTALSEG_HOME_DIR" in os.environ:
+        return
+    from totalsegmentator.config import get_weights_dir
+
+    from radpath.adapters.cache import cache_dir
+
+    home = cache_dir() / "totalsegmentator"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a pod without a writable home: TotalSegmentator's own default
+        notes.append(f"TotalSegmentator's config stays in its default folder ({home}: {err.strerror})")
+        return
+    os.environ.setdefault("TOTALSEG_WEIGHTS_PATH", str(get_weights_dir()))
+    os.environ["TOTALSEG_HOME_DIR"] = str(home)
 
 
 def main(request_path: str, outcome_path: str) -> int:
