@@ -52,14 +52,19 @@ def safe_component(text: str, fallback: str = "unnamed", max_len: int = MAX_NAME
     longer than ``max_len``: a long name keeps its start and end and gains a short digest
     of the whole, so two long names stay apart. Being plain ASCII without a backslash, it
     is also one valid DICOM LO value when ``max_len`` is 64."""
-    name = _UNSAFE.sub("_", text).strip("._") or fallback
-    if len(name) <= max_len:
+    return _shortened(_UNSAFE.sub("_", text).strip("._") or fallback, text, max_len)
+
+
+def _shortened(name: str, text: str, max_len: int) -> str:
+    """``name`` where it fits in ``max_len`` bytes (UTF-8); else its start, a short digest
+    of ``text`` (two long names stay apart) and its suffix."""
+    if len(name.encode("utf-8")) <= max_len:
         return name
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
     stem, dot, suffix = name.rpartition(".")
     suffix = f".{suffix}" if dot and len(suffix) <= 12 else ""
-    keep = max_len - len(digest) - len(suffix) - 1
-    return f"{(stem if suffix else name)[:keep]}-{digest}{suffix}"
+    keep = (stem if suffix else name).encode("utf-8")[: max_len - len(digest) - len(suffix.encode("utf-8")) - 1]
+    return f"{keep.decode('utf-8', 'ignore')}-{digest}{suffix}"
 
 
 def user_component(text: str, fallback: str = "unnamed", max_len: int = MAX_NAME) -> str:
@@ -70,17 +75,11 @@ def user_component(text: str, fallback: str = "unnamed", max_len: int = MAX_NAME
     text = unicodedata.normalize("NFC", text)
     name = _UNSAFE_USER.sub("_", text).strip("._") or fallback
     try:
-        encoded = os.fsencode(name)
+        os.fsencode(name)
         name.encode("utf-8")
     except UnicodeError:
         return safe_component(text, fallback, max_len)
-    if len(encoded) <= max_len:
-        return name
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-    stem, dot, suffix = name.rpartition(".")
-    suffix = f".{suffix}" if dot and len(suffix) <= 12 else ""
-    keep = (stem if suffix else name).encode("utf-8")[: max_len - len(digest) - len(suffix.encode()) - 1]
-    return f"{keep.decode('utf-8', 'ignore')}-{digest}{suffix}"
+    return _shortened(name, text, max_len)
 
 
 def is_uid(text: str) -> bool:
