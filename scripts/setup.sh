@@ -4,7 +4,8 @@
 #      dcmtk, libturbojpeg0 (opentile's JPEG tile access for SVS/NDPI), time (GNU time:
 #      per-process peak memory in the benchmarks), chromium (headless: the viewer pages
 #      radpath writes, opened in the tests), and Node.js with npm (OHIF's built viewer and
-#      playwright-core come from npm on first use of `radpath view` and the viewer tests);
+#      playwright-core come from npm on first use of `radpath view` and the viewer tests;
+#      SLIM, the slide viewer, is built from its source, in the background);
 #   2. a virtual environment in .venv (or $RADPATH_VENV) with radpath and all extras,
 #      every pip install pinned through constraints.txt (torch 2.13.0 CPU build);
 #   3. with RADPATH_KAAPANA_BOX=1 (make test), for the tests against Kaapana's own plugin
@@ -73,8 +74,30 @@ else
   mark_installed "$VENV" "$EXTRAS"
 fi
 
+# SLIM, the slide viewer Kaapana hosts (radpath view and the tests open slides in it): built
+# from its source tag once per source (radpath/apps/viewer/slim.py), in the background while
+# the rest installs. Its source: $RADPATH_SLIM_SOURCE, else ../shared's copy of the tag where
+# there is one (it stands in for the download), else the tag's archive from GitHub.
+SLIM_VERSION="$("$VENV/bin/python" -c 'from radpath.apps.viewer.slim import SLIM_VERSION; print(SLIM_VERSION)')"
+if [ -z "${RADPATH_SLIM_SOURCE:-}" ] && [ -f "../shared/slim-$SLIM_VERSION/package.json" ]; then
+  export RADPATH_SLIM_SOURCE="../shared/slim-$SLIM_VERSION"
+fi
+SLIM_LOG="$(mktemp -t radpath-slim-XXXXXX.log)"
+say "building SLIM $SLIM_VERSION in the background (about 2.5 min and 45 MB the first time; log: $SLIM_LOG)"
+"$VENV/bin/python" -m radpath.apps.viewer.slim build > "$SLIM_LOG" 2>&1 &
+SLIM_PID=$!
+slim_ready() {
+  if wait "$SLIM_PID"; then
+    say "$(tail -1 "$SLIM_LOG")"
+  else
+    say "SLIM could not be built (radpath view opens slides in OHIF's microscopy mode instead):"
+    sed 's/^/[setup]   /' "$SLIM_LOG" | tail -20
+  fi
+}
+
 KAAPANA_VENV="${RADPATH_KAAPANA_VENV:-.venv-kaapana}"
 if [ "${RADPATH_KAAPANA_BOX:-0}" != 1 ]; then
+  slim_ready
   say "ready: $VENV/bin/radpath"
   exit 0
 fi
@@ -143,4 +166,5 @@ else
   "$VENV/bin/python" tests/kaapana_pods/kaapana_images.py build
   say "images' environments ready in $(( $(date +%s) - start )) s"
 fi
+slim_ready
 say "ready: $VENV/bin/radpath"

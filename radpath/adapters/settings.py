@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from radpath.domain.link.site import KAAPANA_DICOMWEB_PATH
 from radpath.domain.names import check_component
 from radpath.domain.vocabulary import Laterality, SegEncoder, Speed, StoreTarget, Term, Transcoding
 
@@ -486,8 +487,9 @@ class StageOptions:
         Option(
             "VIEWER_DICOMWEB_PATH",
             parse_text,
-            "/dicom-web",
-            "where a browser on the viewers' host reads DICOMweb (the patient view's root, on its own origin)",
+            KAAPANA_DICOMWEB_PATH,
+            "where a browser on the viewers' host reads DICOMweb (the patient view's root, on its own origin): "
+            "Kaapana's OHIF and SLIM read dicom-web-filter there",
         )
     )
 

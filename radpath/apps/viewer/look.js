@@ -5,7 +5,7 @@
 //        the slice with the most mask pixels, screenshots with the SEG shown and hidden, and
 //        reports that slice's image plane and where its pixels land on the screenshot.
 // slide: OHIF microscopy: waits for the slide's viewer, screenshots once the image is still.
-// page:  any page (radpath's split view): screenshots once it is still.
+// page:  any page (radpath's split view, its patient view): once both viewers drew, screenshots once it is still.
 // session: one browser, driven step by step: one JSON command per line on stdin, one JSON
 //        answer per line on stdout ({"ok": result} or {"error": message}). Commands:
 //        {"goto": url}, {"wait": "<js function>", "arg", "frame", "timeout"},
@@ -129,6 +129,7 @@ async function session(page) {
   const profile = fs.mkdtempSync(job.scratch + '/chromium-');
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium', headless: true, viewport: { width: 1400, height: 900 }, args: ARGS,
+    ignoreHTTPSErrors: !!job.ignoreHTTPSErrors,  // a test host's own certificate
   });
   const page = context.pages()[0] || (await context.newPage());
   const log = [];
@@ -158,7 +159,7 @@ async function session(page) {
       await page.waitForFunction(() => [...document.querySelectorAll('iframe')].every(f => {
         try {
           const w = f.contentWindow, d = f.contentDocument;
-          if (d.querySelector('.DicomMicroscopyViewer .ol-viewport canvas')) return true;
+          if (d.querySelector('.ol-viewport canvas')) return true;  // a slide: SLIM, or OHIF microscopy
           const s = w.services, vp = s && s.viewportGridService.getActiveViewportId();
           return !!vp && s.segmentationService.getSegmentationRepresentations(vp).length > 0;
         } catch (e) { return false; }

@@ -44,11 +44,11 @@ class BrowserSession:
     in one of its iframes, by name), ``click`` (a real mouse click at a screen point),
     ``screenshot``. Use as a context manager; the browser's log lands at ``log``."""
 
-    def __init__(self, scratch: Path, timeout_s: float = 180):
+    def __init__(self, scratch: Path, timeout_s: float = 180, ignore_https_errors: bool = False):
         scratch.mkdir(parents=True, exist_ok=True)
         self.log, self.timeout_s = scratch / "session.log", timeout_s
         job = {"mode": "session", "url": "", "out": str(scratch / "session"), "modules": str(node_modules()),
-               "scratch": str(scratch)}
+               "scratch": str(scratch), "ignoreHTTPSErrors": ignore_https_errors}
         self._process = subprocess.Popen(["node", str(LOOK_JS), json.dumps(job)], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, text=True, bufsize=1)
 

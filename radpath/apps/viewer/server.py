@@ -1,8 +1,9 @@
-"""One origin on 127.0.0.1 for the local viewer: OHIF's files, a proxy to the DICOMweb
-server holding the results, and Kaapana's viewer routes mapped onto OHIF, so the links
-radpath writes (``/ohif/viewer?…``, ``/slim/studies/<study>/series/<series>``) open here
-as they open on a Kaapana host (SLIM is not on npm: a slide opens in OHIF's microscopy
-mode). Cross-origin isolation headers let cornerstone use SharedArrayBuffer.
+"""One origin on 127.0.0.1 for the local viewer: OHIF's files, SLIM's (built in set-up,
+:mod:`radpath.apps.viewer.slim`) at ``/slim`` with its settings for this host, a proxy to
+the DICOMweb server holding the results, and Kaapana's OHIF route, so the links radpath
+writes (``/ohif/viewer?…``, ``/slim/studies/<study>/series/<series>``) open here as they
+open on a Kaapana host. Where SLIM was not built, its route falls back to OHIF's
+microscopy mode. Cross-origin isolation headers let cornerstone use SharedArrayBuffer.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from radpath.adapters.orthanc import free_port
+from radpath.apps.viewer.slim import SLIM_PATH, local_config
+from radpath.domain.link.site import LOCAL_DICOMWEB_PATH, ViewerSite, local_site
 
 mimetypes.add_type("application/wasm", ".wasm")
 mimetypes.add_type("text/javascript", ".js")
@@ -55,12 +58,20 @@ def _binary_values_as_bulk(instances: list, origin: str) -> bool:
 
 
 class ViewerServer:
-    """Serves ``www`` (OHIF's dist), proxies DICOMweb to ``upstream`` (host, port), and
-    serves ``pages`` under ``/radpath/``. Use as a context manager."""
+    """Serves ``www`` (OHIF's dist), ``slim`` (SLIM's build, if any) at ``/slim``, proxies
+    DICOMweb to ``upstream`` (host, port), and serves ``pages`` under ``/radpath/``. Use as
+    a context manager."""
 
-    def __init__(self, www: Path, upstream: tuple[str, int], pages: Path | None = None, port: int | None = None):
+    def __init__(self, www: Path, upstream: tuple[str, int], pages: Path | None = None, port: int | None = None,
+                 slim: Path | None = None):
         self.www, self.upstream, self.pages = Path(www).resolve(), upstream, pages
+        self.slim = Path(slim).resolve() if slim is not None else None
         self.port = port or free_port()
+
+    @property
+    def site(self) -> ViewerSite:
+        """What this host serves, for the pages written for it."""
+        return local_site(slim_built=self.slim is not None)
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -149,7 +160,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._proxy()
         elif path == "/ohif/viewer":  # Kaapana's OHIF route → OHIF at this root
             self._reply(302, headers={"Location": f"/viewer?{url.query}"})
-        elif (slim := SLIM_ROUTE.match(path)) is not None:  # SLIM's route → OHIF microscopy
+        elif self.viewer.slim is not None and (path == SLIM_PATH or path.startswith(SLIM_PATH + "/")):
+            self._slim(path[len(SLIM_PATH):])
+        elif (slim := SLIM_ROUTE.match(path)) is not None:  # no SLIM built: OHIF's microscopy mode
             # The series too: a study may hold several slides, and OHIF shows its first otherwise.
             series = f"&SeriesInstanceUIDs={slim['series']}" if slim["series"] else ""
             self._reply(302, headers={"Location": f"/microscopy?StudyInstanceUIDs={slim['study']}{series}"})
@@ -159,6 +172,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._file(self.viewer.www, path, spa_fallback=True)
 
     do_HEAD = do_GET
+
+    def _slim(self, relative: str) -> None:
+        if relative == "/config/local.js":  # SLIM's settings for this host (Kaapana's shape)
+            self._reply(200, local_config(LOCAL_DICOMWEB_PATH).encode(), "text/javascript")
+        elif relative in ("", "/") or relative.startswith("/studies/"):  # SLIM's routes are the app's
+            self._file(self.viewer.slim, "index.html", spa_fallback=False)
+        else:
+            self._file(self.viewer.slim, relative, spa_fallback=False)
 
     def do_POST(self) -> None:
         if self.path.startswith(PROXIED):

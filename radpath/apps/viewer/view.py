@@ -4,9 +4,10 @@ PATH is one element (its folder, its link folder or its link.json), a run folder
 output folder of ``radpath run`` / ``radpath demo``: every linked element below it, its
 pair (source series, slide, SEG) and its link object, goes into a private Orthanc. OHIF
 (fetched on first use) is served in front of it on 127.0.0.1 with Kaapana's viewer routes
-mapped onto it, beside radpath's pages: the patient view of each radiology study (every
-pair read back from that Orthanc; click an organ, get its slide) and, for one element,
-its split-view page.
+mapped onto it, and SLIM (built in set-up) at /slim, beside radpath's pages: the patient
+view of each radiology study (every pair read back from that Orthanc; click an organ, get
+its slide in SLIM) and, for one element, its split-view page. Where SLIM was not built,
+slides open in OHIF's microscopy mode and the pages say so.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from radpath.adapters.orthanc import LocalOrthanc
 from radpath.adapters.settings import Settings
 from radpath.apps.viewer.assets import ohif_dist
 from radpath.apps.viewer.server import ViewerServer
+from radpath.apps.viewer.slim import built_slim
 from radpath.domain.link.page import PATIENT_VIEW_FILE, patient_view_html
+from radpath.domain.link.site import SlideViewer
 from radpath.adapters.storage import StoreFailed
 from radpath.pipeline.batch import BatchElement, MissingFact
 from radpath.pipeline.manifest import MANIFEST_NAME, Manifest, ManifestError
@@ -45,6 +48,8 @@ class LocalView:
     page_url: str | None = None
     ohif_url: str | None = None
     slide_url: str | None = None
+    #: What opens the slides: SLIM, or OHIF's microscopy mode where SLIM is not built.
+    slide_viewer: str = ""
 
 
 def _linked(candidate: Path, skipped: list[str]) -> BatchElement | None:
@@ -124,12 +129,15 @@ def serve_elements(path: Path, work: Path | None = None, skipped: list[str] | No
             DicomWeb(Settings.from_env({"DICOMWEB_URL": pacs.dicomweb_url}).dicomweb).store(list(paths))
             pages = Path(tmp) / "pages"
             pages.mkdir()
-            (pages / PATIENT_VIEW_FILE).write_text(patient_view_html(), encoding="utf-8")
-            with ViewerServer(ohif_dist(), ("127.0.0.1", pacs.port), pages=pages) as server:
+            slim = built_slim()
+            with ViewerServer(ohif_dist(), ("127.0.0.1", pacs.port), pages=pages,
+                              slim=slim.www if slim else None) as server:
+                site = server.site
+                (pages / PATIENT_VIEW_FILE).write_text(patient_view_html(site), encoding="utf-8")
                 here = f"{server.base_url}/radpath"
                 views = {study: f"{here}/{PATIENT_VIEW_FILE}?study={study}" for study in studies}
                 if len(elements) > 1:
-                    yield LocalView(views)
+                    yield LocalView(views, slide_viewer=site.slide_viewer.value)
                     return
                 results, link = _link_record(elements[0])
                 old_base = link["viewers"]["ohif"].split("/ohif/viewer")[0]
@@ -137,7 +145,7 @@ def serve_elements(path: Path, work: Path | None = None, skipped: list[str] | No
                 (pages / PAGE_FILE).write_text(page.replace(old_base + "/", server.base_url + "/"), encoding="utf-8")
                 yield LocalView({study: f"{here}/{link['viewers']['patient']}" for study in studies},
                                 f"{here}/{PAGE_FILE}", link["viewers"]["ohif"].replace(old_base, server.base_url),
-                                link["viewers"]["slim"].replace(old_base, server.base_url))
+                                link["viewers"]["slim"].replace(old_base, server.base_url), site.slide_viewer.value)
         finally:
             pacs.stop()
 
@@ -150,11 +158,14 @@ def view(path: Path, screenshot: Path | None = None) -> int:
     with serve_elements(path, skipped=skipped) as local:
         for problem in skipped:
             print(f"radpath view: skipped {problem}", file=sys.stderr, flush=True)
+        if local.slide_viewer != SlideViewer.SLIM.value:
+            print("radpath view: SLIM is not built on this machine (make setup builds it): slides open in "
+                  "OHIF's microscopy mode", file=sys.stderr, flush=True)
         for study, url in local.patient_views.items():
             print(f"patient view (study {study}): {url}", flush=True)
         if local.page_url:
             print(f"split view: {local.page_url}\nOHIF (radiology + SEG): {local.ohif_url}\n"
-                  f"slide (OHIF microscopy): {local.slide_url}", flush=True)
+                  f"slide ({local.slide_viewer}): {local.slide_url}", flush=True)
         if screenshot is not None:
             from radpath.apps.viewer.look import look
 

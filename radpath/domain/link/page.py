@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
+from radpath.domain.link.site import ViewerSite
 from radpath.domain.link.viewers import ViewerLinks
 from radpath.domain.records import Record
 
@@ -33,6 +34,9 @@ class ExtentSlice(Record):
 PATIENT_VIEW_FILE = "patient.html"
 _PATIENT_VIEW = Path(__file__).with_name("patient-view.html")
 _SETTINGS = '<script type="application/json" id="radpath-settings">'
+#: SLIM's side panels folded away in a pane (the patient view and the split page share it).
+_SLIM_PANE = Path(__file__).with_name("slim-pane.js")
+_SLIM_PANE_MARK = "/* radpath: SLIM in a pane */"
 
 
 def centre_of(extent: list[ExtentSlice]) -> ExtentSlice | None:
@@ -40,14 +44,12 @@ def centre_of(extent: list[ExtentSlice]) -> ExtentSlice | None:
     return extent[len(extent) // 2] if extent else None
 
 
-def patient_view_html(dicomweb: str = "/dicom-web", ohif: str = "/ohif/viewer", slim: str = "/slim") -> str:
-    """The patient view, for a host that serves DICOMweb at ``dicomweb`` and the viewers at
-    ``ohif`` and ``slim`` (paths on the page's own origin)."""
-    page = _PATIENT_VIEW.read_text(encoding="utf-8")
+def patient_view_html(site: ViewerSite) -> str:
+    """The patient view, for a host serving DICOMweb and the viewers where ``site`` says."""
+    page = _PATIENT_VIEW.read_text(encoding="utf-8").replace(_SLIM_PANE_MARK, _SLIM_PANE.read_text(encoding="utf-8"))
     start = page.index(_SETTINGS) + len(_SETTINGS)
     end = page.index("</script>", start)
-    settings = json.dumps({"dicomweb": dicomweb.rstrip("/"), "ohif": ohif, "slim": slim.rstrip("/")})
-    return page[:start] + settings.replace("</", "<\\/") + page[end:]
+    return page[:start] + json.dumps(site.as_page_settings()).replace("</", "<\\/") + page[end:]
 
 
 def split_view_html(title: str, links: ViewerLinks, extent: list[ExtentSlice], total_slices: int) -> str:
@@ -70,6 +72,7 @@ def split_view_html(title: str, links: ViewerLinks, extent: list[ExtentSlice], t
     # then moves it to the organ's centre slice, and the extent's links to theirs.
     opening = links.ohif()
     centre_sop = json.dumps(centre.sop_instance_uid if centre else None)
+    slim_pane = _SLIM_PANE.read_text(encoding="utf-8")
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -83,7 +86,8 @@ def split_view_html(title: str, links: ViewerLinks, extent: list[ExtentSlice], t
   details {{ position: relative; }}
   details ul {{ position: absolute; z-index: 2; background: #222; max-height: 60vh; overflow: auto; margin: 0;
                padding: 6px 18px; }}
-  main {{ display: grid; grid-template-columns: 1fr 1fr; gap: 2px; min-height: 0; }}
+  main {{ display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1.25fr); gap: 2px; min-height: 0; }}
+  header button {{ font: inherit; color: #ddd; background: #262626; border: 1px solid #555; border-radius: 4px; }}
   iframe {{ width: 100%; height: 100%; border: 0; background: #000; }}
 </style>
 </head>
@@ -97,6 +101,7 @@ def split_view_html(title: str, links: ViewerLinks, extent: list[ExtentSlice], t
   </ul></details>
   <a href="{escape(opening)}" target="_blank">OHIF</a>
   <a href="{escape(links.slim)}" target="_blank">SLIM</a>
+  <button id="slim-panels" type="button" aria-pressed="false">SLIM's panels</button>
 </header>
 <main>
   <iframe name="ohif" id="ohif" title="OHIF: radiology with the segmentation" src="{escape(opening)}"></iframe>
@@ -104,6 +109,8 @@ def split_view_html(title: str, links: ViewerLinks, extent: list[ExtentSlice], t
 </main>
 <script>
 "use strict";
+{slim_pane}
+slimInAPane(document.getElementById("slim"), document.getElementById("slim-panels"));
 // OHIF at a slice, once its SEG is in (same origin: Kaapana's host, or radpath view's).
 async function showSlice(sop) {{
   for (let i = 0; i < 480; i++) {{

@@ -23,6 +23,7 @@ from radpath.adapters.settings import Settings
 from radpath.adapters.storage import Instance, store_new, store_target
 from radpath.domain.link.kos import LinkIdentity, build_link_kos
 from radpath.domain.link.page import PATIENT_VIEW_FILE, centre_of, patient_view_html, split_view_html
+from radpath.domain.link.site import ViewerSite
 from radpath.domain.link.viewers import ViewerLinks
 from radpath.pipeline.batch import BatchElement
 from radpath.pipeline.sections import (
@@ -120,7 +121,7 @@ def run_link(element: BatchElement, settings: Settings) -> LinkFacts:
     picture.save(out_dir / QC_FILE)
     (out_dir / PAGE_FILE).write_text(split_view_html(f"radpath: {title}", links, extent, seg_facts.source_slices),
                                      encoding="utf-8")
-    (out_dir / PATIENT_VIEW_FILE).write_text(patient_view_html(settings.options.viewer_dicomweb_path),
+    (out_dir / PATIENT_VIEW_FILE).write_text(patient_view_html(ViewerSite(dicomweb=settings.options.viewer_dicomweb_path)),
                                              encoding="utf-8")
     record = {
         "organ": parts[0].organ,
