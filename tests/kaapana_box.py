@@ -241,11 +241,15 @@ INCOMING_SECONDS = 10
 
 def run_box(root: Path, waves: list[list[tuple[str, dict | None]]], seed: list[Path] = (), env: dict | None = None,
             uploads: dict[str, bytes] | None = None, edit_dags=None, kaapana: Path = KAAPANA_SOURCE,
-            incoming_seconds: float = INCOMING_SECONDS, image_envs: Path | None = None) -> dict:
+            incoming_seconds: float = INCOMING_SECONDS, image_envs: Path | None = None,
+            viewer_check: dict | None = None) -> dict:
     """Run ``waves`` in a fresh box whose PACS holds ``seed`` and whose uploads volume holds
     ``uploads``; ``edit_dags(folder)`` may change the installed DAG folder first;
     ``incoming_seconds``: how long what CTP receives takes to be filed (:data:`INCOMING_SECONDS`);
-    ``image_envs``: the images' environments' record (set-up's, :func:`image_environments`). A wave is a
+    ``image_envs``: the images' environments' record (set-up's, :func:`image_environments`);
+    ``viewer_check``: after the waves, the published patient view of ``slide_series`` opened on
+    ``study`` by each project user through the filter, SLIM's build ``slim`` beside it
+    (kaapana_box_driver.check_viewers). A wave is a
     list of (dag id, conf) started at once, each through Kaapana's trigger route (conf None:
     the DAG is unpaused and its schedule starts it); the next wave starts when every run of
     this one, and every run they triggered, has ended. What the runs left, as
@@ -317,7 +321,7 @@ def run_box(root: Path, waves: list[list[tuple[str, dict | None]]], seed: list[P
     on_schedule = {dag_id for wave in waves for dag_id, conf in wave if conf is None}
     spec = {"root": str(root), "box_config": str(root / "box.json"), "seed": [str(p) for p in seed],
             "waves": waves, "postgres_dir": POSTGRES_DIR, "node_ram_mb": BOX_NODE_RAM_MB,
-            "incoming_seconds": incoming_seconds,
+            "incoming_seconds": incoming_seconds, "viewer_check": viewer_check,
             "dag_ids": sorted(RADPATH_DAGS),
             # what a wave triggers, and radpath-map, which runs of the others trigger
             "unpaused": sorted(({dag_id for wave in waves for dag_id, _ in wave} | {"radpath-map"}) - on_schedule)}

@@ -97,6 +97,8 @@ def main(spec_path: str) -> int:
                   "pools": pools(),
                   # what each project's user sees through dicom-web-filter, as radpath's client asks it
                   "visible": {user: visible_series(separation, user) for user in box["memberships"]}}
+        if spec.get("viewer_check"):  # the published patient view in a browser, through the filter
+            result["viewer_check"] = check_viewers(spec["viewer_check"], box, started["s3"], separation, root)
         filing.set()
         started["moto"].terminate()
     print(RESULT + json.dumps(result), flush=True)
@@ -418,6 +420,33 @@ def pacs_series(pacs: LocalOrthanc) -> list[dict]:
                       "called_ae": metadata.get("CalledAET"), "calling_ae": metadata.get("RemoteAET"),
                       "origin": metadata.get("Origin")})
     return found
+
+
+def check_viewers(check: dict, box: dict, s3, separation, root: Path) -> dict:
+    """The patient view radpath published into the project's bucket for ``check["slide_series"]``,
+    opened on ``check["study"]`` by each project user in headless Chromium on the Kaapana host
+    stand-in (tests/kaapana_host.py): the real dicom-web-filter behind it, SLIM's build
+    ``check["slim"]`` with Kaapana's own local.js. An error is reported, not raised."""
+    from kaapana_host import kaapana_host, patient_view_check
+
+    def read_object(key: str) -> bytes | None:
+        try:
+            return s3.get_object(Bucket=box["bucket"], Key=key)["Body"].read()
+        except Exception:  # noqa: BLE001 (botocore's NoSuchKey: the host answers 404)
+            return None
+
+    # the browser's parts (playwright-core, Chromium's driver) in radpath's cache outside the box
+    os.environ["RADPATH_CACHE"] = check["cache"]
+    try:
+        (page,) = [key for key in bucket_objects(s3, box) if key.startswith("staticwebsiteresults/")
+                   and key.endswith("/patient.html") and check["slide_series"] in key][:1]
+        with kaapana_host(root / "kaapana-host", filter_url=separation.filter.url, slim_www=Path(check["slim"]),
+                          kaapana=Path(box["kaapana_source"]), bucket=box["bucket"], read_object=read_object,
+                          token_of=separation.token) as host:
+            return patient_view_check(host, page, check["study"], check["slide_series"], list(box["memberships"]),
+                                      root / "kaapana-host" / "browser")
+    except Exception:  # noqa: BLE001
+        return {"error": traceback.format_exc()}
 
 
 def bucket_objects(client, box: dict) -> list[str]:

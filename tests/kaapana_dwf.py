@@ -410,6 +410,10 @@ def dcm4chee_answers(orthanc_dicomweb: str) -> type[BaseHTTPRequestHandler]:
       ``StudyInstanceUID=a&StudyInstanceUID=b``) matches any of its values: Orthanc keeps one,
       so they go to it as one comma-separated list (UID list matching, PS3.18 8.3.4.1).
 
+    - WADO-RS metadata names bulk data (``BulkDataURI``) at dcm4chee's own base URL (the
+      address the filter called, under :data:`DCM4CHEE_RS_PATH`), which the filter rewrites
+      (``metadata_replace_stream``); Orthanc names its own.
+
     Everything else goes to Orthanc as it came (WADO-RS, STOW-RS), without the caller's token.
     """
     upstream_root = orthanc_dicomweb.rstrip("/")
@@ -446,6 +450,11 @@ def dcm4chee_answers(orthanc_dicomweb: str) -> type[BaseHTTPRequestHandler]:
                 if response.status_code == 200 and payload.strip() in (b"", b"[]"):
                     return self.reply(204, content_type=None, send_body=False)
                 return self.reply(response.status_code, payload, content_type, send_body=send_body)
+            if urlsplit(self.path).path.endswith("/metadata") and response.status_code == 200:
+                own_base = f"http://{self.headers.get('Host', '')}{DCM4CHEE_RS_PATH}".encode()
+                with response:
+                    payload = response.content.replace(upstream_root.encode(), own_base)
+                return self.reply(200, payload, content_type, send_body=send_body)
             with response:
                 self.send_response(response.status_code)
                 if content_type:

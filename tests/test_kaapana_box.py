@@ -13,9 +13,14 @@ import json
 import re
 
 import pytest
+from conftest import skip_unless_ci
 from kaapana_box import PROJECT, image_environments, run_box
 from kaapana_pods import kaapana_images
 from pairs import Files, put_patient
+from slide_pane import frames_of
+
+from radpath.adapters.cache import cache_dir
+from radpath.apps.viewer.slim import built_slim
 
 pytestmark = [pytest.mark.pacs, pytest.mark.slow]
 
@@ -57,19 +62,24 @@ def most_at_once(pods: list[dict], image_name: str | None = None) -> int:
     return most
 
 
-SELECTED = 6  # series selected in the data explorer for one radpath-map workflow
+#: Series selected in the data explorer for one radpath-map workflow: more runs than the
+#: NODE_RAM pool has room for segment pods at once (2), so the pool's bound shows.
+SELECTED = 3
 
 
 @pytest.fixture(scope="module")
 def mapped(tmp_path_factory, kaapana_source):
-    """A data-explorer selection of six slides, each of its own patient with a CT, started
+    """A data-explorer selection of three slides, each of its own patient with a CT, started
     as Kaapana's backend starts a single-execution workflow (one job per series, all at
     once); then radpath-map again on the first slide."""
     tmp = tmp_path_factory.mktemp("box-map")
     seed = Files()
     patients = [put_patient(seed, tmp, f"RP-BOX-{n}", slide_site="left kidney") for n in range(1, SELECTED + 1)]
     jobs = [("radpath-map", selection(uids["slide_series"])) for uids in patients]
-    return patients, run_box(tmp / "box", [jobs, jobs[:1]], seed.paths)
+    slim = built_slim()  # the patient view's check needs SLIM (set-up builds it)
+    check = {"slim": str(slim.www), "study": patients[0]["ct_study"], "slide_series": patients[0]["slide_series"],
+             "cache": str(cache_dir())}
+    return patients, run_box(tmp / "box", [jobs, jobs[:1]], seed.paths, viewer_check=check if slim else None)
 
 
 def test_radpath_map_on_kaapana_links_the_pair_through_ctp_and_publishes_the_page(mapped):
@@ -110,8 +120,36 @@ def test_radpath_map_on_kaapana_links_the_pair_through_ctp_and_publishes_the_pag
     assert series_of(result, uids["ct_study"])["KO"] == [kos]
 
 
+def test_the_published_patient_view_shows_the_projects_pair_in_slim_through_the_filter(mapped):
+    """Each project user signs in on the Kaapana host (stand-in: tests/kaapana_host.py) and opens
+    the patient view radpath published into the project's bucket. The project's user sees its
+    pair, and SLIM (Kaapana's own local.js) draws the slide from frames read through
+    /dicom-web-filter with the user's session; the other project's user sees no pair. Without
+    a session the host answers nothing."""
+    patients, result = mapped
+    if "viewer_check" not in result:
+        skip_unless_ci("SLIM is not built on this machine: `make setup` builds it")
+    check = result["viewer_check"]
+    assert "error" not in check, check.get("error")
+    assert set(check["unsigned"].values()) == {401}, check["unsigned"]
+    project_user, other_user = result["visible"]
+    uids = patients[0]
+    member, outsider = check["users"][project_user], check["users"][other_user]
+    assert member["pairs"] == "1" and member["list"][0].startswith("left kidney"), member
+    # Kaapana's URL schemes: OHIF on the study with the SEG, SLIM on the slide's series.
+    assert member["ohif"].startswith(f"/ohif/viewer?StudyInstanceUIDs={uids['ct_study']}&initialSeriesInstanceUID=")
+    assert member["slide"] == f"/slim/studies/{uids['slide_study']}/series/{uids['slide_series']}"
+    pane = member["slide_pane"]
+    assert pane["slim"] and pane["drawn"] and pane["pink"] > 5000, pane
+    origin = pane["url"].split("/slim/", 1)[0]
+    frames = frames_of(pane, uids["slide_series"])
+    assert frames and all(url.startswith(f"{origin}/dicom-web-filter/studies/") for url in frames), frames[:3]
+    assert outsider["pairs"] == "0" and outsider["list"] == [] and "slide_pane" not in outsider, outsider
+    assert outsider["status"] == "radpath has linked no slide to this study yet"
+
+
 def test_parallel_runs_of_a_project_unpack_the_weights_onto_its_volume_once(mapped):
-    """Six runs of one project start at once: one provide-weights pod unpacks the models from
+    """Three runs of one project start at once: one provide-weights pod unpacks the models from
     the model image onto the project's models volume, the others wait for it (a lock on the
     volume) and find them there."""
     _, result = mapped
@@ -195,9 +233,9 @@ def test_pods_run_in_the_project_namespace_with_the_labels_kaapana_gives(mapped)
 
 
 def test_a_single_execution_selection_runs_one_run_per_slide_in_parallel_bounded_by_the_pool(mapped):
-    """Six selected slides: six radpath-map runs, their pods in parallel, but never more
+    """Three selected slides: three radpath-map runs, their pods in parallel, but never more
     segment pods at once than Kaapana's NODE_RAM pool has room for (the pool's slots over
-    the segment task's), all six pairs linked."""
+    the segment task's), all three pairs linked."""
     patients, result = mapped
     runs = runs_of(result)[:SELECTED]
     assert [run["state"] for run in runs] == ["success"] * SELECTED
