@@ -83,7 +83,7 @@ if [ -z "${RADPATH_SLIM_SOURCE:-}" ] && [ -f "../shared/slim-$SLIM_VERSION/packa
   export RADPATH_SLIM_SOURCE="../shared/slim-$SLIM_VERSION"
 fi
 SLIM_LOG="$(mktemp -t radpath-slim-XXXXXX.log)"
-say "building SLIM $SLIM_VERSION in the background (about 2.5 min and 45 MB the first time; log: $SLIM_LOG)"
+say "building SLIM $SLIM_VERSION in the background (about 2.5 min and 25 MB the first time; log: $SLIM_LOG)"
 "$VENV/bin/python" -m radpath.apps.viewer.slim build > "$SLIM_LOG" 2>&1 &
 SLIM_PID=$!
 slim_ready() {

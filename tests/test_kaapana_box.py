@@ -20,6 +20,7 @@ from pairs import Files, put_patient
 from slide_pane import frames_of
 
 from radpath.adapters.cache import cache_dir
+from radpath.apps.viewer.assets import ViewerUnavailable, node_modules
 from radpath.apps.viewer.slim import built_slim
 
 pytestmark = [pytest.mark.pacs, pytest.mark.slow]
@@ -76,7 +77,12 @@ def mapped(tmp_path_factory, kaapana_source):
     seed = Files()
     patients = [put_patient(seed, tmp, f"RP-BOX-{n}", slide_site="left kidney") for n in range(1, SELECTED + 1)]
     jobs = [("radpath-map", selection(uids["slide_series"])) for uids in patients]
-    slim = built_slim()  # the patient view's check needs SLIM (set-up builds it)
+    slim = built_slim()  # the patient view's check needs SLIM (set-up builds it) and a browser:
+    if slim is not None:  # its driver is fetched here, as the box has no network
+        try:
+            node_modules()
+        except ViewerUnavailable:
+            slim = None
     check = {"slim": str(slim.www), "study": patients[0]["ct_study"], "slide_series": patients[0]["slide_series"],
              "cache": str(cache_dir())}
     return patients, run_box(tmp / "box", [jobs, jobs[:1]], seed.paths, viewer_check=check if slim else None)
@@ -128,7 +134,7 @@ def test_the_published_patient_view_shows_the_projects_pair_in_slim_through_the_
     a session the host answers nothing."""
     patients, result = mapped
     if "viewer_check" not in result:
-        skip_unless_ci("SLIM is not built on this machine: `make setup` builds it")
+        skip_unless_ci("SLIM is not built on this machine (`make setup` builds it), or no browser driver (npm)")
     check = result["viewer_check"]
     assert "error" not in check, check.get("error")
     assert set(check["unsigned"].values()) == {401}, check["unsigned"]
