@@ -13,6 +13,7 @@ slides open in OHIF's microscopy mode and the pages say so.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -150,6 +151,10 @@ def serve_elements(path: Path, work: Path | None = None, skipped: list[str] | No
             pacs.stop()
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def view(path: Path, screenshot: Path | None = None) -> int:
     """Print the pages' URLs and serve until interrupted; or, with ``screenshot``, load the
     split page (one element) or the first patient view in headless Chromium, save what it
@@ -174,6 +179,8 @@ def view(path: Path, screenshot: Path | None = None) -> int:
             print(json.dumps(facts))
             return 0
         print("serving on 127.0.0.1 until Ctrl-C", flush=True)
+        # A kill (SIGTERM) ends the view as Ctrl-C does: its private Orthanc stops with it.
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             while True:
                 time.sleep(3600)
