@@ -37,6 +37,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
 from kaapana_dwf import Tls, make_tls, serve
+from kaapana_dwf import _Handler as ServiceHandler  # the stand-ins' shared HTTP handler
 
 #: Kaapana's SLIM settings, as its image carries them.
 KAAPANA_SLIM_CONFIG = Path("services/applications/slim-viewer/docker/local.js")
@@ -81,22 +82,10 @@ class KaapanaHost:
     def handler(self) -> type[BaseHTTPRequestHandler]:
         host = self
 
-        class Host(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Host(ServiceHandler):
             def reply(self, status: int, body: bytes = b"", content_type: str = "text/plain",
                       headers: Mapping[str, str] = {}):
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
+                super().reply(status, body, content_type, headers.items(), send_body=self.command != "HEAD")
 
             def do_GET(self):
                 url = urlsplit(self.path)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from ohif_pane import VIEWPORT, link_of, organ_slices, seg_of
 from pairs import link_into_pacs
 from slide_pane import pink_pixels
 
@@ -32,14 +33,9 @@ KIDNEY_2 = DemoSlide("biopsy-kidney-2.svs", "Niere links, Nachbiopsie", "Nachbio
 
 # -- what the browser is asked (JavaScript functions of one argument) -------------------------
 
-#: The OHIF pane's viewport, from the page.
-_VIEWPORT = """const f = document.getElementById('ohif'), w = f.contentWindow, s = w.services;
-  const id = s.viewportGridService.getActiveViewportId();
-  const vp = s.cornerstoneViewportService.getCornerstoneViewport(id);"""
-
 #: What OHIF displays: the image's SOP, its plane, where its pixel centres land on the
 #: screenshot, and the active segmentation's SEG series.
-DISPLAYED = f"""() => {{ {_VIEWPORT}
+DISPLAYED = f"""() => {{ {VIEWPORT}
   const cs = w.cornerstone, imageId = vp.getCurrentImageId(), plane = cs.metaData.get('imagePlaneModule', imageId);
   const frame = f.getBoundingClientRect(), canvas = vp.canvas.getBoundingClientRect();
   const world = (r, c) => [0, 1, 2].map(k => plane.imagePositionPatient[k]
@@ -52,16 +48,8 @@ DISPLAYED = f"""() => {{ {_VIEWPORT}
     rows: plane.rows, columns: plane.columns, origin: toScreen(0, 0), alongRow: toScreen(0, plane.columns - 1),
     alongColumn: toScreen(plane.rows - 1, 0), activeSeries,
     canvas: {{ left: frame.left + canvas.left, top: frame.top + canvas.top, width: canvas.width, height: canvas.height }} }}; }}"""
-#: A patient-space point → the screen point it is drawn at.
-TO_SCREEN = f"""(world) => {{ {_VIEWPORT}
-  const c = vp.worldToCanvas(world), canvas = vp.canvas.getBoundingClientRect(), frame = f.getBoundingClientRect();
-  return [frame.left + canvas.left + c[0], frame.top + canvas.top + c[1]]; }}"""
-#: Scroll OHIF to the image of a SOP Instance UID, as a user's scroll would.
-SCROLL_TO = f"""async (sop) => {{ {_VIEWPORT}
-  const index = vp.getImageIds().findIndex(id => id.includes('/instances/' + sop + '/'));
-  await vp.setImageIdIndex(index); vp.render(); return index; }}"""
 #: The segmentations shown in OHIF, by SEG series, and their visibility switched.
-SEGMENTS_VISIBLE = f"""(visible) => {{ {_VIEWPORT}
+SEGMENTS_VISIBLE = f"""(visible) => {{ {VIEWPORT}
   for (const r of s.segmentationService.getSegmentationRepresentations(id))
     s.segmentationService.setSegmentVisibility(id, r.segmentationId, 1, visible);
   return s.segmentationService.getSegmentationRepresentations(id).length; }}"""
@@ -108,20 +96,12 @@ def patient_view(tmp_path_factory):
         pacs.stop()
 
 
-def _link(element: Path) -> dict:
-    return json.loads((element / "link" / "link.json").read_text())
-
-
-def _seg(element: Path) -> Path:
-    return next((element / "seg-encode").glob("*.seg.dcm"))
-
-
 def _url(view: dict, element: Path | None = None) -> str:
-    any_link = _link(next(iter(view["elements"].values())))
+    any_link = link_of(next(iter(view["elements"].values())))
     base = f"{view['server'].base_url}/radpath/"
     if element is None:
         return f"{base}{PATIENT_VIEW_FILE}?study={any_link['radiology']['study_instance_uid']}"
-    return base + _link(element)["viewers"]["patient"]
+    return base + link_of(element)["viewers"]["patient"]
 
 
 def _open(browser: BrowserSession, url: str, centred_on: str | None = None) -> dict:
@@ -131,23 +111,6 @@ def _open(browser: BrowserSession, url: str, centred_on: str | None = None) -> d
         browser.wait("(seg) => document.body.dataset.centred === seg", centred_on, timeout_s=120)
         browser.sleep(1)
     return browser.evaluate(PAGE)
-
-
-def _world(view: dict, sop: str, row: float, column: float) -> list[float]:
-    """Patient-space point of pixel (row, column) of the CT image ``sop``."""
-    ds = pydicom.dcmread(view["ct"][sop], stop_before_pixels=True)
-    origin = np.array(ds.ImagePositionPatient, float)
-    orientation = np.array(ds.ImageOrientationPatient, float)
-    between_rows, between_columns = (float(v) for v in ds.PixelSpacing)
-    return list(origin + column * between_columns * orientation[:3] + row * between_rows * orientation[3:])
-
-
-def _organ_slices(seg: Path) -> list[tuple[str, int]]:
-    """(source SOP, mask pixels) of each source image the SEG covers, in frame order."""
-    ds = pydicom.dcmread(seg)
-    frames = ds.pixel_array.reshape(-1, ds.Rows, ds.Columns)
-    return [(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID, int(frame.sum()))
-            for item, frame in zip(ds.PerFrameFunctionalGroupsSequence, frames)]
 
 
 def _still_screenshot(browser: BrowserSession, shot: Path, tries: int = 12) -> None:
@@ -183,14 +146,14 @@ def test_the_view_lists_the_patients_two_pairs_read_from_the_pacs(patient_view, 
     assert labels[1].startswith("liver") and "biopsy-liver" in labels[1], labels
     # Each pair has a plain URL that opens the view with it selected (and keyboard focus reaches it).
     hrefs = {item["href"] for item in page["list"]}
-    assert {_link(e)["viewers"]["patient"] for e in elements.values()} == hrefs
+    assert {link_of(e)["viewers"]["patient"] for e in elements.values()} == hrefs
 
 
 def test_choosing_the_liver_pair_centres_ohif_on_the_liver_with_its_segment_active(patient_view, tmp_path):
     kidney, liver = patient_view["elements"]["biopsy-kidney"], patient_view["elements"]["biopsy-liver"]
-    liver_series = _link(liver)["radiology"]["seg_series_instance_uid"]
+    liver_series = link_of(liver)["radiology"]["seg_series_instance_uid"]
     with BrowserSession(tmp_path / "browser") as browser:
-        _open(browser, _url(patient_view, kidney), centred_on=_link(kidney)["radiology"]["seg_series_instance_uid"])
+        _open(browser, _url(patient_view, kidney), centred_on=link_of(kidney)["radiology"]["seg_series_instance_uid"])
         item = browser.evaluate(f"""() => {{ const r = document.querySelector('#pairs a[data-seg="{liver_series}"]')
                     .getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; }}""")
         browser.click(*item)  # the pair in the list, as a user chooses it
@@ -199,11 +162,11 @@ def test_choosing_the_liver_pair_centres_ohif_on_the_liver_with_its_segment_acti
         shown = browser.evaluate(DISPLAYED)
     assert shown["activeSeries"] == liver_series, shown
     # The displayed slice lies within the liver's extent, within one slice of its centre.
-    normal = np.cross(*np.array(pydicom.dcmread(_seg(liver), stop_before_pixels=True)
+    normal = np.cross(*np.array(pydicom.dcmread(seg_of(liver), stop_before_pixels=True)
                                 .SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0]
                                 .ImageOrientationPatient, float).reshape(2, 3))
     offsets = sorted(float(np.dot(normal, pydicom.dcmread(patient_view["ct"][sop], stop_before_pixels=True)
-                                  .ImagePositionPatient)) for sop, pixels in _organ_slices(_seg(liver)) if pixels)
+                                  .ImagePositionPatient)) for sop, pixels in organ_slices(seg_of(liver)) if pixels)
     spacing = float(np.min(np.diff(offsets)))
     displayed = float(np.dot(normal, shown["position"]))
     assert offsets[0] <= displayed <= offsets[-1]
@@ -213,13 +176,13 @@ def test_choosing_the_liver_pair_centres_ohif_on_the_liver_with_its_segment_acti
 def test_a_pairs_url_shows_the_organ_overlay_on_first_paint(patient_view, tmp_path):
     liver = patient_view["elements"]["biopsy-liver"]
     with BrowserSession(tmp_path / "browser") as browser:
-        _open(browser, _url(patient_view, liver), centred_on=_link(liver)["radiology"]["seg_series_instance_uid"])
+        _open(browser, _url(patient_view, liver), centred_on=link_of(liver)["radiology"]["seg_series_instance_uid"])
         _still_screenshot(browser, tmp_path / "first.png")
         shown = browser.evaluate(DISPLAYED)
         browser.evaluate(SEGMENTS_VISIBLE, False)
         browser.sleep(1.5)
         _still_screenshot(browser, tmp_path / "hidden.png")
-    mask = seg_mask_for(_seg(liver), shown["sop"])
+    mask = seg_mask_for(seg_of(liver), shown["sop"])
     result = overlay_check(mask, shown, tmp_path / "first.png", tmp_path / "hidden.png")
     assert result.changed_pixels > 0 and result.passed, (result, tmp_path)
     # Negative control: the same comparison against the mask moved 10 voxels sideways fails.
@@ -234,7 +197,7 @@ def test_a_slide_linked_after_the_view_was_built_appears_on_reload(patient_view,
         # A second kidney biopsy of the same patient goes through the pipeline meanwhile.
         later = tmp_path / "later"
         shutil.copytree(patient_view["folder"] / "ct", later / "ct")
-        study = SyntheticStudy(patient=PATIENT, study_instance_uid=_link(kidney)["radiology"]["study_instance_uid"])
+        study = SyntheticStudy(patient=PATIENT, study_instance_uid=link_of(kidney)["radiology"]["study_instance_uid"])
         write_demo_slide(later, study, KIDNEY_2)
         _run_pipeline(tmp_path, "later", later, patient_view["pacs"], patient_view["port"])
         page = _open(browser, url)
@@ -276,7 +239,7 @@ def _ohif_lists(browser: BrowserSession, view: dict, study: str) -> dict:
 
 
 def test_ohif_lists_each_pairs_measurement_report_in_the_study(patient_view, tmp_path):
-    links = [_link(e) for e in patient_view["elements"].values()]
+    links = [link_of(e) for e in patient_view["elements"].values()]
     study = links[0]["radiology"]["study_instance_uid"]
     with BrowserSession(tmp_path / "browser") as browser:
         shown = _ohif_lists(browser, patient_view, study)
@@ -306,12 +269,12 @@ def test_radpath_view_on_a_run_folder_serves_its_patient_view(patient_view, tmp_
     run = subprocess.run([sys.executable, "-m", "radpath", "view", str(run_folder), "--screenshot", str(shot)],
                          capture_output=True, text=True, timeout=400)
     assert run.returncode == 0, run.stderr[-2000:]
-    study = _link(patient_view["elements"]["biopsy-kidney"])["radiology"]["study_instance_uid"]
+    study = link_of(patient_view["elements"]["biopsy-kidney"])["radiology"]["study_instance_uid"]
     assert f"patient view (study {study}): http://127.0.0.1:" in run.stdout
     facts = json.loads(run.stdout.strip().splitlines()[-1])
     ohif, slide = facts["frames"]
     assert "/viewer?" in ohif and "/slim/studies/" in slide  # SLIM, built in set-up
-    assert facts["centred"] in {_link(e)["radiology"]["seg_series_instance_uid"]
+    assert facts["centred"] in {link_of(e)["radiology"]["seg_series_instance_uid"]
                                 for e in patient_view["elements"].values()}
     pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     middle = pixels[120:, 480:730]  # OHIF's viewport, right of its study browser

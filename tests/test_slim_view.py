@@ -6,16 +6,15 @@ come from the demo's SEG and CT files (pydicom), not from the page's own mask co
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 from conftest import skip_unless_ci
+from ohif_pane import SCROLL_TO, TO_SCREEN, VIEWPORT, link_of, organ_slices, seg_of, world_point
 from slide_pane import PANE, frames_of, slim_shows
 
 from radpath.apps.viewer.assets import CHROMIUM
@@ -24,18 +23,8 @@ from radpath.apps.viewer.slim import built_slim
 
 pytestmark = [pytest.mark.pacs, pytest.mark.slow]
 
-#: The OHIF pane's viewport: a patient-space point → the screen point it is drawn at.
-TO_SCREEN = """(world) => { const f = document.getElementById('ohif'), s = f.contentWindow.services;
-  const vp = s.cornerstoneViewportService.getCornerstoneViewport(s.viewportGridService.getActiveViewportId());
-  const c = vp.worldToCanvas(world), canvas = vp.canvas.getBoundingClientRect(), frame = f.getBoundingClientRect();
-  return [frame.left + canvas.left + c[0], frame.top + canvas.top + c[1]]; }"""
-#: OHIF to the image of a SOP Instance UID, as a user's scroll would; the active SEG's series.
-SCROLL_TO = """async (sop) => { const s = document.getElementById('ohif').contentWindow.services;
-  const vp = s.cornerstoneViewportService.getCornerstoneViewport(s.viewportGridService.getActiveViewportId());
-  await vp.setImageIdIndex(vp.getImageIds().findIndex(id => id.includes('/instances/' + sop + '/'))); vp.render(); }"""
-ACTIVE_SEG = """() => { const s = document.getElementById('ohif').contentWindow.services;
-  const id = s.viewportGridService.getActiveViewportId(), a = s.segmentationService.getActiveSegmentation(id);
-  return a ? (s.displaySetService.getDisplaySetByUID(a.segmentationId) || {}).SeriesInstanceUID : null; }"""
+ACTIVE_SEG = f"""() => {{ {VIEWPORT} const a = s.segmentationService.getActiveSegmentation(id);
+  return a ? (s.displaySetService.getDisplaySetByUID(a.segmentationId) || {{}}).SeriesInstanceUID : null; }}"""
 PAGE = """() => ({ slide: document.getElementById('slide').getAttribute('src'),
   hits: document.getElementById('hits').textContent, fallback: document.getElementById('fallback').hidden,
   lastClick: document.body.dataset.lastClick ? JSON.parse(document.body.dataset.lastClick) : null,
@@ -70,27 +59,12 @@ def demo_view(demo_run):
         view.wait(timeout=30)
 
 
-def _link(element: Path) -> dict:
-    return json.loads((element / "link" / "link.json").read_text())
-
-
-def _seg(element: Path) -> Path:
-    return next((element / "seg-encode").glob("*.seg.dcm"))
-
-
-def _world(view: dict, sop: str, row: float, column: float) -> list[float]:
-    ds = pydicom.dcmread(view["ct"][sop], stop_before_pixels=True)
-    origin, orientation = np.array(ds.ImagePositionPatient, float), np.array(ds.ImageOrientationPatient, float)
-    between_rows, between_columns = (float(v) for v in ds.PixelSpacing)
-    return list(origin + column * between_columns * orientation[:3] + row * between_rows * orientation[3:])
-
-
 def test_the_slide_opens_in_slim_and_a_click_in_the_kidney_switches_it(demo_view, tmp_path):
     kidney, liver = demo_view["elements"]["biopsy-kidney"], demo_view["elements"]["biopsy-liver"]
-    kidney_slide, liver_slide = (_link(e)["slide"]["series_instance_uid"] for e in (kidney, liver))
-    segs = [_seg(kidney), _seg(liver)]
+    kidney_slide, liver_slide = (link_of(e)["slide"]["series_instance_uid"] for e in (kidney, liver))
+    segs = [seg_of(kidney), seg_of(liver)]
     with BrowserSession(tmp_path / "browser") as browser:
-        browser.goto(demo_view["url"] + f"&pair={_link(liver)['radiology']['seg_series_instance_uid']}")
+        browser.goto(demo_view["url"] + f"&pair={link_of(liver)['radiology']['seg_series_instance_uid']}")
         browser.wait("() => document.body.dataset.centred !== undefined", timeout_s=150)
         # The liver's slide, in SLIM: its own DOM (not OHIF's), frames of that series, H&E on screen.
         first = slim_shows(browser, liver_slide, tmp_path / "liver.png")
@@ -100,10 +74,7 @@ def test_the_slide_opens_in_slim_and_a_click_in_the_kidney_switches_it(demo_view
         assert browser.evaluate(PAGE)["fallback"]  # SLIM is built: no fallback note
         # The kidney's fullest slice; points beside every organ there (10 voxels right of
         # the kidney, and in the body's far corner) change nothing.
-        sop = max(((item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID, int(f.sum()))
-                   for ds in [pydicom.dcmread(segs[0])]
-                   for item, f in zip(ds.PerFrameFunctionalGroupsSequence,
-                                      ds.pixel_array.reshape(-1, ds.Rows, ds.Columns))), key=lambda s: s[1])[0]
+        sop = max(organ_slices(segs[0]), key=lambda s: s[1])[0]
         browser.evaluate(SCROLL_TO, sop)
         browser.sleep(1)
         masks = [seg_mask_for(seg, sop) for seg in segs]
@@ -113,7 +84,7 @@ def test_the_slide_opens_in_slim_and_a_click_in_the_kidney_switches_it(demo_view
         beside = [(int(inside[0]), int(columns[rows == inside[0]].max()) + 10), (4, 4)]
         assert not any(mask[point] for mask in masks for point in beside)
         for point in beside:
-            browser.click(*browser.evaluate(TO_SCREEN, _world(demo_view, sop, *point)))
+            browser.click(*browser.evaluate(TO_SCREEN, world_point(demo_view["ct"][sop], *point)))
             browser.sleep(1.5)
             page = browser.evaluate(PAGE)
             assert page["lastClick"] and page["lastClick"]["hits"] == [], page
@@ -121,14 +92,14 @@ def test_the_slide_opens_in_slim_and_a_click_in_the_kidney_switches_it(demo_view
         still = browser.evaluate(PANE, "slide")
         assert liver_slide in still["url"] and not frames_of(still, kidney_slide)  # SLIM stayed on its slide
         # Inside the kidney: SLIM on the kidney's slide.
-        browser.click(*browser.evaluate(TO_SCREEN, _world(demo_view, sop, *inside)))
+        browser.click(*browser.evaluate(TO_SCREEN, world_point(demo_view["ct"][sop], *inside)))
         switched = slim_shows(browser, kidney_slide, tmp_path / "kidney.png")
         page = browser.evaluate(PAGE)
         assert page["hits"] == "left kidney" and kidney_slide in page["slide"], page
         assert switched["slim"] and frames_of(switched, kidney_slide) and switched["pink"] > 5000, tmp_path
         # The way back: the slide's bar shows its organ in OHIF, centred, its segment active.
         assert page["back"] == "show the left kidney in OHIF"
-        kidney_seg = _link(kidney)["radiology"]["seg_series_instance_uid"]
+        kidney_seg = link_of(kidney)["radiology"]["seg_series_instance_uid"]
         browser.click(*page["back_at"])
         browser.wait("(seg) => document.body.dataset.centred === seg", kidney_seg, timeout_s=60)
         assert browser.evaluate(ACTIVE_SEG) == kidney_seg

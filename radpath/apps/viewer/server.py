@@ -25,9 +25,9 @@ mimetypes.add_type("application/wasm", ".wasm")
 mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("text/javascript", ".mjs")
 
-PROXIED = ("/dicom-web/", "/dicom-web?", "/wado")
+PROXIED = (f"{LOCAL_DICOMWEB_PATH}/", f"{LOCAL_DICOMWEB_PATH}?", "/wado")
 SLIM_ROUTE = re.compile(r"^/slim/studies/(?P<study>[0-9.]+)(/series/(?P<series>[0-9.]+))?/?$")
-METADATA = re.compile(r"^/dicom-web/studies/[^/]+(/series/[^/]+)?(/instances/[^/]+)?/metadata(\?.*)?$")
+METADATA = re.compile(rf"^{re.escape(LOCAL_DICOMWEB_PATH)}/studies/[^/]+(/series/[^/]+)?(/instances/[^/]+)?/metadata(\?.*)?$")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "content-length"}
 #: Orthanc 1.10's DICOMweb writes OF/OD/OL/OV values as one number; as bulk data links
@@ -53,7 +53,7 @@ def _binary_values_as_bulk(instances: list, origin: str) -> bool:
             study, series, sop = (instance[t]["Value"][0] for t in ("0020000D", "0020000E", "00080018"))
         except (KeyError, IndexError, TypeError):
             continue
-        walk(instance, [], f"{origin}/dicom-web/studies/{study}/series/{series}/instances/{sop}")
+        walk(instance, [], f"{origin}{LOCAL_DICOMWEB_PATH}/studies/{study}/series/{series}/instances/{sop}")
     return changed
 
 
@@ -67,12 +67,12 @@ class ViewerServer:
         self.www, self.upstream, self.pages = Path(www).resolve(), upstream, pages
         self.slim = Path(slim).resolve() if slim is not None else None
         self.port = port or free_port()
+        self._server: ThreadingHTTPServer | None = None
 
     @property
     def site(self) -> ViewerSite:
         """What this host serves, for the pages written for it."""
         return local_site(slim_built=self.slim is not None)
-        self._server: ThreadingHTTPServer | None = None
 
     @property
     def base_url(self) -> str:

@@ -24,7 +24,7 @@ import tarfile
 import tempfile
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from radpath.adapters.cache import cache_dir
@@ -59,11 +59,16 @@ class SlimBuild:
 
     @classmethod
     def read(cls, www: Path) -> SlimBuild | None:
+        """The build in ``www``, from its record; None where there is none to read."""
         try:
             record = json.loads((www / BUILD_RECORD).read_text())
-            return cls(www=www, **{k: record[k] for k in ("version", "source_digest", "seconds", "megabytes")})
+            return cls(www=www, **{f.name: record[f.name] for f in fields(cls) if f.name != "www"})
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    def write(self) -> None:
+        """Its record, beside its files."""
+        (self.www / BUILD_RECORD).write_text(json.dumps({k: v for k, v in asdict(self).items() if k != "www"}))
 
 
 def slim_source() -> Path:
@@ -122,6 +127,12 @@ def _current() -> Path:
     return cache_dir() / f"slim-{SLIM_VERSION}-current.json"
 
 
+def _make_current(build: SlimBuild) -> SlimBuild:
+    """``build`` becomes the one :func:`built_slim` finds."""
+    _current().write_text(json.dumps({"www": str(build.www)}))
+    return build
+
+
 def _build_folder(digest: str) -> Path:
     return cache_dir() / f"slim-{SLIM_VERSION}-{digest[:16]}"
 
@@ -134,8 +145,7 @@ def build_slim(source: Path | None = None, log: Path | None = None) -> SlimBuild
     target = _build_folder(digest)
     done = SlimBuild.read(target)
     if done is not None:
-        _current().write_text(json.dumps({"www": str(target)}))
-        return done
+        return _make_current(done)
     for tool in ("node", "npx"):
         if shutil.which(tool) is None:
             raise ViewerUnavailable(f"{tool} is not installed: SLIM is built with Node.js 20 and pnpm")
@@ -168,13 +178,12 @@ def build_slim(source: Path | None = None, log: Path | None = None) -> SlimBuild
         with (built / "config" / "env.js").open("a") as env_js:
             env_js.write(LIBRARY_PATH_FIX)
         size = sum(p.stat().st_size for p in built.rglob("*") if p.is_file())
-        record = SlimBuild(www=target, version=SLIM_VERSION, source_digest=digest,
+        record = SlimBuild(www=built, version=SLIM_VERSION, source_digest=digest,
                            seconds=round(time.monotonic() - started, 1), megabytes=round(size / 1e6, 1))
-        (built / BUILD_RECORD).write_text(json.dumps({k: v for k, v in asdict(record).items() if k != "www"}))
+        record.write()  # before the move: a build folder in the cache always has its record
         shutil.rmtree(target, ignore_errors=True)
         built.rename(target)
-    _current().write_text(json.dumps({"www": str(target)}))
-    return record
+    return _make_current(replace(record, www=target))
 
 
 def _tail(log: Path, lines: int = 15) -> str:

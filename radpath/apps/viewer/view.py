@@ -50,7 +50,7 @@ class LocalView:
     ohif_url: str | None = None
     slide_url: str | None = None
     #: What opens the slides: SLIM, or OHIF's microscopy mode where SLIM is not built.
-    slide_viewer: str = ""
+    slide_viewer: SlideViewer = SlideViewer.OHIF_MICROSCOPY
 
 
 def _linked(candidate: Path, skipped: list[str]) -> BatchElement | None:
@@ -138,7 +138,7 @@ def serve_elements(path: Path, work: Path | None = None, skipped: list[str] | No
                 here = f"{server.base_url}/radpath"
                 views = {study: f"{here}/{PATIENT_VIEW_FILE}?study={study}" for study in studies}
                 if len(elements) > 1:
-                    yield LocalView(views, slide_viewer=site.slide_viewer.value)
+                    yield LocalView(views, slide_viewer=site.slide_viewer)
                     return
                 results, link = _link_record(elements[0])
                 old_base = link["viewers"]["ohif"].split("/ohif/viewer")[0]
@@ -146,7 +146,7 @@ def serve_elements(path: Path, work: Path | None = None, skipped: list[str] | No
                 (pages / PAGE_FILE).write_text(page.replace(old_base + "/", server.base_url + "/"), encoding="utf-8")
                 yield LocalView({study: f"{here}/{link['viewers']['patient']}" for study in studies},
                                 f"{here}/{PAGE_FILE}", link["viewers"]["ohif"].replace(old_base, server.base_url),
-                                link["viewers"]["slim"].replace(old_base, server.base_url), site.slide_viewer.value)
+                                link["viewers"]["slim"].replace(old_base, server.base_url), site.slide_viewer)
         finally:
             pacs.stop()
 
@@ -163,14 +163,14 @@ def view(path: Path, screenshot: Path | None = None) -> int:
     with serve_elements(path, skipped=skipped) as local:
         for problem in skipped:
             print(f"radpath view: skipped {problem}", file=sys.stderr, flush=True)
-        if local.slide_viewer != SlideViewer.SLIM.value:
+        if local.slide_viewer is not SlideViewer.SLIM:
             print("radpath view: SLIM is not built on this machine (make setup builds it): slides open in "
                   "OHIF's microscopy mode", file=sys.stderr, flush=True)
         for study, url in local.patient_views.items():
             print(f"patient view (study {study}): {url}", flush=True)
         if local.page_url:
             print(f"split view: {local.page_url}\nOHIF (radiology + SEG): {local.ohif_url}\n"
-                  f"slide ({local.slide_viewer}): {local.slide_url}", flush=True)
+                  f"slide ({local.slide_viewer.value}): {local.slide_url}", flush=True)
         if screenshot is not None:
             from radpath.apps.viewer.look import look
 
